@@ -1,0 +1,404 @@
+/*
+ * dispatch.c: turns what the engine published into calls of Lua functions.
+ * The only place that calls Lua, always on the lua_State passed to the
+ * poll/run/await that is running.
+ *
+ * Tasks with something to deliver wait in a FIFO. Each task moves through
+ * stages (headers, progress, result, complete, wake), and its stage and
+ * listener index advance *before* each call, so an error raised by a
+ * listener leaves the dispatcher at once, with the module consistent, and
+ * the next poll() carries on with the next listener: no event is lost.
+ */
+#include "binding.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- the FIFO --------------------------------------------------------- */
+
+void dispatch_push(dt_state *st, dt_task *t) {
+  if (t->in_fifo) return;
+  t->in_fifo = 1;
+  t->fifo_next = NULL;
+  t->fifo_prev = st->fifo_tail;
+  if (st->fifo_tail) st->fifo_tail->fifo_next = t;
+  else st->fifo_head = t;
+  st->fifo_tail = t;
+}
+
+void dispatch_remove(dt_state *st, dt_task *t) {
+  if (!t->in_fifo) return;
+  if (t->fifo_prev) t->fifo_prev->fifo_next = t->fifo_next;
+  else st->fifo_head = t->fifo_next;
+  if (t->fifo_next) t->fifo_next->fifo_prev = t->fifo_prev;
+  else st->fifo_tail = t->fifo_prev;
+  t->fifo_prev = t->fifo_next = NULL;
+  t->in_fifo = 0;
+}
+
+/* the first task not being delivered by an outer dispatcher run */
+static dt_task *first_ready(dt_state *st) {
+  dt_task *t = st->fifo_head;
+  while (t && t->busy) t = t->fifo_next;
+  return t;
+}
+
+int dispatch_pending(dt_state *st) { return first_ready(st) != NULL; }
+
+/* ---- taking news from the engine (engine mutex held: only moves) ------- */
+
+static void take_one(void *owner, dt_pub *pub, void *ud) {
+  dt_task *t = owner;
+  dt_state *st = ud;
+  unsigned ev = pub->events;
+  pub->events = 0;
+  /* after abort() nothing from the engine is delivered; what the pub holds
+   * is freed (and a finished body removed) with the transfer */
+  if (t->state == TS_ABORTED || t->result_delivered) return;
+  if ((ev & DT_EV_STARTED) && t->state == TS_QUEUED) t->state = TS_RUNNING;
+  if ((ev & DT_EV_HEADERS) && pub->headers) {
+    free(t->headers);
+    t->headers = pub->headers;
+    pub->headers = NULL;
+    t->inbox |= DT_EV_HEADERS;
+  }
+  if (ev & DT_EV_PROGRESS) {
+    t->now = pub->now;
+    t->total = pub->total;
+    t->inbox |= DT_EV_PROGRESS;
+  }
+  if ((ev & DT_EV_DONE) && pub->result) {
+    t->result = pub->result;
+    pub->result = NULL;
+    t->inbox |= DT_EV_DONE;
+  }
+  if (t->inbox) dispatch_push(st, t);
+}
+
+void dispatch_take(dt_state *st) {
+  if (st->engine && engine_owned_here(st->engine)) engine_take(st->engine, take_one, st);
+}
+
+/* ---- building the tables handed to Lua -------------------------------- */
+
+static void set_int(lua_State *L, const char *k, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, k);
+}
+
+static void set_num(lua_State *L, const char *k, double v) {
+  lua_pushnumber(L, v);
+  lua_setfield(L, -2, k);
+}
+
+static void set_str(lua_State *L, const char *k, const char *v) {
+  lua_pushstring(L, v);
+  lua_setfield(L, -2, k);
+}
+
+/* names are lower case already; repeated names are joined with ", " */
+static void push_header_table(lua_State *L, const dt_headers *h) {
+  lua_createtable(L, 0, h ? (int)h->count : 0);
+  if (!h) return;
+  const char *p = h->data;
+  for (size_t i = 0; i < h->count; i++) {
+    const char *name = p;
+    const char *value = name + strlen(name) + 1;
+    p = value + strlen(value) + 1;
+    if (lua_getfield(L, -1, name) == LUA_TSTRING) {
+      lua_pushliteral(L, ", ");
+      lua_pushstring(L, value);
+      lua_concat(L, 3);
+    } else {
+      lua_pop(L, 1);
+      lua_pushstring(L, value);
+    }
+    lua_setfield(L, -2, name);
+  }
+}
+
+static void push_profile(lua_State *L, const dt_profile *p) {
+  lua_createtable(L, 0, 20);
+  set_num(L, "fetchStart", p->fetch_start);
+  set_num(L, "domainLookUpStart", p->lookup_start);
+  set_num(L, "domainLookUpEnd", p->lookup_end);
+  set_num(L, "connectStart", p->connect_start);
+  set_num(L, "connectEnd", p->connect_end);
+  set_num(L, "SSLconnectionStart", p->ssl_start);
+  set_num(L, "SSLconnectionEnd", p->ssl_end);
+  set_num(L, "requestStart", p->request_start);
+  set_num(L, "requestEnd", p->request_end);
+  set_num(L, "responseStart", p->response_start);
+  set_num(L, "responseEnd", p->response_end);
+  set_num(L, "redirectStart", p->redirect_start);
+  set_num(L, "redirectEnd", p->redirect_end);
+  set_str(L, "peerIP", p->peer_ip);
+  set_int(L, "port", p->port);
+  set_str(L, "protocol", p->protocol ? p->protocol : "");
+  lua_pushboolean(L, p->socket_reused);
+  lua_setfield(L, -2, "socketReused");
+  set_int(L, "sendBytesCount", p->send_bytes);
+  set_int(L, "receivedBytedCount", p->received_bytes);
+  set_num(L, "throughputKbps", p->throughput_kbps);
+}
+
+static void push_error(lua_State *L, int err, const char *reason) {
+  lua_createtable(L, 0, 2);
+  lua_pushfstring(L, "downloadFile:fail %s", reason ? reason : "unknown error");
+  lua_setfield(L, -2, "errMsg");
+  set_int(L, "errno", err);
+}
+
+static int save_errno(int e) {
+  return (e == EACCES || e == EPERM || e == EROFS) ? DT_ERR_PERM : DT_ERR_SAVE;
+}
+
+/* The body reaches the destination here, at delivery: a task aborted
+ * before its success is delivered leaves the destination as it was. */
+static void land_body(dt_task *t) {
+  dt_result *r = t->result;
+  if (!r->ok || !r->to_dest) return;
+  const char *dest = xfer_opts(t->x)->file_path;
+  if (rename(r->body_path, dest) == 0) {
+    free(r->body_path);
+    r->body_path = NULL;
+    return;
+  }
+  int e = errno;
+  char reason[300];
+  if (save_errno(e) == DT_ERR_PERM) snprintf(reason, sizeof reason, "permission denied");
+  else snprintf(reason, sizeof reason, "save file error: %s", strerror(e));
+  r->ok = 0;
+  r->err = save_errno(e);
+  free(r->reason);
+  r->reason = strdup(reason);
+  unlink(r->body_path);
+}
+
+static void push_result(lua_State *L, dt_task *t) {
+  dt_result *r = t->result;
+  if (!r->ok) {
+    push_error(L, r->err, r->reason);
+    return;
+  }
+  lua_createtable(L, 0, 8);
+  set_int(L, "statusCode", r->status);
+  if (r->to_dest) {
+    set_str(L, "filePath", xfer_opts(t->x)->file_path);
+  } else {
+    set_str(L, "tempFilePath", r->body_path);
+    free(r->body_path); /* the file is the caller's now */
+    r->body_path = NULL;
+  }
+  push_header_table(L, t->headers);
+  lua_setfield(L, -2, "header");
+  set_int(L, "dataLength", r->length);
+  push_profile(L, &r->profile);
+  lua_setfield(L, -2, "profile");
+  set_str(L, "errMsg", "downloadFile:ok");
+}
+
+/* ---- delivery --------------------------------------------------------- */
+
+/* Keeps a string error's traceback; other error values pass unchanged. */
+static int msgh(lua_State *L) {
+  if (lua_type(L, 1) == LUA_TSTRING) luaL_traceback(L, L, lua_tostring(L, 1), 1);
+  return 1;
+}
+
+static void uv_set(lua_State *L, int uv, int slot) { lua_rawseti(L, uv, slot); }
+
+/* Picks the task's next event and prepares it in UV_EVENT/UV_SNAP.
+ * Returns 0 when nothing is left to deliver. */
+static int next_stage(lua_State *L, dt_task *t, int uv) {
+  if (t->state == TS_ABORTED && !t->result_delivered) {
+    push_error(L, DT_ERR_ABORT, "abort");
+    uv_set(L, uv, UV_RESULT);
+    t->stage = SG_RESULT;
+    return 1;
+  }
+  if (t->inbox & DT_EV_HEADERS) {
+    t->inbox &= ~DT_EV_HEADERS;
+    lua_createtable(L, 0, 2);
+    push_header_table(L, t->headers);
+    lua_setfield(L, -2, "header");
+    set_int(L, "statusCode", t->headers->status);
+    uv_set(L, uv, UV_EVENT);
+    lua_rawgeti(L, uv, UV_HEADERS);
+    uv_set(L, uv, UV_SNAP);
+    t->stage = SG_HEADERS;
+    t->idx = 1;
+    return 1;
+  }
+  if (t->inbox & DT_EV_PROGRESS) {
+    t->inbox &= ~DT_EV_PROGRESS;
+    if (t->progress_sent && t->now == t->sent_now && t->total == t->sent_total)
+      return next_stage(L, t, uv);
+    t->progress_sent = 1;
+    t->sent_now = t->now;
+    t->sent_total = t->total;
+    lua_Integer pct = 0;
+    if (t->total > 0) pct = (lua_Integer)(t->now >= t->total ? 100 : t->now * 100 / t->total);
+    else if (t->total == 0) pct = 100;
+    lua_createtable(L, 0, 3);
+    set_int(L, "progress", pct);
+    set_int(L, "totalBytesWritten", t->now);
+    set_int(L, "totalBytesExpectedToWrite", t->total);
+    uv_set(L, uv, UV_EVENT);
+    lua_rawgeti(L, uv, UV_PROGRESS);
+    uv_set(L, uv, UV_SNAP);
+    t->stage = SG_PROGRESS;
+    t->idx = 1;
+    return 1;
+  }
+  if (t->inbox & DT_EV_DONE) {
+    t->inbox &= ~DT_EV_DONE;
+    land_body(t);
+    push_result(L, t);
+    uv_set(L, uv, UV_RESULT);
+    t->stage = SG_RESULT;
+    return 1;
+  }
+  return 0;
+}
+
+/* Calls fn (at the top) with the value in uv[slot]. */
+static int call1(lua_State *L, int h, int uv, int slot) {
+  lua_rawgeti(L, uv, slot);
+  return lua_pcall(L, 1, 0, h);
+}
+
+/* Resumes a coroutine waiting in await(). */
+static int wake(lua_State *L, lua_State *co) {
+  if (lua_status(co) != LUA_YIELD) return LUA_OK; /* finished, or not suspended in await */
+  int nres = 0;
+  int rc = compat_resume(co, L, 0, &nres);
+  if (rc == LUA_OK || rc == LUA_YIELD) {
+    lua_pop(co, nres);
+    return LUA_OK;
+  }
+  if (lua_type(co, -1) == LUA_TSTRING) luaL_traceback(L, co, lua_tostring(co, -1), 0);
+  else lua_xmove(co, L, 1);
+  return rc;
+}
+
+static void end_task(lua_State *L, dt_task *t, int uv) {
+  lua_pushnil(L);
+  uv_set(L, uv, UV_SNAP);
+  lua_pushnil(L);
+  uv_set(L, uv, UV_EVENT);
+  t->stage = SG_IDLE;
+  task_release(L, t);
+}
+
+/* One step of t's delivery: at most one call of Lua. Returns LUA_OK, an
+ * error status (error value on top), or -1 when t has nothing left. */
+static int step(lua_State *L, dt_state *st, dt_task *t, int uv, int h) {
+  int rc;
+  switch (t->stage) {
+  case SG_IDLE:
+    return next_stage(L, t, uv) ? LUA_OK : -1;
+  case SG_HEADERS:
+  case SG_PROGRESS:
+    if (lua_rawgeti(L, uv, UV_SNAP) != LUA_TTABLE || lua_rawgeti(L, -1, t->idx) == LUA_TNIL) {
+      lua_settop(L, h);
+      t->stage = SG_IDLE;
+      return LUA_OK;
+    }
+    t->idx++;
+    rc = call1(L, h, uv, UV_EVENT);
+    /* abort() from a listener: what was queued is dropped, fail comes next */
+    if (t->state == TS_ABORTED && !t->result_delivered) t->stage = SG_IDLE;
+    return rc;
+  case SG_RESULT: {
+    int ok = t->state != TS_ABORTED && t->result && t->result->ok;
+    t->result_delivered = 1;
+    if (t->state != TS_ABORTED) t->state = ok ? TS_DONE : TS_FAILED;
+    t->stage = SG_COMPLETE;
+    if (lua_rawgeti(L, uv, ok ? UV_SUCCESS : UV_FAIL) != LUA_TFUNCTION) {
+      lua_settop(L, h);
+      return LUA_OK;
+    }
+    return call1(L, h, uv, UV_RESULT);
+  }
+  case SG_COMPLETE:
+    t->ended = 1;
+    t->stage = SG_WAKE;
+    t->idx = 0;
+    if (lua_rawgeti(L, uv, UV_COMPLETE) != LUA_TFUNCTION) {
+      lua_settop(L, h);
+      return LUA_OK;
+    }
+    return call1(L, h, uv, UV_RESULT);
+  case SG_WAKE:
+    if (t->idx == 0) { /* waiters that come later find the task ended */
+      lua_rawgeti(L, uv, UV_WAITERS);
+      uv_set(L, uv, UV_SNAP);
+      lua_pushnil(L);
+      uv_set(L, uv, UV_WAITERS);
+      t->idx = 1;
+    }
+    if (lua_rawgeti(L, uv, UV_SNAP) != LUA_TTABLE || lua_rawgeti(L, -1, t->idx) != LUA_TTHREAD) {
+      lua_settop(L, h);
+      end_task(L, t, uv);
+      return -1;
+    }
+    t->idx++;
+    return wake(L, lua_tothread(L, -1));
+  }
+  (void)st;
+  return -1;
+}
+
+/* Delivers everything t has. */
+static int deliver(lua_State *L, dt_state *st, dt_task *t) {
+  int top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, st->anchors);
+  lua_rawgeti(L, -1, t->anchor); /* keeps t alive while we work */
+  compat_getuservalue(L, -1);
+  int uv = lua_gettop(L);
+  lua_pushcfunction(L, msgh);
+  int h = lua_gettop(L);
+  t->busy = 1;
+  int rc;
+  while ((rc = step(L, st, t, uv, h)) == LUA_OK) lua_settop(L, h);
+  t->busy = 0;
+  if (rc == -1) {
+    if (t->stage == SG_IDLE && !t->inbox) dispatch_remove(st, t);
+    lua_settop(L, top);
+    return LUA_OK;
+  }
+  lua_replace(L, top + 1); /* the error value, for lua_error */
+  lua_settop(L, top + 1);
+  return rc;
+}
+
+int dispatch_run(lua_State *L, dt_state *st) {
+  /* tasks queued by listeners during this run wait for the next one, so a
+   * listener that keeps creating work cannot keep poll() from returning */
+  size_t budget = 0;
+  for (dt_task *t = st->fifo_head; t; t = t->fifo_next) budget++;
+  luaL_checkstack(L, 8, "downloadtask dispatcher");
+  dt_task *t;
+  while (budget-- > 0 && (t = first_ready(st))) {
+    int rc = deliver(L, st, t);
+    if (rc != LUA_OK) return rc;
+  }
+  return LUA_OK;
+}
+
+int dispatch_poll(lua_State *L, dt_state *st, int wait_ms) {
+  dispatch_take(st);
+  if (wait_ms != 0 && !dispatch_pending(st) && st->live > 0 && st->engine &&
+      engine_owned_here(st->engine)) {
+    engine_wait(st->engine, wait_ms);
+    dispatch_take(st);
+  }
+  st->depth++;
+  int rc = dispatch_run(L, st);
+  st->depth--;
+  return rc;
+}

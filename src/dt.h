@@ -1,0 +1,133 @@
+/*
+ * dt.h: the boundary between the Lua binding and the download engine.
+ *
+ * Neither lua.h nor curl/curl.h is included here: the binding (task.c,
+ * module.c) talks to the engine (engine.c) only through these types and
+ * functions. A transfer (dt_xfer) is shared by both sides and reference
+ * counted under the engine's mutex; the engine publishes what happened to it
+ * (started, headers, progress, done) into its `pub` part and links it onto
+ * the engine's ready list, and the binding takes that list in poll().
+ */
+#ifndef DT_H
+#define DT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DT_VERSION "0.1.0"
+
+/* errno values of SPEC.md */
+enum {
+  DT_ERR_NETWORK = 600000,
+  DT_ERR_CONNECT = 600001,
+  DT_ERR_ABORT = 600003,
+  DT_ERR_TIMEOUT = 5,
+  DT_ERR_REDIRECTS = 600008,
+  DT_ERR_URL = 600009,
+  DT_ERR_SAVE = 603300,
+  DT_ERR_MAXSIZE = 603301,
+  DT_ERR_PERM = 603303,
+  DT_ERR_CHECKSUM = 603304
+};
+
+/* what the engine has published since the binding last looked */
+enum {
+  DT_EV_STARTED = 1u << 0,
+  DT_EV_HEADERS = 1u << 1,
+  DT_EV_PROGRESS = 1u << 2,
+  DT_EV_DONE = 1u << 3
+};
+
+/* Options fixed at creation; immutable afterwards, so both threads may read. */
+typedef struct dt_opts {
+  char *url;
+  char *file_path;  /* NULL: private temporary file under temp_dir */
+  char *temp_dir;   /* never NULL */
+  char *user_agent; /* never NULL */
+  char **headers;   /* "Name: value" lines, curl-ready */
+  size_t nheaders;
+  long timeout_ms;         /* 0: none */
+  long connect_timeout_ms; /* 0: none */
+  long max_redirects;
+  int64_t max_file_size; /* < 0: none */
+  long progress_interval_ms;
+  int insecure;
+  char *ca_file; /* may be NULL */
+  char *proxy;   /* may be NULL: the environment decides */
+} dt_opts;
+
+/* Final response headers: `count` pairs of NUL-terminated name (lower case)
+ * and value strings packed in `data`, in the order received. */
+typedef struct dt_headers {
+  long status;
+  size_t count;
+  size_t len;
+  char data[];
+} dt_headers;
+
+typedef struct dt_profile {
+  double fetch_start; /* ms since the epoch */
+  double lookup_start, lookup_end, connect_start, connect_end;
+  double ssl_start, ssl_end, request_start, request_end;
+  double response_start, response_end, redirect_start, redirect_end;
+  char peer_ip[64];
+  long port;
+  const char *protocol; /* static string */
+  int socket_reused;
+  int64_t send_bytes, received_bytes;
+  double throughput_kbps;
+} dt_profile;
+
+typedef struct dt_result {
+  int ok;          /* a response was received */
+  long status;     /* final status code */
+  int64_t length;  /* bytes written */
+  int err;         /* DT_ERR_* when !ok */
+  char *reason;    /* when !ok: the reason after "downloadFile:fail " */
+  char *body_path; /* the file holding the body; NULL when !ok */
+  int to_dest;     /* body_path is to be renamed onto opts.file_path */
+  dt_profile profile;
+} dt_result;
+
+/* What the binding takes from a transfer. Filled by the engine under the
+ * mutex; moved out by engine_take(). */
+typedef struct dt_pub {
+  unsigned events;
+  dt_headers *headers;
+  int64_t now, total; /* progress: bytes written, expected (-1 unknown) */
+  dt_result *result;
+} dt_pub;
+
+typedef struct dt_engine dt_engine;
+typedef struct dt_xfer dt_xfer;
+
+/* Engine life cycle. engine_new returns NULL on failure (errno-style
+ * message in *why). */
+dt_engine *engine_new(const char **why);
+void engine_free(dt_engine *e);        /* aborts all, joins the thread */
+int engine_owned_here(dt_engine *e);   /* false in a fork()ed child */
+int engine_fd(dt_engine *e);           /* readable when the ready list is non-empty */
+void engine_set_max_concurrent(dt_engine *e, long n);
+
+/* Transfers. engine_submit takes ownership of opts (freed with the xfer)
+ * and returns a transfer holding one reference for the caller. */
+dt_xfer *engine_submit(dt_engine *e, dt_opts *opts, void *owner);
+void engine_abort(dt_engine *e, dt_xfer *x);
+void engine_release(dt_engine *e, dt_xfer *x); /* drop the caller's reference */
+const dt_opts *xfer_opts(const dt_xfer *x);
+
+/* Takes the ready list: calls fn(owner, pub, ud) for each transfer that has
+ * news and whose owner is still set, with the mutex held (fn must only move
+ * data). Drains the wakeup descriptor first. */
+typedef void (*dt_take_fn)(void *owner, dt_pub *pub, void *ud);
+void engine_take(dt_engine *e, dt_take_fn fn, void *ud);
+
+/* Waits up to ms (-1: forever) for the descriptor to become readable. */
+void engine_wait(dt_engine *e, int ms);
+
+void dt_opts_free(dt_opts *o);
+void dt_result_free(dt_result *r);
+/* The body file left by an undelivered or abandoned result is removed. */
+void dt_result_discard(dt_result *r);
+
+#endif

@@ -1,0 +1,892 @@
+/*
+ * engine.c: the download engine. Owns the CURLM, every CURL easy handle and
+ * every file descriptor of a download, on a native thread of its own, started
+ * with the engine. Never includes lua.h.
+ *
+ * Commands come in through a list under `mu` (add, abort) with
+ * curl_multi_wakeup; news goes out through the ready list under `mu` and a
+ * byte on a pipe, which the binding drains in engine_take(). A transfer is on
+ * each list at most once and being on a list holds a reference, so both lists
+ * are bounded by the number of transfers and progress is coalesced: the pub
+ * part keeps only the latest value.
+ *
+ * The body is written with write(2) straight from libcurl's receive buffer
+ * into a temporary file: beside the destination for a 2xx response with a
+ * filePath, a private file under tempDir otherwise. The engine never renames
+ * onto the destination: the binding does that when it delivers success, so a
+ * task aborted before then leaves the destination as it was.
+ */
+#define _GNU_SOURCE /* mkostemp, pipe2 */
+#include "dt.h"
+
+#include <curl/curl.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+/* What a server may send before it reaches Lua. */
+#define MAX_HEADERS 1000
+#define MAX_HEADER_BYTES (256 * 1024)
+/* libcurl's receive buffer: large reads mean few write(2) calls. */
+#define RECV_BUFFER (512 * 1024)
+
+enum { PH_NEW, PH_WAITING, PH_RUNNING, PH_DONE };
+
+struct dt_xfer {
+  atomic_int refs;
+  dt_opts *opts; /* immutable */
+  dt_engine *engine;
+  dt_result *res; /* allocated up front: finishing never fails for memory */
+
+  /* under e->mu */
+  void *owner;
+  dt_pub pub;
+  int in_ready, in_cmd, abort_req;
+  dt_xfer *next_ready, *next_cmd;
+  dt_xfer *next_taken; /* a list taken from under mu, walked after unlock */
+
+  /* engine thread only */
+  int phase;
+  dt_xfer *prev, *next; /* on the waiting or running list */
+  CURL *easy;
+  struct curl_slist *slist;
+  int fd;
+  char *part_path; /* temporary file beside the destination */
+  char *body_path; /* the file the body goes to */
+  int to_dest;
+  int body_started;
+  int64_t written, total;
+  double last_progress;
+  char *hbuf; /* final response headers so far: name\0value\0... */
+  size_t hlen, hcap, hcount;
+  int fail_err; /* set by our callbacks: the reason libcurl was stopped */
+  char fail_reason[256];
+  double fetch_start;
+  char errbuf[CURL_ERROR_SIZE];
+};
+
+typedef struct xlist {
+  dt_xfer *head, *tail;
+  long n;
+} xlist;
+
+struct dt_engine {
+  pthread_mutex_t mu;
+  pthread_t thread;
+  pid_t pid;
+  CURLM *multi;
+  int wake_r, wake_w;
+
+  /* under mu */
+  int wake_sent, shutdown;
+  long max_concurrent;
+  dt_xfer *cmd_head, *cmd_tail;
+  dt_xfer *ready_head, *ready_tail;
+
+  /* engine thread only */
+  xlist waiting, running;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+static void init_curl(void) { curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+static double epoch_ms(void) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  return (double)tv.tv_sec * 1000.0 + (double)tv.tv_usec / 1000.0;
+}
+
+static double mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static void xlist_push(xlist *l, dt_xfer *x) {
+  x->next = NULL;
+  x->prev = l->tail;
+  if (l->tail) l->tail->next = x;
+  else l->head = x;
+  l->tail = x;
+  l->n++;
+}
+
+static void xlist_remove(xlist *l, dt_xfer *x) {
+  if (x->prev) x->prev->next = x->next;
+  else l->head = x->next;
+  if (x->next) x->next->prev = x->prev;
+  else l->tail = x->prev;
+  x->prev = x->next = NULL;
+  l->n--;
+}
+
+void dt_opts_free(dt_opts *o) {
+  if (!o) return;
+  free(o->url);
+  free(o->file_path);
+  free(o->temp_dir);
+  free(o->user_agent);
+  for (size_t i = 0; i < o->nheaders; i++) free(o->headers[i]);
+  free(o->headers);
+  free(o->ca_file);
+  free(o->proxy);
+  free(o);
+}
+
+void dt_result_free(dt_result *r) {
+  if (!r) return;
+  free(r->reason);
+  free(r->body_path);
+  free(r);
+}
+
+void dt_result_discard(dt_result *r) {
+  if (r && r->body_path) unlink(r->body_path);
+  dt_result_free(r);
+}
+
+static void xfer_free(dt_xfer *x) {
+  free(x->pub.headers);
+  dt_result_discard(x->pub.result);
+  dt_result_discard(x->res);
+  dt_opts_free(x->opts);
+  free(x->part_path);
+  free(x->body_path);
+  free(x->hbuf);
+  free(x);
+}
+
+static void xfer_unref(dt_xfer *x) {
+  if (atomic_fetch_sub(&x->refs, 1) == 1) xfer_free(x);
+}
+
+/* Frees every transfer of a taken list, following next_taken. */
+static void unref_taken(dt_xfer *x) {
+  while (x) {
+    dt_xfer *next = x->next_taken;
+    xfer_unref(x);
+    x = next;
+  }
+}
+
+const dt_opts *xfer_opts(const dt_xfer *x) { return x->opts; }
+
+/* ---- publishing (engine thread) --------------------------------------- */
+
+/* Called with mu held: link x onto the ready list; tells the caller whether
+ * the pipe needs a byte. */
+static int ready_locked(dt_engine *e, dt_xfer *x) {
+  if (x->in_ready || !x->owner) return 0;
+  x->in_ready = 1;
+  atomic_fetch_add(&x->refs, 1);
+  x->next_ready = NULL;
+  if (e->ready_tail) e->ready_tail->next_ready = x;
+  else e->ready_head = x;
+  e->ready_tail = x;
+  if (e->wake_sent) return 0;
+  e->wake_sent = 1;
+  return 1;
+}
+
+static void wake_lua(dt_engine *e) {
+  char b = 1;
+  ssize_t n;
+  do n = write(e->wake_w, &b, 1);
+  while (n < 0 && errno == EINTR);
+}
+
+static void publish(dt_engine *e, dt_xfer *x, unsigned ev, dt_headers *h,
+                    dt_result *r) {
+  pthread_mutex_lock(&e->mu);
+  if (!x->owner) { /* nobody will read it */
+    pthread_mutex_unlock(&e->mu);
+    free(h);
+    dt_result_discard(r);
+    return;
+  }
+  x->pub.events |= ev;
+  if (ev & DT_EV_PROGRESS) {
+    x->pub.now = x->written;
+    x->pub.total = x->total;
+  }
+  if (h) x->pub.headers = h;
+  if (r) x->pub.result = r;
+  int wake = ready_locked(e, x);
+  pthread_mutex_unlock(&e->mu);
+  if (wake) wake_lua(e);
+}
+
+/* ---- files ------------------------------------------------------------ */
+
+static void set_fail(dt_xfer *x, int err, const char *fmt, const char *arg) {
+  x->fail_err = err;
+  snprintf(x->fail_reason, sizeof x->fail_reason, fmt, arg);
+}
+
+static void file_error(dt_xfer *x, int e) {
+  if (e == EACCES || e == EPERM || e == EROFS) set_fail(x, DT_ERR_PERM, "%s", "permission denied");
+  else if (e == ENOENT) set_fail(x, DT_ERR_SAVE, "save file error: %s", "directory does not exist");
+  else set_fail(x, DT_ERR_SAVE, "save file error: %s", strerror(e));
+}
+
+static unsigned next_rand(void) {
+  static atomic_uint counter;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (unsigned)ts.tv_nsec ^ ((unsigned)getpid() << 16) ^ (atomic_fetch_add(&counter, 1) * 2654435761u);
+}
+
+/* Creates "<file_path>.<random>.part" exclusively, never through a symlink. */
+static int open_part(dt_xfer *x) {
+  const char *dest = x->opts->file_path;
+  struct stat st;
+  if (stat(dest, &st) == 0 && S_ISDIR(st.st_mode)) {
+    set_fail(x, DT_ERR_SAVE, "save file error: %s", "destination is a directory");
+    return -1;
+  }
+  size_t n = strlen(dest) + 32;
+  char *p = malloc(n);
+  if (!p) {
+    set_fail(x, DT_ERR_SAVE, "save file error: %s", "out of memory");
+    return -1;
+  }
+  for (int tries = 0; tries < 100; tries++) {
+    snprintf(p, n, "%s.%08x.part", dest, next_rand());
+    int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);
+    if (fd >= 0) {
+      x->part_path = p;
+      return fd;
+    }
+    if (errno != EEXIST) break;
+  }
+  file_error(x, errno);
+  free(p);
+  return -1;
+}
+
+/* A private (0600) file under tempDir, for bodies that are not the
+ * destination's. */
+static int open_private(dt_xfer *x) {
+  size_t n = strlen(x->opts->temp_dir) + 32;
+  char *p = malloc(n);
+  if (!p) {
+    set_fail(x, DT_ERR_SAVE, "save file error: %s", "out of memory");
+    return -1;
+  }
+  snprintf(p, n, "%s/downloadtask-XXXXXX", x->opts->temp_dir);
+  int fd = mkostemp(p, O_CLOEXEC);
+  if (fd < 0) {
+    file_error(x, errno);
+    free(p);
+    return -1;
+  }
+  free(x->body_path);
+  x->body_path = p;
+  return fd;
+}
+
+static void close_body(dt_xfer *x, int remove) {
+  if (x->fd >= 0) {
+    close(x->fd);
+    x->fd = -1;
+  }
+  if (remove && x->part_path) unlink(x->part_path);
+  if (remove && x->body_path && x->body_path != x->part_path) unlink(x->body_path);
+}
+
+/* ---- headers ---------------------------------------------------------- */
+
+static int hbuf_add(dt_xfer *x, const char *s, size_t n) {
+  if (x->hlen + n + 1 > x->hcap) {
+    size_t cap = x->hcap ? x->hcap * 2 : 1024;
+    while (cap < x->hlen + n + 1) cap *= 2;
+    char *b = realloc(x->hbuf, cap);
+    if (!b) return 0;
+    x->hbuf = b;
+    x->hcap = cap;
+  }
+  memcpy(x->hbuf + x->hlen, s, n);
+  x->hbuf[x->hlen + n] = '\0';
+  x->hlen += n + 1;
+  return 1;
+}
+
+static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
+  dt_xfer *x = ud;
+  size_t len = size * n;
+  if (x->body_started) return len; /* trailers are not the response's headers */
+  if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) { /* a new response begins */
+    x->hlen = x->hcount = 0;
+    return len;
+  }
+  size_t end = len;
+  while (end > 0 && (buf[end - 1] == '\r' || buf[end - 1] == '\n')) end--;
+  if (end == 0 || buf[0] == ' ' || buf[0] == '\t') return len;
+  char *colon = memchr(buf, ':', end);
+  if (!colon || colon == buf) return len;
+  size_t nlen = (size_t)(colon - buf);
+  size_t v = nlen + 1;
+  while (v < end && (buf[v] == ' ' || buf[v] == '\t')) v++;
+  size_t vend = end;
+  while (vend > v && (buf[vend - 1] == ' ' || buf[vend - 1] == '\t')) vend--;
+  if (x->hcount >= MAX_HEADERS || x->hlen + end + 2 > MAX_HEADER_BYTES) return len;
+  size_t at = x->hlen;
+  if (!hbuf_add(x, buf, nlen) || !hbuf_add(x, buf + v, vend - v)) return 0;
+  for (size_t i = 0; i < nlen; i++) {
+    char c = x->hbuf[at + i];
+    if (c >= 'A' && c <= 'Z') x->hbuf[at + i] = (char)(c + 32);
+  }
+  x->hcount++;
+  return len;
+}
+
+static dt_headers *make_headers(dt_xfer *x, long status) {
+  dt_headers *h = malloc(sizeof *h + x->hlen + 1);
+  if (!h) return NULL;
+  h->status = status;
+  h->count = x->hcount;
+  h->len = x->hlen;
+  if (x->hlen) memcpy(h->data, x->hbuf, x->hlen);
+  h->data[x->hlen] = '\0';
+  return h;
+}
+
+/* The first body byte (or the end of a bodiless response) fixes the final
+ * response: choose the file for its body and publish its headers. */
+static int begin_body(dt_engine *e, dt_xfer *x) {
+  long status = 0;
+  curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+  x->body_started = 1;
+  if (status / 100 == 2 && x->part_path) {
+    x->to_dest = 1;
+    x->body_path = strdup(x->part_path);
+    if (!x->body_path) {
+      set_fail(x, DT_ERR_SAVE, "save file error: %s", "out of memory");
+      return 0;
+    }
+  } else {
+    if (x->part_path) { /* this body never replaces the destination */
+      close(x->fd);
+      x->fd = -1;
+      unlink(x->part_path);
+      free(x->part_path);
+      x->part_path = NULL;
+    }
+    x->fd = open_private(x);
+    if (x->fd < 0) return 0;
+  }
+  curl_off_t cl = -1;
+  curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+  x->total = cl;
+  dt_headers *h = make_headers(x, status);
+  if (!h) {
+    set_fail(x, DT_ERR_SAVE, "save file error: %s", "out of memory");
+    return 0;
+  }
+  publish(e, x, DT_EV_HEADERS, h, NULL);
+  return 1;
+}
+
+/* ---- the hot path ----------------------------------------------------- */
+
+static size_t write_body(char *buf, size_t size, size_t n, void *ud) {
+  dt_xfer *x = ud;
+  size_t len = size * n;
+  if (!x->body_started && !begin_body(x->engine, x)) return 0;
+  if (x->opts->max_file_size >= 0 && x->written + (int64_t)len > x->opts->max_file_size) {
+    set_fail(x, DT_ERR_MAXSIZE, "%s", "exceed max file size");
+    return 0;
+  }
+  size_t off = 0;
+  while (off < len) {
+    ssize_t w = write(x->fd, buf + off, len - off);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      set_fail(x, DT_ERR_SAVE, "save file error: %s", strerror(errno));
+      return 0;
+    }
+    off += (size_t)w;
+  }
+  x->written += (int64_t)len;
+  double now = mono_ms();
+  if (now - x->last_progress >= (double)x->opts->progress_interval_ms) {
+    x->last_progress = now;
+    publish(x->engine, x, DT_EV_PROGRESS, NULL, NULL);
+  }
+  return len;
+}
+
+/* ---- starting and finishing ------------------------------------------- */
+
+static void finish(dt_engine *e, dt_xfer *x);
+
+static void fail(dt_engine *e, dt_xfer *x, int err, const char *reason) {
+  x->res->ok = 0;
+  x->res->err = err;
+  free(x->res->reason);
+  x->res->reason = strdup(reason);
+  finish(e, x);
+}
+
+static void start(dt_engine *e, dt_xfer *x) {
+  const dt_opts *o = x->opts;
+  x->phase = PH_RUNNING;
+  xlist_push(&e->running, x);
+  x->fetch_start = epoch_ms();
+  publish(e, x, DT_EV_STARTED, NULL, NULL);
+
+  if (o->file_path && (x->fd = open_part(x)) < 0) {
+    fail(e, x, x->fail_err, x->fail_reason);
+    return;
+  }
+  CURL *c = x->easy = curl_easy_init();
+  if (!c) {
+    fail(e, x, DT_ERR_NETWORK, "out of memory");
+    return;
+  }
+  for (size_t i = 0; i < o->nheaders; i++) {
+    struct curl_slist *s = curl_slist_append(x->slist, o->headers[i]);
+    if (!s) {
+      fail(e, x, DT_ERR_NETWORK, "out of memory");
+      return;
+    }
+    x->slist = s;
+  }
+  curl_easy_setopt(c, CURLOPT_URL, o->url);
+  curl_easy_setopt(c, CURLOPT_PRIVATE, (void *)x);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, o->max_redirects != 0 ? 1L : 0L);
+  curl_easy_setopt(c, CURLOPT_MAXREDIRS, o->max_redirects);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, o->timeout_ms);
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
+  curl_easy_setopt(c, CURLOPT_USERAGENT, o->user_agent);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, x->slist);
+  curl_easy_setopt(c, CURLOPT_BUFFERSIZE, (long)RECV_BUFFER);
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, x->errbuf);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, (void *)x);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_body);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, (void *)x);
+  if (o->insecure) {
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (o->ca_file) curl_easy_setopt(c, CURLOPT_CAINFO, o->ca_file);
+  if (o->proxy) curl_easy_setopt(c, CURLOPT_PROXY, o->proxy);
+  if (o->max_file_size >= 0)
+    curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)o->max_file_size);
+  if (curl_multi_add_handle(e->multi, c) != CURLM_OK)
+    fail(e, x, DT_ERR_NETWORK, "could not start the transfer");
+}
+
+static const char *protocol_name(long v) {
+  switch (v) {
+  case CURL_HTTP_VERSION_1_0: return "http1.0";
+  case CURL_HTTP_VERSION_1_1: return "http1.1";
+  case CURL_HTTP_VERSION_2_0: return "h2";
+  case CURL_HTTP_VERSION_3: return "h3";
+  default: return "";
+  }
+}
+
+static void fill_profile(dt_xfer *x, dt_profile *p) {
+  CURL *c = x->easy;
+  curl_off_t t_lookup = 0, t_connect = 0, t_app = 0, t_pre = 0, t_start = 0, t_total = 0,
+             t_redirect = 0, speed = 0, dl = 0;
+  long redirects = 0, hsize = 0, rsize = 0, port = 0, version = 0, nconn = 0;
+  char *ip = NULL;
+  curl_easy_getinfo(c, CURLINFO_NAMELOOKUP_TIME_T, &t_lookup);
+  curl_easy_getinfo(c, CURLINFO_CONNECT_TIME_T, &t_connect);
+  curl_easy_getinfo(c, CURLINFO_APPCONNECT_TIME_T, &t_app);
+  curl_easy_getinfo(c, CURLINFO_PRETRANSFER_TIME_T, &t_pre);
+  curl_easy_getinfo(c, CURLINFO_STARTTRANSFER_TIME_T, &t_start);
+  curl_easy_getinfo(c, CURLINFO_TOTAL_TIME_T, &t_total);
+  curl_easy_getinfo(c, CURLINFO_REDIRECT_TIME_T, &t_redirect);
+  curl_easy_getinfo(c, CURLINFO_REDIRECT_COUNT, &redirects);
+  curl_easy_getinfo(c, CURLINFO_SPEED_DOWNLOAD_T, &speed);
+  curl_easy_getinfo(c, CURLINFO_SIZE_DOWNLOAD_T, &dl);
+  curl_easy_getinfo(c, CURLINFO_HEADER_SIZE, &hsize);
+  curl_easy_getinfo(c, CURLINFO_REQUEST_SIZE, &rsize);
+  curl_easy_getinfo(c, CURLINFO_PRIMARY_IP, &ip);
+  curl_easy_getinfo(c, CURLINFO_PRIMARY_PORT, &port);
+  curl_easy_getinfo(c, CURLINFO_HTTP_VERSION, &version);
+  curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &nconn);
+  /* libcurl's times are microseconds from the start, redirects included. */
+  double s = x->fetch_start;
+#define AT(us) ((us) > 0 ? s + (double)(us) / 1000.0 : 0.0)
+  p->fetch_start = s;
+  double base = AT(t_redirect);
+  if (base == 0.0) base = s;
+  p->lookup_start = base;
+  p->lookup_end = AT(t_lookup) > base ? AT(t_lookup) : base;
+  p->connect_start = p->lookup_end;
+  p->connect_end = AT(t_connect) > p->connect_start ? AT(t_connect) : p->connect_start;
+  p->ssl_start = t_app > 0 ? p->connect_end : 0;
+  p->ssl_end = t_app > 0 ? AT(t_app) : 0;
+  p->request_start = AT(t_pre);
+  p->request_end = AT(t_pre);
+  p->response_start = AT(t_start);
+  p->response_end = AT(t_total);
+  p->redirect_start = redirects > 0 ? s : 0;
+  p->redirect_end = redirects > 0 ? AT(t_redirect) : 0;
+#undef AT
+  snprintf(p->peer_ip, sizeof p->peer_ip, "%s", ip ? ip : "");
+  p->port = port;
+  p->protocol = protocol_name(version);
+  p->socket_reused = nconn == 0;
+  p->send_bytes = rsize;
+  p->received_bytes = (int64_t)hsize + (int64_t)dl;
+  p->throughput_kbps = (double)speed * 8.0 / 1000.0;
+}
+
+static int map_error(dt_xfer *x, CURLcode rc, char *reason, size_t n) {
+  long oserr = 0;
+  const char *detail = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
+  if (x->easy) curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &oserr);
+  if (x->fail_err) {
+    snprintf(reason, n, "%s", x->fail_reason);
+    return x->fail_err;
+  }
+  switch (rc) {
+  case CURLE_UNSUPPORTED_PROTOCOL:
+    snprintf(reason, n, "unsupported protocol");
+    return DT_ERR_URL;
+  case CURLE_URL_MALFORMAT:
+    snprintf(reason, n, "invalid url");
+    return DT_ERR_URL;
+  case CURLE_COULDNT_RESOLVE_HOST:
+  case CURLE_COULDNT_RESOLVE_PROXY:
+    snprintf(reason, n, "could not resolve host");
+    return DT_ERR_CONNECT;
+  case CURLE_COULDNT_CONNECT:
+    if (oserr == ECONNREFUSED) snprintf(reason, n, "connection refused");
+    else snprintf(reason, n, "could not connect: %s", detail);
+    return DT_ERR_CONNECT;
+  case CURLE_OPERATION_TIMEDOUT:
+    snprintf(reason, n, "timeout");
+    return DT_ERR_TIMEOUT;
+  case CURLE_TOO_MANY_REDIRECTS:
+    snprintf(reason, n, "too many redirects");
+    return DT_ERR_REDIRECTS;
+  case CURLE_FILESIZE_EXCEEDED:
+    snprintf(reason, n, "exceed max file size");
+    return DT_ERR_MAXSIZE;
+  case CURLE_SSL_CONNECT_ERROR:
+  case CURLE_PEER_FAILED_VERIFICATION:
+  case CURLE_SSL_CERTPROBLEM:
+  case CURLE_SSL_CIPHER:
+  case CURLE_SSL_CACERT_BADFILE:
+  case CURLE_SSL_ISSUER_ERROR:
+  case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+  case CURLE_SSL_ENGINE_NOTFOUND:
+  case CURLE_SSL_ENGINE_SETFAILED:
+  case CURLE_SSL_CRL_BADFILE:
+    snprintf(reason, n, "TLS error: %s", detail);
+    return DT_ERR_CONNECT;
+  case CURLE_RECV_ERROR:
+  case CURLE_SEND_ERROR:
+    if (oserr == ECONNRESET) {
+      snprintf(reason, n, "connection reset");
+      return DT_ERR_CONNECT;
+    }
+    break;
+  default:
+    break;
+  }
+  snprintf(reason, n, "%s", detail);
+  return DT_ERR_NETWORK;
+}
+
+/* Ends a running transfer with libcurl's result rc. */
+static void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc) {
+  dt_result *r = x->res;
+  if (rc == CURLE_OK && !x->body_started && !begin_body(e, x)) rc = CURLE_WRITE_ERROR;
+  if (rc == CURLE_OK && x->fd >= 0) {
+    int c = close(x->fd);
+    x->fd = -1;
+    if (c != 0) {
+      set_fail(x, DT_ERR_SAVE, "save file error: %s", strerror(errno));
+      rc = CURLE_WRITE_ERROR;
+    }
+  }
+  if (x->easy) fill_profile(x, &r->profile);
+  if (rc != CURLE_OK) {
+    char reason[512];
+    int err = map_error(x, rc, reason, sizeof reason);
+    fail(e, x, err, reason);
+    return;
+  }
+  r->ok = 1;
+  curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &r->status);
+  r->length = x->written;
+  r->body_path = x->body_path; /* from here on the result owns the file */
+  x->body_path = NULL;
+  r->to_dest = x->to_dest;
+  if (x->to_dest) {
+    free(x->part_path);
+    x->part_path = NULL;
+  }
+  /* the last progress shows every byte */
+  if (x->total < 0 || x->total < x->written) x->total = x->written;
+  finish(e, x);
+}
+
+/* Publishes x->res and lets go of everything the transfer held. */
+static void finish(dt_engine *e, dt_xfer *x) {
+  dt_result *r = x->res;
+  x->res = NULL;
+  if (x->easy) {
+    curl_multi_remove_handle(e->multi, x->easy);
+    curl_easy_cleanup(x->easy);
+    x->easy = NULL;
+  }
+  curl_slist_free_all(x->slist);
+  x->slist = NULL;
+  if (!r->ok) close_body(x, 1);
+  if (x->phase == PH_RUNNING) xlist_remove(&e->running, x);
+  x->phase = PH_DONE;
+  publish(e, x, DT_EV_DONE | (r->ok ? DT_EV_PROGRESS : 0u), NULL, r);
+  xfer_unref(x); /* the engine's reference */
+}
+
+/* Stops x without telling anyone: the binding already knows. */
+static void drop(dt_engine *e, dt_xfer *x) {
+  if (x->phase == PH_WAITING) xlist_remove(&e->waiting, x);
+  if (x->phase == PH_RUNNING) {
+    xlist_remove(&e->running, x);
+    if (x->easy) {
+      curl_multi_remove_handle(e->multi, x->easy);
+      curl_easy_cleanup(x->easy);
+      x->easy = NULL;
+    }
+    close_body(x, 1);
+  }
+  if (x->phase == PH_DONE) return;
+  x->phase = PH_DONE;
+  xfer_unref(x);
+}
+
+/* ---- the thread ------------------------------------------------------- */
+
+static void take_commands(dt_engine *e) {
+  pthread_mutex_lock(&e->mu);
+  dt_xfer *list = e->cmd_head;
+  e->cmd_head = e->cmd_tail = NULL;
+  for (dt_xfer *x = list; x; x = x->next_cmd) {
+    x->in_cmd = 0;
+    x->next_taken = x->next_cmd;
+    if (x->abort_req) x->abort_req = 2; /* seen */
+  }
+  pthread_mutex_unlock(&e->mu);
+  for (dt_xfer *x = list; x; x = x->next_taken) {
+    if (x->phase == PH_NEW) {
+      x->phase = PH_WAITING;
+      xlist_push(&e->waiting, x);
+    }
+    if (x->abort_req == 2) drop(e, x);
+  }
+  unref_taken(list); /* the list's references */
+}
+
+static void start_waiting(dt_engine *e) {
+  pthread_mutex_lock(&e->mu);
+  long max = e->max_concurrent;
+  pthread_mutex_unlock(&e->mu);
+  while (e->waiting.head && e->running.n < max) {
+    dt_xfer *x = e->waiting.head;
+    xlist_remove(&e->waiting, x);
+    start(e, x);
+  }
+}
+
+static void reap(dt_engine *e) {
+  CURLMsg *m;
+  int left;
+  while ((m = curl_multi_info_read(e->multi, &left))) {
+    if (m->msg != CURLMSG_DONE) continue;
+    dt_xfer *x = NULL;
+    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+    if (x) finish_rc(e, x, m->data.result);
+  }
+}
+
+static void *engine_main(void *arg) {
+  dt_engine *e = arg;
+  for (;;) {
+    pthread_mutex_lock(&e->mu);
+    int stop = e->shutdown;
+    pthread_mutex_unlock(&e->mu);
+    if (stop) break;
+    take_commands(e);
+    start_waiting(e);
+    int still;
+    curl_multi_perform(e->multi, &still);
+    reap(e);
+    start_waiting(e);
+    curl_multi_poll(e->multi, NULL, 0, 1000, NULL);
+  }
+  take_commands(e);
+  while (e->running.head) drop(e, e->running.head);
+  while (e->waiting.head) drop(e, e->waiting.head);
+  return NULL;
+}
+
+/* ---- the binding's side ----------------------------------------------- */
+
+dt_engine *engine_new(const char **why) {
+  pthread_once(&curl_once, init_curl);
+  if (curl_init_rc != CURLE_OK) {
+    *why = "libcurl could not be initialised";
+    return NULL;
+  }
+  dt_engine *e = calloc(1, sizeof *e);
+  if (!e) {
+    *why = "not enough memory";
+    return NULL;
+  }
+  int p[2];
+  if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) {
+    *why = "cannot create a pipe";
+    free(e);
+    return NULL;
+  }
+  e->wake_r = p[0];
+  e->wake_w = p[1];
+  e->max_concurrent = 10;
+  e->pid = getpid();
+  pthread_mutex_init(&e->mu, NULL);
+  e->multi = curl_multi_init();
+  if (!e->multi || pthread_create(&e->thread, NULL, engine_main, e) != 0) {
+    *why = e->multi ? "cannot start the engine thread" : "libcurl multi handle";
+    if (e->multi) curl_multi_cleanup(e->multi);
+    close(p[0]);
+    close(p[1]);
+    pthread_mutex_destroy(&e->mu);
+    free(e);
+    return NULL;
+  }
+  return e;
+}
+
+static void unref_list(dt_xfer *x, int ready) {
+  while (x) {
+    dt_xfer *next = ready ? x->next_ready : x->next_cmd;
+    xfer_unref(x);
+    x = next;
+  }
+}
+
+void engine_free(dt_engine *e) {
+  if (!e) return;
+  pthread_mutex_lock(&e->mu);
+  e->shutdown = 1;
+  pthread_mutex_unlock(&e->mu);
+  curl_multi_wakeup(e->multi);
+  pthread_join(e->thread, NULL);
+  /* commands that came after the thread's last look, and unread news */
+  unref_list(e->cmd_head, 0);
+  unref_list(e->ready_head, 1);
+  curl_multi_cleanup(e->multi);
+  close(e->wake_r);
+  close(e->wake_w);
+  pthread_mutex_destroy(&e->mu);
+  free(e);
+}
+
+int engine_owned_here(dt_engine *e) { return e->pid == getpid(); }
+int engine_fd(dt_engine *e) { return e->wake_r; }
+
+void engine_set_max_concurrent(dt_engine *e, long n) {
+  pthread_mutex_lock(&e->mu);
+  e->max_concurrent = n;
+  pthread_mutex_unlock(&e->mu);
+  curl_multi_wakeup(e->multi);
+}
+
+static void command_locked(dt_engine *e, dt_xfer *x) {
+  if (x->in_cmd) return;
+  x->in_cmd = 1;
+  atomic_fetch_add(&x->refs, 1);
+  x->next_cmd = NULL;
+  if (e->cmd_tail) e->cmd_tail->next_cmd = x;
+  else e->cmd_head = x;
+  e->cmd_tail = x;
+}
+
+dt_xfer *engine_submit(dt_engine *e, dt_opts *opts, void *owner) {
+  dt_xfer *x = calloc(1, sizeof *x);
+  dt_result *r = calloc(1, sizeof *r);
+  if (!x || !r) {
+    free(x);
+    free(r);
+    dt_opts_free(opts);
+    return NULL;
+  }
+  x->res = r;
+  x->engine = e;
+  atomic_init(&x->refs, 2); /* the caller's and the engine's */
+  x->opts = opts;
+  x->owner = owner;
+  x->fd = -1;
+  x->total = -1;
+  x->last_progress = -1e18;
+  x->phase = PH_NEW;
+  pthread_mutex_lock(&e->mu);
+  command_locked(e, x);
+  pthread_mutex_unlock(&e->mu);
+  curl_multi_wakeup(e->multi);
+  return x;
+}
+
+void engine_abort(dt_engine *e, dt_xfer *x) {
+  pthread_mutex_lock(&e->mu);
+  if (!x->abort_req) x->abort_req = 1;
+  command_locked(e, x);
+  pthread_mutex_unlock(&e->mu);
+  curl_multi_wakeup(e->multi);
+}
+
+void engine_release(dt_engine *e, dt_xfer *x) {
+  if (e) {
+    pthread_mutex_lock(&e->mu);
+    x->owner = NULL;
+    pthread_mutex_unlock(&e->mu);
+  }
+  xfer_unref(x);
+}
+
+void engine_take(dt_engine *e, dt_take_fn fn, void *ud) {
+  char buf[64];
+  while (read(e->wake_r, buf, sizeof buf) > 0) {}
+  pthread_mutex_lock(&e->mu);
+  dt_xfer *list = e->ready_head;
+  e->ready_head = e->ready_tail = NULL;
+  e->wake_sent = 0;
+  for (dt_xfer *x = list; x; x = x->next_ready) {
+    x->in_ready = 0;
+    x->next_taken = x->next_ready;
+    if (x->owner && x->pub.events) fn(x->owner, &x->pub, ud);
+  }
+  pthread_mutex_unlock(&e->mu);
+  unref_taken(list);
+}
+
+void engine_wait(dt_engine *e, int ms) {
+  struct pollfd p = {.fd = e->wake_r, .events = POLLIN};
+  while (poll(&p, 1, ms) < 0 && errno == EINTR) {}
+}

@@ -1,0 +1,187 @@
+/*
+ * module.c: the module table and its functions (downloadFile, poll, run,
+ * configure, fd, version) and the per-lua_State module state, which owns
+ * the engine: the engine is created with the first download and freed with
+ * the state, when the lua_State closes.
+ */
+#include "binding.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char STATE_KEY = 's';
+
+static void set_string(lua_State *L, char **slot, const char *s) {
+  char *c = strdup(s);
+  if (!c) luaL_error(L, "not enough memory");
+  free(*slot);
+  *slot = c;
+}
+
+static int state_gc(lua_State *L) {
+  dt_state *st = lua_touserdata(L, 1);
+  if (st->engine && engine_owned_here(st->engine)) engine_free(st->engine);
+  st->engine = NULL;
+  st->closed = 1;
+  free(st->user_agent);
+  free(st->temp_dir);
+  st->user_agent = st->temp_dir = NULL;
+  return 0;
+}
+
+dt_state *state_get(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
+  dt_state *st = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (!st || st->closed) luaL_error(L, "downloadtask: the module is closed");
+  return st;
+}
+
+/* The engine, started on first use. A fork()ed child does not have the
+ * parent's engine thread: it leaves the parent's engine alone (its mutex
+ * may be held by a thread that does not exist here) and starts its own. */
+dt_engine *state_engine(lua_State *L, dt_state *st) {
+  if (st->engine && !engine_owned_here(st->engine)) st->engine = NULL;
+  if (!st->engine) {
+    const char *why = "unknown error";
+    st->engine = engine_new(&why);
+    if (!st->engine) luaL_error(L, "downloadtask: cannot start the engine: %s", why);
+    engine_set_max_concurrent(st->engine, st->max_concurrent);
+  }
+  return st->engine;
+}
+
+static void state_new(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
+  int exists = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  if (exists) return;
+  dt_state *st = compat_newuserdata(L, sizeof *st);
+  memset(st, 0, sizeof *st);
+  st->anchors = LUA_NOREF;
+  st->max_concurrent = 10;
+  st->progress_interval = 100;
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, state_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
+  st->user_agent = strdup("downloadtask/" DT_VERSION);
+  const char *tmp = getenv("TMPDIR");
+  st->temp_dir = strdup(tmp && *tmp ? tmp : "/tmp");
+  if (!st->user_agent || !st->temp_dir) luaL_error(L, "not enough memory");
+  lua_newtable(L);
+  st->anchors = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* dt.poll([ms]) -> number of tasks not yet ended */
+static int l_poll(lua_State *L) {
+  dt_state *st = state_get(L);
+  lua_Integer ms = luaL_optinteger(L, 1, 0);
+  luaL_argcheck(L, ms >= 0, 1, "must not be negative");
+  if (ms > INT_MAX) ms = INT_MAX;
+  if (dispatch_poll(L, st, (int)ms) != LUA_OK) return lua_error(L);
+  lua_pushinteger(L, st->live);
+  return 1;
+}
+
+/* dt.run(): deliver until no task is left */
+static int l_run(lua_State *L) {
+  dt_state *st = state_get(L);
+  if (st->in_run || st->depth > 0)
+    return luaL_error(L, "downloadtask.run: the loop is already being driven (run inside run or "
+                         "inside a listener); use poll() there");
+  st->in_run = 1;
+  while (st->live > 0) {
+    if (dispatch_poll(L, st, -1) != LUA_OK) {
+      st->in_run = 0;
+      return lua_error(L);
+    }
+  }
+  st->in_run = 0;
+  return 0;
+}
+
+static lua_Integer config_int(lua_State *L, const char *name, lua_Integer min) {
+  int isint = 0;
+  lua_Integer v = lua_tointegerx(L, -1, &isint);
+  if (!isint || v < min)
+    luaL_error(L, "downloadtask.configure: bad option '%s' (integer >= %d expected, got %s)", name,
+               (int)min, isint ? "a smaller one" : luaL_typename(L, -1));
+  return v;
+}
+
+static const char *config_str(lua_State *L, const char *name) {
+  size_t len;
+  const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+  if (!s || strlen(s) != len || len == 0)
+    luaL_error(L, "downloadtask.configure: bad option '%s' (non-empty string expected, got %s)",
+               name, luaL_typename(L, -1));
+  return s;
+}
+
+/* dt.configure{maxConcurrent, progressInterval, userAgent, tempDir} */
+static int l_configure(lua_State *L) {
+  dt_state *st = state_get(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  /* check every name first, so a bad call changes nothing */
+  static const char *const names[] = {"maxConcurrent", "progressInterval", "userAgent", "tempDir",
+                                      NULL};
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    lua_pop(L, 1);
+    const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    int i = 0;
+    while (k && names[i] && strcmp(names[i], k) != 0) i++;
+    if (!k || !names[i])
+      return luaL_error(L, "downloadtask.configure: unknown option '%s'",
+                        k ? k : luaL_typename(L, -1));
+  }
+  lua_Integer maxc = -1, interval = -1;
+  const char *ua = NULL, *tmp = NULL;
+  if (lua_getfield(L, 1, "maxConcurrent") != LUA_TNIL) maxc = config_int(L, "maxConcurrent", 1);
+  if (lua_getfield(L, 1, "progressInterval") != LUA_TNIL)
+    interval = config_int(L, "progressInterval", 0);
+  if (lua_getfield(L, 1, "userAgent") != LUA_TNIL) ua = config_str(L, "userAgent");
+  if (lua_getfield(L, 1, "tempDir") != LUA_TNIL) tmp = config_str(L, "tempDir");
+  if (ua) set_string(L, &st->user_agent, ua);
+  if (tmp) set_string(L, &st->temp_dir, tmp);
+  if (interval >= 0) st->progress_interval = interval > LONG_MAX ? LONG_MAX : (long)interval;
+  if (maxc > 0) {
+    st->max_concurrent = maxc > 1000000 ? 1000000 : (long)maxc;
+    if (st->engine && engine_owned_here(st->engine))
+      engine_set_max_concurrent(st->engine, st->max_concurrent);
+  }
+  return 0;
+}
+
+/* dt.fd() -> descriptor readable when poll(0) has something to deliver */
+static int l_fd(lua_State *L) {
+  dt_state *st = state_get(L);
+  lua_pushinteger(L, engine_fd(state_engine(L, st)));
+  return 1;
+}
+
+#if defined(__GNUC__)
+#define DT_EXPORT __attribute__((visibility("default")))
+#else
+#define DT_EXPORT
+#endif
+
+DT_EXPORT int luaopen_downloadtask(lua_State *L);
+DT_EXPORT int luaopen_downloadtask(lua_State *L) {
+  static const luaL_Reg funcs[] = {{"downloadFile", task_new},
+                                   {"poll", l_poll},
+                                   {"run", l_run},
+                                   {"configure", l_configure},
+                                   {"fd", l_fd},
+                                   {NULL, NULL}};
+  state_new(L);
+  task_open(L);
+  luaL_newlib(L, funcs);
+  lua_pushliteral(L, DT_VERSION);
+  lua_setfield(L, -2, "version");
+  return 1;
+}

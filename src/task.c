@@ -1,0 +1,465 @@
+/*
+ * task.c: the DownloadTask userdata: downloadFile's option checking, the
+ * task's methods (abort, on/off listeners, await) and metamethods (__index
+ * for `state`, __tostring, __close, __gc).
+ *
+ * A task's Lua values (listeners, callbacks, waiting coroutines, its result)
+ * live in its user value table; the task itself is anchored in the state's
+ * anchor table from creation until it ends, so a running task nobody
+ * references still delivers its callbacks.
+ */
+#include "binding.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const STATE_NAMES[] = {"queued", "running", "done", "failed", "aborted"};
+
+const char *task_state_name(int s) { return STATE_NAMES[s]; }
+
+static dt_task *check_task(lua_State *L) { return luaL_checkudata(L, 1, DT_TASK_MT); }
+
+/* ---- options ---------------------------------------------------------- */
+
+/* Every name downloadFile accepts; the ones from `unimplemented` on are in
+ * SPEC.md but not built yet, and say so rather than being ignored. */
+static const char *const OPTION_NAMES[] = {
+    "url", "filePath", "header", "timeout", "success", "fail", "complete", "connectTimeout",
+    "maxRedirects", "maxFileSize", "insecure", "caFile", "proxy",
+    /* not yet */
+    "stallTimeout", "resume", "retry", "sha256", "rateLimit", "etag", "ifModifiedSince", NULL};
+#define FIRST_UNIMPLEMENTED 13
+
+static int opt_error(lua_State *L, const char *name, const char *what) {
+  return luaL_error(L, "downloadFile: bad option '%s' (%s)", name, what);
+}
+
+static int opt_type_error(lua_State *L, const char *name, const char *expected, int idx) {
+  const char *msg = lua_pushfstring(L, "%s expected, got %s", expected, luaL_typename(L, idx));
+  return opt_error(L, name, msg);
+}
+
+/* Pushes options[name]; returns 0 (and pushes nothing) when absent. */
+static int opt_get(lua_State *L, const char *name) {
+  if (lua_getfield(L, 1, name) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  return 1;
+}
+
+static const char *opt_string(lua_State *L, const char *name, int required) {
+  if (!opt_get(L, name)) {
+    if (required) opt_error(L, name, "string expected, got nil");
+    return NULL;
+  }
+  if (lua_type(L, -1) != LUA_TSTRING) opt_type_error(L, name, "string", -1);
+  size_t len;
+  const char *s = lua_tolstring(L, -1, &len);
+  if (strlen(s) != len) opt_error(L, name, "string contains a zero byte");
+  lua_pop(L, 1); /* still anchored by the options table */
+  return s;
+}
+
+static long opt_int(lua_State *L, const char *name, long def, long min) {
+  if (!opt_get(L, name)) return def;
+  int isint = 0;
+  lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
+  if (!isint) opt_type_error(L, name, "integer", -1);
+  if (v < min) opt_error(L, name, lua_pushfstring(L, "must be at least %d", (int)min));
+  lua_pop(L, 1);
+  return v > LONG_MAX ? LONG_MAX : (long)v;
+}
+
+static int opt_bool(lua_State *L, const char *name) {
+  if (!opt_get(L, name)) return 0;
+  if (lua_type(L, -1) != LUA_TBOOLEAN) opt_type_error(L, name, "boolean", -1);
+  int b = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return b;
+}
+
+static int is_token_char(unsigned char c) {
+  return c > 32 && c < 127 && !strchr("\"(),/:;<=>?@[\\]{}", c);
+}
+
+/* Checks the header table; returns the number of entries. */
+static size_t check_headers(lua_State *L, int idx) {
+  size_t n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_type(L, -2) != LUA_TSTRING)
+      opt_error(L, "header", lua_pushfstring(L, "names must be strings, got %s",
+                                             luaL_typename(L, -2)));
+    size_t klen, vlen;
+    const char *k = lua_tolstring(L, -2, &klen);
+    if (klen == 0) opt_error(L, "header", "empty header name");
+    for (size_t i = 0; i < klen; i++)
+      if (!is_token_char((unsigned char)k[i]))
+        opt_error(L, "header", lua_pushfstring(L, "invalid header name '%s'", k));
+    int t = lua_type(L, -1);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER)
+      opt_error(L, "header", lua_pushfstring(L, "value of '%s' must be a string, got %s", k,
+                                             luaL_typename(L, -1)));
+    lua_pushvalue(L, -1); /* convert a copy: lua_next needs the key untouched */
+    const char *v = lua_tolstring(L, -1, &vlen);
+    for (size_t i = 0; i < vlen; i++)
+      if (v[i] == '\r' || v[i] == '\n' || v[i] == '\0')
+        opt_error(L, "header", lua_pushfstring(L, "value of '%s' contains a line break or a zero byte", k));
+    lua_pop(L, 2);
+    n++;
+  }
+  return n;
+}
+
+/* Validates every option, raising an error naming the first bad one.
+ * Nothing is allocated outside Lua until this has passed. */
+static void check_options(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    lua_pop(L, 1);
+    const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    int i = 0;
+    while (k && OPTION_NAMES[i] && strcmp(OPTION_NAMES[i], k) != 0) i++;
+    if (!k || !OPTION_NAMES[i]) {
+      lua_pushvalue(L, -1);
+      luaL_error(L, "downloadFile: unknown option '%s'", k ? k : luaL_tolstring(L, -1, NULL));
+    }
+    if (i >= FIRST_UNIMPLEMENTED)
+      luaL_error(L, "downloadFile: option '%s' is not implemented in this version", k);
+  }
+  opt_string(L, "url", 1);
+  const char *fp = opt_string(L, "filePath", 0);
+  if (fp && !*fp) opt_error(L, "filePath", "empty path");
+  opt_int(L, "timeout", 60000, 0);
+  opt_int(L, "connectTimeout", 30000, 0);
+  opt_int(L, "maxRedirects", 10, 0);
+  opt_int(L, "maxFileSize", -1, 0);
+  opt_bool(L, "insecure");
+  opt_string(L, "caFile", 0);
+  opt_string(L, "proxy", 0);
+  static const char *const fns[] = {"success", "fail", "complete", NULL};
+  for (int i = 0; fns[i]; i++)
+    if (opt_get(L, fns[i])) {
+      if (lua_type(L, -1) != LUA_TFUNCTION) opt_type_error(L, fns[i], "function", -1);
+      lua_pop(L, 1);
+    }
+  if (opt_get(L, "header")) {
+    if (lua_type(L, -1) != LUA_TTABLE) opt_type_error(L, "header", "table", -1);
+    check_headers(L, lua_gettop(L));
+    lua_pop(L, 1);
+  }
+}
+
+static char *dup_opt(lua_State *L, const char *name, int *oom) {
+  const char *s = opt_string(L, name, 0);
+  if (!s) return NULL;
+  char *c = strdup(s);
+  if (!c) *oom = 1;
+  return c;
+}
+
+/* Builds the engine's options from the checked table; NULL when out of
+ * memory (nothing is left allocated then). */
+static dt_opts *build_options(lua_State *L, dt_state *st) {
+  dt_opts *o = calloc(1, sizeof *o);
+  if (!o) return NULL;
+  int oom = 0;
+  o->url = dup_opt(L, "url", &oom);
+  o->file_path = dup_opt(L, "filePath", &oom);
+  o->ca_file = dup_opt(L, "caFile", &oom);
+  o->proxy = dup_opt(L, "proxy", &oom);
+  o->temp_dir = strdup(st->temp_dir);
+  o->user_agent = strdup(st->user_agent);
+  if (!o->temp_dir || !o->user_agent) oom = 1;
+  o->timeout_ms = opt_int(L, "timeout", 60000, 0);
+  o->connect_timeout_ms = opt_int(L, "connectTimeout", 30000, 0);
+  o->max_redirects = opt_int(L, "maxRedirects", 10, 0);
+  o->max_file_size = opt_int(L, "maxFileSize", -1, 0);
+  o->insecure = opt_bool(L, "insecure");
+  o->progress_interval_ms = st->progress_interval;
+  if (opt_get(L, "header")) {
+    int h = lua_gettop(L);
+    size_t n = check_headers(L, h);
+    o->headers = calloc(n ? n : 1, sizeof *o->headers);
+    if (!o->headers) oom = 1;
+    lua_pushnil(L);
+    while (!oom && lua_next(L, h)) {
+      size_t klen, vlen;
+      const char *k = lua_tolstring(L, -2, &klen);
+      lua_pushvalue(L, -1);
+      const char *v = lua_tolstring(L, -1, &vlen);
+      char *line = malloc(klen + vlen + 3);
+      if (!line) oom = 1;
+      else if (vlen == 0) /* "Name;" is how libcurl sends an empty value */
+        memcpy(line, k, klen), line[klen] = ';', line[klen + 1] = '\0';
+      else
+        memcpy(line, k, klen), memcpy(line + klen, ": ", 2), memcpy(line + klen + 2, v, vlen + 1);
+      if (line) o->headers[o->nheaders++] = line;
+      lua_pop(L, 2);
+    }
+    if (oom) lua_pop(L, 2); /* the key left by an interrupted lua_next */
+    else lua_pop(L, 1);
+  }
+  if (oom) {
+    dt_opts_free(o);
+    return NULL;
+  }
+  return o;
+}
+
+/* dt.downloadFile(options) -> DownloadTask */
+int task_new(lua_State *L) {
+  check_options(L);
+  lua_settop(L, 1);
+  dt_state *st = state_get(L);
+  dt_engine *e = state_engine(L, st);
+
+  /* the userdata first, harmless until it has an xfer */
+  dt_task *t = compat_newuserdata(L, sizeof *t);
+  memset(t, 0, sizeof *t);
+  t->anchor = LUA_NOREF;
+  t->st = st;
+  t->total = -1;
+  luaL_setmetatable(L, DT_TASK_MT);
+  int ti = lua_gettop(L);
+
+  lua_createtable(L, UV_URL, 0);
+  static const struct { const char *name; int slot; } cbs[] = {
+      {"success", UV_SUCCESS}, {"fail", UV_FAIL}, {"complete", UV_COMPLETE}, {"url", UV_URL}};
+  for (size_t i = 0; i < sizeof cbs / sizeof cbs[0]; i++) {
+    lua_getfield(L, 1, cbs[i].name);
+    lua_rawseti(L, -2, cbs[i].slot);
+  }
+  compat_setuservalue(L, ti);
+
+  lua_rawgeti(L, LUA_REGISTRYINDEX, st->anchors);
+  lua_pushvalue(L, ti);
+  t->anchor = luaL_ref(L, -2);
+  lua_pop(L, 1);
+
+  dt_opts *o = build_options(L, st);
+  t->x = o ? engine_submit(e, o, t) : NULL;
+  if (!t->x) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, st->anchors);
+    luaL_unref(L, -1, t->anchor);
+    t->anchor = LUA_NOREF;
+    t->ended = 1;
+    return luaL_error(L, "downloadFile: not enough memory");
+  }
+  st->live++;
+  lua_settop(L, ti);
+  return 1;
+}
+
+/* ---- ending ----------------------------------------------------------- */
+
+/* Lets go of everything the task holds but its Lua values; idempotent. */
+void task_release(lua_State *L, dt_task *t) {
+  if (t->in_fifo) dispatch_remove(t->st, t);
+  if (t->anchor != LUA_NOREF && !t->st->closed) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->st->anchors);
+    luaL_unref(L, -1, t->anchor);
+    lua_pop(L, 1);
+    t->st->live--;
+  }
+  t->anchor = LUA_NOREF;
+  if (t->x) {
+    dt_engine *e = t->st->closed ? NULL : t->st->engine;
+    if (e && !engine_owned_here(e)) e = NULL;
+    if (e && !t->ended) engine_abort(e, t->x);
+    engine_release(e, t->x);
+    t->x = NULL;
+  }
+  free(t->headers);
+  t->headers = NULL;
+  dt_result_discard(t->result);
+  t->result = NULL;
+}
+
+/* ---- methods ---------------------------------------------------------- */
+
+static int l_abort(lua_State *L) {
+  dt_task *t = check_task(L);
+  if (t->result_delivered || t->state == TS_ABORTED) return 0;
+  t->state = TS_ABORTED;
+  t->inbox = 0;
+  dt_result_discard(t->result); /* a finished body that will never be delivered */
+  t->result = NULL;
+  dt_engine *e = t->st->engine;
+  if (t->x && e && engine_owned_here(e)) engine_abort(e, t->x);
+  if (!t->busy) t->stage = SG_IDLE; /* a busy task notices after its listener returns */
+  dispatch_push(t->st, t);
+  return 0;
+}
+
+/* Listener arrays are replaced, never changed in place, so the dispatcher
+ * can walk the array it started with while listeners add and remove. */
+static int listeners_on(lua_State *L, int slot) {
+  check_task(L);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  compat_getuservalue(L, 1);
+  lua_rawgeti(L, -1, slot);
+  lua_Integer n = lua_istable(L, -1) ? (lua_Integer)lua_rawlen(L, -1) : 0;
+  lua_createtable(L, (int)n + 1, 0);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, -2, i);
+    lua_rawseti(L, -2, i);
+  }
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, -2, n + 1);
+  lua_rawseti(L, -3, slot);
+  return 0;
+}
+
+static int listeners_off(lua_State *L, int slot) {
+  check_task(L);
+  int all = lua_isnoneornil(L, 2);
+  if (!all) luaL_checktype(L, 2, LUA_TFUNCTION);
+  compat_getuservalue(L, 1);
+  if (all) {
+    lua_pushnil(L);
+    lua_rawseti(L, -2, slot);
+    return 0;
+  }
+  lua_rawgeti(L, -1, slot);
+  if (!lua_istable(L, -1)) return 0;
+  lua_Integer n = (lua_Integer)lua_rawlen(L, -1), k = 0;
+  lua_createtable(L, (int)n, 0);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, -2, i);
+    if (lua_rawequal(L, -1, 2)) lua_pop(L, 1);
+    else lua_rawseti(L, -2, ++k);
+  }
+  lua_rawseti(L, -3, slot);
+  return 0;
+}
+
+static int l_on_progress(lua_State *L) { return listeners_on(L, UV_PROGRESS); }
+static int l_off_progress(lua_State *L) { return listeners_off(L, UV_PROGRESS); }
+static int l_on_headers(lua_State *L) { return listeners_on(L, UV_HEADERS); }
+static int l_off_headers(lua_State *L) { return listeners_off(L, UV_HEADERS); }
+
+/* res, or nil and err, of an ended task at stack index 1 */
+static int push_outcome(lua_State *L, dt_task *t) {
+  compat_getuservalue(L, 1);
+  if (t->state == TS_DONE) {
+    lua_rawgeti(L, -1, UV_RESULT);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_rawgeti(L, -2, UV_RESULT);
+  return 2;
+}
+
+static void add_waiter(lua_State *L) {
+  compat_getuservalue(L, 1);
+  if (lua_rawgeti(L, -1, UV_WAITERS) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -3, UV_WAITERS);
+  }
+  lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+  lua_pushthread(L);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, -2, i);
+    int same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 1);
+    if (same) {
+      lua_pop(L, 3);
+      return;
+    }
+  }
+  lua_rawseti(L, -2, n + 1);
+  lua_pop(L, 2);
+}
+
+/* Resumed by the dispatcher once the task has ended; a resume by anyone
+ * else before then just waits again. */
+static int await_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  dt_task *t = check_task(L);
+  lua_settop(L, 1);
+  if (t->ended) return push_outcome(L, t);
+  add_waiter(L);
+  return lua_yieldk(L, 0, ctx, await_k);
+}
+
+static int l_await(lua_State *L) {
+  dt_task *t = check_task(L);
+  lua_settop(L, 1);
+  if (t->ended) return push_outcome(L, t);
+  if (lua_isyieldable(L)) {
+    add_waiter(L);
+    return lua_yieldk(L, 0, 0, await_k);
+  }
+  dt_state *st = t->st;
+  if (st->depth > 0 || st->in_run)
+    return luaL_error(L, "DownloadTask:await: cannot block while the loop is being driven; "
+                         "call it from a coroutine, or use poll()");
+  while (!t->ended)
+    if (dispatch_poll(L, st, -1) != LUA_OK) return lua_error(L);
+  return push_outcome(L, t);
+}
+
+/* ---- metamethods ------------------------------------------------------ */
+
+static int l_index(lua_State *L) {
+  dt_task *t = check_task(L);
+  const char *k = lua_tostring(L, 2);
+  if (k && strcmp(k, "state") == 0) {
+    lua_pushstring(L, STATE_NAMES[t->state]);
+    return 1;
+  }
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(1));
+  return 1;
+}
+
+static int l_tostring(lua_State *L) {
+  dt_task *t = check_task(L);
+  compat_getuservalue(L, 1);
+  lua_rawgeti(L, -1, UV_URL);
+  lua_pushfstring(L, "DownloadTask (%s): %s", STATE_NAMES[t->state], lua_tostring(L, -1));
+  return 1;
+}
+
+static int l_close(lua_State *L) {
+  dt_task *t = check_task(L);
+  if (!t->result_delivered && t->state != TS_ABORTED) {
+    lua_pushcfunction(L, l_abort);
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 0);
+  }
+  return 0;
+}
+
+static int l_gc(lua_State *L) {
+  dt_task *t = luaL_checkudata(L, 1, DT_TASK_MT);
+  task_release(L, t);
+  return 0;
+}
+
+void task_open(lua_State *L) {
+  static const luaL_Reg methods[] = {{"abort", l_abort},
+                                     {"onProgressUpdate", l_on_progress},
+                                     {"offProgressUpdate", l_off_progress},
+                                     {"onHeadersReceived", l_on_headers},
+                                     {"offHeadersReceived", l_off_headers},
+                                     {"await", l_await},
+                                     {NULL, NULL}};
+  static const luaL_Reg meta[] = {
+      {"__tostring", l_tostring}, {"__close", l_close}, {"__gc", l_gc}, {NULL, NULL}};
+  if (!luaL_newmetatable(L, DT_TASK_MT)) {
+    lua_pop(L, 1);
+    return;
+  }
+  luaL_setfuncs(L, meta, 0);
+  luaL_newlib(L, methods);
+  lua_pushcclosure(L, l_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
