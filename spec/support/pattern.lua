@@ -1,0 +1,78 @@
+-- Deterministic content of a virtual, endless test file.
+--
+-- Shared by servers.lua (files in nginx's docroot, checks of downloaded
+-- files) and faultserver.lua (generated bodies), so a byte at a given offset
+-- is the same whichever server sent it.
+--
+-- The file is a sequence of 64 KiB blocks. Every block is the same
+-- pseudo-random base block (an LCG, so no short period) with the block's
+-- number stamped big-endian into its first 4 bytes. The stamp makes the whole
+-- file aperiodic: a resume that restarts at the wrong block boundary, or a
+-- block written twice, changes the content. Only one block is ever computed;
+-- everything else is string slicing, so 100 MiB take a fraction of a second.
+
+local M = {}
+
+local BLOCK = 65536
+M.BLOCK = BLOCK
+
+local spack, sub, min, max, concat = string.pack, string.sub, math.min, math.max, table.concat
+
+local base
+do
+  local bytes, chars, x = {}, string.char, 0x2545F491
+  for i = 1, BLOCK do
+    x = (x * 1103515245 + 12345) & 0x7fffffff
+    bytes[i] = (x >> 16) & 0xff
+  end
+  local parts = {}
+  for i = 1, BLOCK, 4096 do            -- string.char takes a bounded arg list
+    parts[#parts + 1] = chars(table.unpack(bytes, i, i + 4095))
+  end
+  base = concat(parts)
+end
+local tail = sub(base, 5)               -- the part of a block after its stamp
+
+-- Bytes [pos, pos + len) of block k (pos 0-based, within one block).
+local function piece(k, pos, len)
+  if pos == 0 and len == BLOCK then
+    return spack(">I4", k & 0xffffffff) .. tail
+  end
+  local last = pos + len                -- exclusive
+  if pos >= 4 then return sub(base, pos + 1, last) end
+  local stamp = sub(spack(">I4", k & 0xffffffff), pos + 1, min(4, last))
+  if last <= 4 then return stamp end
+  return stamp .. sub(base, 5, last)
+end
+
+-- The n bytes at [offset, offset + n) of the virtual file.
+function M.pattern(offset, n)
+  offset, n = math.tointeger(offset), math.tointeger(n)
+  assert(offset and offset >= 0, "pattern: offset must be a non-negative integer")
+  assert(n and n >= 0, "pattern: n must be a non-negative integer")
+  if n == 0 then return "" end
+  local k, pos = offset // BLOCK, offset % BLOCK
+  if pos + n <= BLOCK then return piece(k, pos, n) end
+  local parts, left = {}, n
+  while left > 0 do
+    local len = min(BLOCK - pos, left)
+    parts[#parts + 1] = piece(k, pos, len)
+    left = left - len
+    k, pos = k + 1, 0
+  end
+  return concat(parts)
+end
+
+-- Calls fn(chunk, chunk_offset) for [offset, offset + n) in pieces of at
+-- most `size` bytes, so big ranges can be streamed without one huge string.
+function M.each(offset, n, size, fn)
+  size = max(1, size or BLOCK)
+  local done = 0
+  while done < n do
+    local len = min(size, n - done)
+    fn(M.pattern(offset + done, len), offset + done)
+    done = done + len
+  end
+end
+
+return M

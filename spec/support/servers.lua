@@ -1,0 +1,326 @@
+-- Real servers on 127.0.0.1 for the specs, and file helpers.
+--
+--   local S = require "spec.support.servers"
+--   local ng = S.nginx()          -- { port, root, url(path), pid }
+--   local f  = S.fault()          -- { port, url(path), pid }
+--
+-- Servers start lazily, once per busted process, on ports picked at run time,
+-- and everything lives in one per-run temp dir. Cleanup, in layers, so no
+-- server survives a failing or crashing run:
+--   1. stop_all() from busted's 'exit' event and from a __gc sentinel; busted
+--      ends either by returning from its main chunk or by os.exit(code, true),
+--      and both close the Lua state, which runs pending finalizers;
+--   2. the fault server's stdin is a pipe from this process: when this
+--      process dies, however it dies, the server reads end of file and exits;
+--   3. every pid is appended to $DT_TEST_PIDFILE (and <run dir>/pids) for
+--      spec/support/run-specs.sh, which kills what is left after busted.
+--
+-- busted runs each spec file "insulated": package.loaded is restored after
+-- the file, so this module is loaded again by the next file. The state is
+-- therefore kept in the registry, which insulation does not touch, so all
+-- files share one nginx, one fault server and one run dir.
+
+local socket = require "socket"
+local lfs = require "lfs"
+local P = require "spec.support.pattern"
+
+local S = {}
+
+local LUA = os.getenv("DT_TEST_LUA") or "lua5.4"
+local NGINX = os.getenv("DT_TEST_NGINX") or "/usr/sbin/nginx"
+local HOST = "127.0.0.1"
+
+-- Directory of this file, absolute, so a spec that changes directory still works.
+local HERE = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+HERE = HERE:gsub("^%./", "")
+if HERE:sub(1, 1) ~= "/" then HERE = lfs.currentdir() .. (HERE == "." and "" or "/" .. HERE) end
+
+local REGISTRY_KEY = "downloadtask.spec.support.servers"
+local state = debug.getregistry()[REGISTRY_KEY]
+if not state then
+  state = { tmpcount = 0 }
+  debug.getregistry()[REGISTRY_KEY] = state
+end
+
+------------------------------------------------------------------------------
+-- Small helpers.
+
+local function quote(s)
+  return "'" .. tostring(s):gsub("'", [['\'']]) .. "'"
+end
+
+-- Runs a bash script; true when it exits with status 0.
+local function bash(script)
+  return os.execute("bash -c " .. quote(script)) == true
+end
+
+-- Prefix for spawning a long-lived server: close every inherited descriptor
+-- above 2. Neither luasocket nor libcurl marks its sockets close-on-exec, and
+-- a server holding a copy of a spec's socket would keep that connection open
+-- after the spec closes it.
+local CLOSE_FDS = [[for fd in $(ls /proc/$$/fd); do ]]
+  .. [[[ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null; done; ]]
+
+local function sleep(seconds) socket.sleep(seconds) end
+
+function S.readfile(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+function S.writefile(path, s)
+  local f = assert(io.open(path, "wb"))
+  assert(f:write(s))
+  assert(f:close())
+  return true
+end
+
+function S.filesize(path)
+  return lfs.attributes(path, "size")
+end
+
+function S.listdir(dir)
+  local names = {}
+  for name in lfs.dir(dir) do
+    if name ~= "." and name ~= ".." then names[#names + 1] = name end
+  end
+  table.sort(names)
+  return names
+end
+
+S.pattern = P.pattern
+
+-- True when the file holds exactly the first n bytes of the pattern.
+-- Compared in 1 MiB pieces so a 100 MiB file never sits in memory at once.
+function S.file_matches_pattern(path, n)
+  if S.filesize(path) ~= n then return false end
+  local f = io.open(path, "rb")
+  if not f then return false end
+  local ok = true
+  P.each(0, n, 1024 * 1024, function(expected)
+    if ok and f:read(#expected) ~= expected then ok = false end
+  end)
+  f:close()
+  return ok
+end
+
+-- A port nobody listens on right now (bind port 0, read it, close).
+-- Also handy for "connection refused" specs.
+function S.free_port()
+  local s = assert(socket.bind(HOST, 0))
+  local _, port = s:getsockname()
+  s:close()
+  return math.tointeger(tonumber(port))
+end
+
+local function can_connect(port)
+  local c = socket.tcp()
+  c:settimeout(0.5)
+  local ok = c:connect(HOST, port)
+  c:close()
+  return ok == 1
+end
+
+local function url_for(port)
+  return function(path)
+    path = tostring(path or "")
+    if path:sub(1, 1) == "/" then path = path:sub(2) end
+    return ("http://%s:%d/%s"):format(HOST, port, path)
+  end
+end
+
+------------------------------------------------------------------------------
+-- Per-run directory and pid bookkeeping.
+
+local function record_pid(pid)
+  for _, file in ipairs { state.dir .. "/pids", os.getenv("DT_TEST_PIDFILE") } do
+    local f = io.open(file, "a")
+    if f then
+      f:write(pid, "\n")
+      f:close()
+    end
+  end
+end
+
+-- Reads a pid file, waiting up to `timeout` s for it to be written.
+local function read_pid(path, timeout)
+  local deadline = socket.gettime() + timeout
+  repeat
+    local pid = math.tointeger(tonumber((S.readfile(path) or ""):match("%d+")))
+    if pid then return pid end
+    sleep(0.005)
+  until socket.gettime() > deadline
+  return nil
+end
+
+-- Waits (up to 2 s) for pid to be gone or a zombie, SIGTERM first, then
+-- SIGKILL. With group = true the whole process group goes too (nginx's master
+-- leads its own group). A zombie counts as gone: the daemonized master is
+-- an orphan, and PID 1 in a container may reap it late.
+local function kill(pid, group)
+  local targets = group and ("-- -%d %d"):format(pid, pid) or tostring(pid)
+  bash(([[
+    alive() { [ -r /proc/%d/stat ] && ! grep -q '^[0-9]* (.*) Z' /proc/%d/stat 2>/dev/null; }
+    kill -TERM %s 2>/dev/null
+    for i in $(seq 200); do alive || exit 0; sleep 0.01; done
+    kill -KILL %s 2>/dev/null; exit 0
+  ]]):format(pid, pid, targets, targets))
+end
+
+local stop_all
+
+local function run_dir()
+  if state.dir then return state.dir end
+  local base = os.getenv("DT_TEST_TMPDIR") or os.getenv("TMPDIR") or "/tmp"
+  local p = assert(io.popen("mktemp -d " .. quote(base .. "/dt-spec.XXXXXX")))
+  local dir = p:read("l")
+  p:close()
+  assert(dir and dir ~= "", "mktemp -d failed under " .. base)
+  state.dir = dir
+  assert(lfs.mkdir(dir .. "/tmp"))
+
+  -- Finalized when the Lua state closes, even when busted exits early.
+  if not state.sentinel then
+    state.sentinel = setmetatable({}, { __gc = function() stop_all() end })
+  end
+  -- busted publishes 'exit' after the last file; the subscriber returns
+  -- (nil, true) so later subscribers still run.
+  if not state.subscribed then
+    local ok, busted = pcall(require, "busted")
+    if ok and type(busted) == "table" and type(busted.subscribe) == "function" then
+      state.subscribed = pcall(busted.subscribe, { "exit" }, function()
+        stop_all()
+        return nil, true
+      end)
+    end
+  end
+  return dir
+end
+
+------------------------------------------------------------------------------
+-- nginx.
+
+local NGINX_FILES = {   -- name -> size; content from the pattern, but small.txt
+  ["small.txt"] = 19,
+  ["empty.bin"] = 0,
+  ["1k.bin"] = 1024,
+  ["1m.bin"] = 1024 * 1024,
+  ["100m.bin"] = 100 * 1024 * 1024,
+}
+S.NGINX_FILES = NGINX_FILES
+S.SMALL_TXT = "hello downloadtask\n"
+
+local function make_docroot(root)
+  assert(lfs.mkdir(root))
+  S.writefile(root .. "/small.txt", S.SMALL_TXT)
+  for name, size in pairs(NGINX_FILES) do
+    if name:match("%.bin$") then
+      local f = assert(io.open(root .. "/" .. name, "wb"))
+      P.each(0, size, 4 * 1024 * 1024, function(chunk) assert(f:write(chunk)) end)
+      assert(f:close())
+    end
+  end
+end
+
+function S.nginx()
+  if state.nginx then return state.nginx end
+  local dir = run_dir()
+  local root = dir .. "/www"
+  make_docroot(root)
+  assert(lfs.mkdir(dir .. "/nginx-temp"))
+  local template = assert(S.readfile(HERE .. "/nginx.conf"), "missing nginx.conf template")
+  local conf, pidfile, errlog = dir .. "/nginx.conf", dir .. "/nginx.pid", dir .. "/nginx-error.log"
+
+  -- The port can be taken between free_port() and nginx's bind: retry.
+  for _ = 1, 5 do
+    local port = S.free_port()
+    local text = template:gsub("%${(%u+)}", { PORT = tostring(port), ROOT = root, RUNDIR = dir })
+    S.writefile(conf, text)
+    os.remove(pidfile)
+    local started = bash(CLOSE_FDS .. ("exec %s -q -p %s -c %s -e %s </dev/null >>%s 2>&1")
+      :format(NGINX, quote(dir), quote(conf), quote(errlog), quote(dir .. "/nginx-start.log")))
+    -- The daemon writes its pid file after the starting process has exited.
+    local pid = started and read_pid(pidfile, 5)
+    if pid then
+      record_pid(pid)
+      local deadline = socket.gettime() + 5
+      while not can_connect(port) and socket.gettime() < deadline do sleep(0.01) end
+      state.nginx = { port = port, root = root, url = url_for(port), pid = pid }
+      return state.nginx
+    end
+  end
+  error("could not start nginx; see " .. errlog .. " and " .. dir .. "/nginx-start.log")
+end
+
+------------------------------------------------------------------------------
+-- Fault server.
+
+function S.fault()
+  if state.fault then return state.fault end
+  local dir = run_dir()
+  local pidfile, log = dir .. "/faultserver.pid", dir .. "/faultserver.log"
+
+  for _ = 1, 5 do
+    local port = S.free_port()
+    os.remove(pidfile)
+    -- `exec` keeps the shell's pid ($$) for the server; its stdin is our pipe.
+    -- popen runs `sh -c`: exec so no shell sits between us and the server.
+    local pipe = assert(io.popen("exec bash -c " .. quote(("echo $$ > %s; %s exec %s %s %d >>%s 2>&1")
+      :format(quote(pidfile), CLOSE_FDS, LUA, quote(HERE .. "/faultserver.lua"), port, quote(log))), "w"))
+    local pid = read_pid(pidfile, 5)
+    if pid then
+      record_pid(pid)
+      local deadline = socket.gettime() + 5
+      repeat
+        if can_connect(port) then
+          state.fault = { port = port, url = url_for(port), pid = pid, pipe = pipe }
+          return state.fault
+        end
+        sleep(0.01)
+      until socket.gettime() > deadline
+             or not bash(("kill -0 %d 2>/dev/null"):format(pid))   -- bind failed: it exited
+      kill(pid)
+    end
+    pcall(pipe.close, pipe)
+  end
+  error("could not start the fault server; see " .. log)
+end
+
+------------------------------------------------------------------------------
+-- Scratch directories.
+
+-- A fresh, empty directory for one spec's files.
+function S.tmpdir()
+  local dir = run_dir()
+  state.tmpcount = state.tmpcount + 1
+  local path = ("%s/tmp/%04d"):format(dir, state.tmpcount)
+  assert(lfs.mkdir(path))
+  return path
+end
+
+------------------------------------------------------------------------------
+-- Stopping. Idempotent; safe from a finalizer at state close.
+
+stop_all = function()
+  local fault, ng = state.fault, state.nginx
+  state.fault, state.nginx = nil, nil
+  if fault then
+    kill(fault.pid)
+    -- At state close the pipe's own finalizer may have run first (closing it
+    -- is what lets the server see end of file): the handle is closed then.
+    if io.type(fault.pipe) == "file" then pcall(fault.pipe.close, fault.pipe) end
+  end
+  if ng then kill(ng.pid, true) end
+  if state.dir then
+    local dir = state.dir
+    state.dir = nil
+    -- A guard against ever removing something that is not our run dir.
+    if dir:match("/dt%-spec%.[%w]+$") then bash("rm -rf " .. quote(dir)) end
+  end
+end
+S.stop_all = function() stop_all() end
+
+return S
