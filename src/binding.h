@@ -37,9 +37,11 @@ typedef struct dt_state dt_state;
 typedef struct dt_task {
   dt_state *st;
   dt_xfer *x; /* NULL once released */
+  int orphan; /* x belongs to the engine of the process we were forked from */
   int state;
   int anchor; /* registry reference keeping the task alive until it ends */
   int ended;  /* success/fail and complete delivered */
+  int abort_acked; /* the engine has carried out abort(): "abort" may be delivered */
   int result_delivered;
 
   /* taken from the engine, not yet delivered */
@@ -69,6 +71,7 @@ struct dt_state {
 
 /* module.c */
 dt_state *state_get(lua_State *L);
+void state_check_fork(lua_State *L, dt_state *st);
 dt_engine *state_engine(lua_State *L, dt_state *st);
 
 /* task.c */
@@ -79,6 +82,7 @@ const char *task_state_name(int s);
 
 /* dispatch.c */
 void dispatch_take(dt_state *st);
+void dispatch_orphan(dt_state *st, dt_task *t);
 void dispatch_push(dt_state *st, dt_task *t);
 void dispatch_remove(dt_state *st, dt_task *t);
 int dispatch_pending(dt_state *st);

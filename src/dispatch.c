@@ -57,6 +57,10 @@ static void take_one(void *owner, dt_pub *pub, void *ud) {
   pub->events = 0;
   /* after abort() nothing from the engine is delivered; what the pub holds
    * is freed (and a finished body removed) with the transfer */
+  if (t->state == TS_ABORTED && (ev & DT_EV_ABORTED) && !t->abort_acked) {
+    t->abort_acked = 1;
+    dispatch_push(st, t);
+  }
   if (t->state == TS_ABORTED || t->result_delivered) return;
   if ((ev & DT_EV_STARTED) && t->state == TS_QUEUED) t->state = TS_RUNNING;
   if ((ev & DT_EV_HEADERS) && pub->headers) {
@@ -76,6 +80,19 @@ static void take_one(void *owner, dt_pub *pub, void *ud) {
     t->inbox |= DT_EV_DONE;
   }
   if (t->inbox) dispatch_push(st, t);
+}
+
+void dispatch_orphan(dt_state *st, dt_task *t) {
+  if (!t->x || t->orphan) return;
+  t->orphan = 1; /* its xfer belongs to the parent's engine: only read from now on */
+  if (t->result_delivered || t->state == TS_ABORTED || (t->inbox & DT_EV_DONE)) return;
+  dt_result *r = calloc(1, sizeof *r);
+  if (!r) return;
+  r->err = DT_ERR_NETWORK;
+  r->reason = strdup("the download belonged to the parent process (fork)");
+  t->result = r;
+  t->inbox |= DT_EV_DONE;
+  dispatch_push(st, t);
 }
 
 void dispatch_take(dt_state *st) {
@@ -215,6 +232,7 @@ static void uv_set(lua_State *L, int uv, int slot) { lua_rawseti(L, uv, slot); }
  * Returns 0 when nothing is left to deliver. */
 static int next_stage(lua_State *L, dt_task *t, int uv) {
   if (t->state == TS_ABORTED && !t->result_delivered) {
+    if (!t->abort_acked) return 0; /* the engine is still removing its files */
     push_error(L, DT_ERR_ABORT, "abort");
     uv_set(L, uv, UV_RESULT);
     t->stage = SG_RESULT;
@@ -341,13 +359,14 @@ static int step(lua_State *L, dt_state *st, dt_task *t, int uv, int h) {
       uv_set(L, uv, UV_WAITERS);
       t->idx = 1;
     }
-    if (lua_rawgeti(L, uv, UV_SNAP) != LUA_TTABLE || lua_rawgeti(L, -1, t->idx) != LUA_TTHREAD) {
+    if (lua_rawgeti(L, uv, UV_SNAP) != LUA_TTABLE || lua_rawgeti(L, -1, t->idx) == LUA_TNIL) {
       lua_settop(L, h);
       end_task(L, t, uv);
       return -1;
     }
     t->idx++;
-    return wake(L, lua_tothread(L, -1));
+    /* false: that coroutine's await() has returned already */
+    return lua_isthread(L, -1) ? wake(L, lua_tothread(L, -1)) : LUA_OK;
   }
   (void)st;
   return -1;
@@ -391,6 +410,7 @@ int dispatch_run(lua_State *L, dt_state *st) {
 }
 
 int dispatch_poll(lua_State *L, dt_state *st, int wait_ms) {
+  state_check_fork(L, st);
   dispatch_take(st);
   if (wait_ms != 0 && !dispatch_pending(st) && st->live > 0 && st->engine &&
       engine_owned_here(st->engine)) {

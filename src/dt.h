@@ -35,7 +35,8 @@ enum {
   DT_EV_STARTED = 1u << 0,
   DT_EV_HEADERS = 1u << 1,
   DT_EV_PROGRESS = 1u << 2,
-  DT_EV_DONE = 1u << 3
+  DT_EV_DONE = 1u << 3,
+  DT_EV_ABORTED = 1u << 4 /* an abort has been carried out: nothing of it is left on disk */
 };
 
 /* Options fixed at creation; immutable afterwards, so both threads may read. */
@@ -106,6 +107,7 @@ typedef struct dt_xfer dt_xfer;
 dt_engine *engine_new(const char **why);
 void engine_free(dt_engine *e);        /* aborts all, joins the thread */
 int engine_owned_here(dt_engine *e);   /* false in a fork()ed child */
+void engine_forget(dt_engine *e);      /* in a fork()ed child: close its descriptors, free nothing */
 int engine_fd(dt_engine *e);           /* readable when the ready list is non-empty */
 void engine_set_max_concurrent(dt_engine *e, long n);
 

@@ -681,6 +681,25 @@ static void drop(dt_engine *e, dt_xfer *x) {
   xfer_unref(x);
 }
 
+/* Carries out engine_abort(): stops x if it still runs, removes any body it
+ * left (also a finished one the binding has not taken), then says so, so
+ * that the binding delivers "abort" only once nothing of it is on disk. */
+static void abort_xfer(dt_engine *e, dt_xfer *x) {
+  pthread_mutex_lock(&e->mu);
+  dt_result *untaken = x->pub.result;
+  x->pub.result = NULL;
+  pthread_mutex_unlock(&e->mu);
+  dt_result_discard(untaken);
+  if (x->phase != PH_DONE) {
+    atomic_fetch_add(&x->refs, 1); /* drop() lets go of the engine's */
+    drop(e, x);
+    publish(e, x, DT_EV_ABORTED, NULL, NULL);
+    xfer_unref(x);
+    return;
+  }
+  publish(e, x, DT_EV_ABORTED, NULL, NULL);
+}
+
 /* ---- the thread ------------------------------------------------------- */
 
 static void take_commands(dt_engine *e) {
@@ -698,7 +717,7 @@ static void take_commands(dt_engine *e) {
       x->phase = PH_WAITING;
       xlist_push(&e->waiting, x);
     }
-    if (x->abort_req == 2) drop(e, x);
+    if (x->abort_req == 2) abort_xfer(e, x);
   }
   unref_taken(list); /* the list's references */
 }
@@ -809,6 +828,13 @@ void engine_free(dt_engine *e) {
 }
 
 int engine_owned_here(dt_engine *e) { return e->pid == getpid(); }
+
+/* The parent's engine in a fork()ed child: its thread does not exist here and
+ * its mutex may be held forever, so only the descriptors are closed. */
+void engine_forget(dt_engine *e) {
+  close(e->wake_r);
+  close(e->wake_w);
+}
 int engine_fd(dt_engine *e) { return e->wake_r; }
 
 void engine_set_max_concurrent(dt_engine *e, long n) {

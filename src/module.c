@@ -39,11 +39,26 @@ dt_state *state_get(lua_State *L) {
   return st;
 }
 
-/* The engine, started on first use. A fork()ed child does not have the
- * parent's engine thread: it leaves the parent's engine alone (its mutex
- * may be held by a thread that does not exist here) and starts its own. */
+/* A fork()ed child does not have the parent's engine thread: it leaves the
+ * parent's engine alone, fails the tasks that were running on it, and starts
+ * its own engine with its next download. */
+void state_check_fork(lua_State *L, dt_state *st) {
+  if (!st->engine || engine_owned_here(st->engine)) return;
+  engine_forget(st->engine);
+  st->engine = NULL;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, st->anchors);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    dt_task *t = luaL_testudata(L, -1, DT_TASK_MT);
+    if (t) dispatch_orphan(st, t);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+/* The engine, started on first use. */
 dt_engine *state_engine(lua_State *L, dt_state *st) {
-  if (st->engine && !engine_owned_here(st->engine)) st->engine = NULL;
+  state_check_fork(L, st);
   if (!st->engine) {
     const char *why = "unknown error";
     st->engine = engine_new(&why);

@@ -266,7 +266,9 @@ void task_release(lua_State *L, dt_task *t) {
     t->st->live--;
   }
   t->anchor = LUA_NOREF;
-  if (t->x) {
+  if (t->x && t->orphan) {
+    t->x = NULL; /* the parent's: left alone */
+  } else if (t->x) {
     dt_engine *e = t->st->closed ? NULL : t->st->engine;
     if (e && !engine_owned_here(e)) e = NULL;
     if (e && !t->ended) engine_abort(e, t->x);
@@ -289,9 +291,13 @@ static int l_abort(lua_State *L) {
   dt_result_discard(t->result); /* a finished body that will never be delivered */
   t->result = NULL;
   dt_engine *e = t->st->engine;
-  if (t->x && e && engine_owned_here(e)) engine_abort(e, t->x);
+  if (t->x && !t->orphan && e && engine_owned_here(e)) {
+    engine_abort(e, t->x); /* "abort" is delivered once the engine says it is done */
+  } else {
+    t->abort_acked = 1;
+    dispatch_push(t->st, t);
+  }
   if (!t->busy) t->stage = SG_IDLE; /* a busy task notices after its listener returns */
-  dispatch_push(t->st, t);
   return 0;
 }
 
@@ -377,13 +383,51 @@ static void add_waiter(lua_State *L) {
   lua_pop(L, 2);
 }
 
+/* This coroutine's await() returns: the dispatcher must not resume it for
+ * this task any more, whatever it yields to next. In the array being woken,
+ * the entry becomes false so the dispatcher's index stays valid. */
+static void remove_waiter(lua_State *L, dt_task *t) {
+  int base = lua_gettop(L);
+  compat_getuservalue(L, 1);
+  int uv = lua_gettop(L);
+  lua_pushthread(L);
+  int me = lua_gettop(L);
+  if (lua_rawgeti(L, uv, UV_WAITERS) == LUA_TTABLE) {
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1), k = 0;
+    lua_createtable(L, (int)n, 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+      lua_rawgeti(L, -2, i);
+      if (lua_rawequal(L, -1, me)) lua_pop(L, 1);
+      else lua_rawseti(L, -2, ++k);
+    }
+    lua_rawseti(L, uv, UV_WAITERS);
+  }
+  lua_settop(L, me);
+  if (t->stage == SG_WAKE && lua_rawgeti(L, uv, UV_SNAP) == LUA_TTABLE) {
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    for (lua_Integer i = 1; i <= n; i++) {
+      lua_rawgeti(L, -1, i);
+      int same = lua_rawequal(L, -1, me);
+      lua_pop(L, 1);
+      if (same) {
+        lua_pushboolean(L, 0);
+        lua_rawseti(L, -2, i);
+      }
+    }
+  }
+  lua_settop(L, base);
+}
+
 /* Resumed by the dispatcher once the task has ended; a resume by anyone
  * else before then just waits again. */
 static int await_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   dt_task *t = check_task(L);
   lua_settop(L, 1);
-  if (t->ended) return push_outcome(L, t);
+  if (t->ended) {
+    remove_waiter(L, t);
+    return push_outcome(L, t);
+  }
   add_waiter(L);
   return lua_yieldk(L, 0, ctx, await_k);
 }
