@@ -422,7 +422,7 @@ describe("downloadtask events", function()
       assert.same({}, listing(dir, {}))
     end)
 
-    -- BUG: when a download is aborted after its transfer finished (and, most
+    -- Regression (was a bug, fixed): when a download is aborted after its transfer finished (and, most
     -- of the time, mid-body too), its <dest>.<random>.part file still exists
     -- when fail "abort" is delivered and when run() returns: it is unlinked
     -- later, on the engine thread, when the transfer's last reference goes
@@ -823,7 +823,7 @@ describe("downloadtask events", function()
       assert.equals(600003, e2.errno)
     end)
 
-    -- BUG: the dispatcher resumes a coroutine that is no longer waiting in
+    -- Regression (was a bug, fixed): the dispatcher resumes a coroutine that is no longer waiting in
     -- await(). Here the coroutine's await() already returned (it was resumed
     -- from the complete callback, after the task ended), and the coroutine
     -- then yielded to its own scheduler; the wake stage that follows complete

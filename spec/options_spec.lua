@@ -229,7 +229,7 @@ describe("options", function()
       end)
     end
 
-    -- BUG: configure converts numeric strings (lua_tointegerx) while
+    -- Regression (was a bug, fixed): configure converts numeric strings (lua_tointegerx) while
     -- downloadFile refuses them: configure{maxConcurrent = "2"} is accepted.
     -- Repro: lua5.4 -e 'package.cpath="./?.so" local dt=require"downloadtask"
     --   print(pcall(dt.configure, {maxConcurrent="2"}))'   --> true

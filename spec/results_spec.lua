@@ -341,7 +341,7 @@ describe("results", function()
       assert.is_true(p.redirectEnd <= p.responseEnd)
     end)
 
-    -- BUG: with redirects the phases of the final request are out of order
+    -- Regression (was a bug, fixed): with redirects the phases of the final request are out of order
     -- (e.g. requestStart < connectEnd): fill_profile places domainLookUp*/
     -- connect* after redirectEnd (CURLINFO_REDIRECT_TIME) but requestStart/
     -- requestEnd at CURLINFO_PRETRANSFER_TIME, which libcurl accumulates per
@@ -372,7 +372,7 @@ describe("results", function()
       expect_fail(fetch { url = f.url("/close") }, 600000)
     end)
 
-    -- BUG: a response that is not HTTP is reported as errno 600009
+    -- Regression (was a bug, fixed): a response that is not HTTP is reported as errno 600009
     -- "unsupported protocol" (libcurl's CURLE_UNSUPPORTED_PROTOCOL for
     -- "Received HTTP/0.9 when not allowed"), which SPEC reserves for a URL
     -- that is invalid or of another scheme; the URL here is fine, so it is
@@ -445,7 +445,7 @@ describe("results", function()
       end)
     end
 
-    -- BUG: a URL without a scheme is not refused: libcurl guesses http://,
+    -- Regression (was a bug, fixed): a URL without a scheme is not refused: libcurl guesses http://,
     -- so "127.0.0.1:PORT/small.txt" downloads; SPEC/README: url is
     -- "http:// or https:// only", anything else fails with 600009.
     -- Repro: dt.downloadFile{url = "127.0.0.1:" .. nginx.port .. "/small.txt"}:await()

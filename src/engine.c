@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
@@ -441,6 +442,11 @@ static void fail(dt_engine *e, dt_xfer *x, int err, const char *reason) {
   finish(e, x);
 }
 
+/* libcurl guesses a scheme for "host/path"; we take http:// and https:// only. */
+static int scheme_ok(const char *url) {
+  return strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0;
+}
+
 static void start(dt_engine *e, dt_xfer *x) {
   const dt_opts *o = x->opts;
   x->phase = PH_RUNNING;
@@ -448,6 +454,10 @@ static void start(dt_engine *e, dt_xfer *x) {
   x->fetch_start = epoch_ms();
   publish(e, x, DT_EV_STARTED, NULL, NULL);
 
+  if (!scheme_ok(o->url)) {
+    fail(e, x, DT_ERR_URL, strstr(o->url, "://") ? "unsupported protocol" : "invalid url");
+    return;
+  }
   if (o->file_path && (x->fd = open_part(x)) < 0) {
     fail(e, x, x->fail_err, x->fail_reason);
     return;
@@ -526,24 +536,29 @@ static void fill_profile(dt_xfer *x, dt_profile *p) {
   curl_easy_getinfo(c, CURLINFO_PRIMARY_PORT, &port);
   curl_easy_getinfo(c, CURLINFO_HTTP_VERSION, &version);
   curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &nconn);
-  /* libcurl's times are microseconds from the start, redirects included. */
+  /* libcurl's times are microseconds from the start of the whole transfer,
+   * but after redirects each phase's time is the sum over all hops; so the
+   * final hop's phases start at the redirect time and each is clamped to
+   * come no earlier than the one before: the order always holds. */
   double s = x->fetch_start;
 #define AT(us) ((us) > 0 ? s + (double)(us) / 1000.0 : 0.0)
+#define LATEST(a, b) ((a) > (b) ? (a) : (b))
   p->fetch_start = s;
-  double base = AT(t_redirect);
+  double base = redirects > 0 ? AT(t_redirect) : s;
   if (base == 0.0) base = s;
   p->lookup_start = base;
-  p->lookup_end = AT(t_lookup) > base ? AT(t_lookup) : base;
+  p->lookup_end = LATEST(AT(t_lookup), base);
   p->connect_start = p->lookup_end;
-  p->connect_end = AT(t_connect) > p->connect_start ? AT(t_connect) : p->connect_start;
+  p->connect_end = LATEST(AT(t_connect), p->connect_start);
   p->ssl_start = t_app > 0 ? p->connect_end : 0;
-  p->ssl_end = t_app > 0 ? AT(t_app) : 0;
-  p->request_start = AT(t_pre);
-  p->request_end = AT(t_pre);
-  p->response_start = AT(t_start);
-  p->response_end = AT(t_total);
+  p->ssl_end = t_app > 0 ? LATEST(AT(t_app), p->connect_end) : 0;
+  p->request_start = LATEST(AT(t_pre), t_app > 0 ? p->ssl_end : p->connect_end);
+  p->request_end = p->request_start;
+  p->response_start = t_start > 0 ? LATEST(AT(t_start), p->request_end) : 0;
+  p->response_end = LATEST(AT(t_total), LATEST(p->response_start, p->request_end));
   p->redirect_start = redirects > 0 ? s : 0;
   p->redirect_end = redirects > 0 ? AT(t_redirect) : 0;
+#undef LATEST
 #undef AT
   snprintf(p->peer_ip, sizeof p->peer_ip, "%s", ip ? ip : "");
   p->port = port;
@@ -564,6 +579,12 @@ static int map_error(dt_xfer *x, CURLcode rc, char *reason, size_t n) {
   }
   switch (rc) {
   case CURLE_UNSUPPORTED_PROTOCOL:
+    /* libcurl says this also of a reply that is not HTTP at all (it takes it
+     * for HTTP/0.9, which it refuses): that is the server's fault, not the URL's */
+    if (strstr(x->errbuf, "HTTP/0.9")) {
+      snprintf(reason, n, "the server's reply is not HTTP");
+      return DT_ERR_NETWORK;
+    }
     snprintf(reason, n, "unsupported protocol");
     return DT_ERR_URL;
   case CURLE_URL_MALFORMAT:

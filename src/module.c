@@ -121,10 +121,10 @@ static int l_run(lua_State *L) {
 
 static lua_Integer config_int(lua_State *L, const char *name, lua_Integer min) {
   int isint = 0;
-  lua_Integer v = lua_tointegerx(L, -1, &isint);
+  lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
   if (!isint || v < min)
     luaL_error(L, "downloadtask.configure: bad option '%s' (integer >= %d expected, got %s)", name,
-               (int)min, isint ? "a smaller one" : luaL_typename(L, -1));
+               (int)min, isint ? "a smaller number" : luaL_typename(L, -1));
   return v;
 }
 

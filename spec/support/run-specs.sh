@@ -15,6 +15,9 @@ BUSTED=${BUSTED:-/usr/bin/busted}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/dt-specs.XXXXXX") || exit 1
 export DT_TEST_PIDFILE="$tmp/pids"
 export DT_TEST_TMPDIR="$tmp"
+# Bodies of downloads without filePath (the module's default tempDir is $TMPDIR)
+# go away with the run dir instead of piling up in /tmp.
+mkdir -p "$tmp/tmp" && export TMPDIR="$tmp/tmp"
 : >"$DT_TEST_PIDFILE"
 child=
 
