@@ -30,3 +30,11 @@ src/%.o: src/%.c $(HDR)
 
 clean:
 	rm -f downloadtask.so src/*.o
+
+# The whole suite against real servers; spec/support/run-specs.sh stops them whatever happens.
+test: downloadtask.so
+	spec/support/run-specs.sh $(BUSTED_ARGS)
+
+# A live progress bar against a local nginx that the runner starts and stops.
+example: downloadtask.so
+	$(LUA) examples/with-local-server.lua examples/progress.lua

@@ -1,0 +1,30 @@
+-- Runs an example against a local nginx on a free loopback port, then stops nginx.
+--   lua5.4 examples/with-local-server.lua examples/progress.lua
+-- The example gets the URL of a 100 MiB file served at about 25 MiB/s (so a progress bar
+-- has time to move) and a destination in a temporary directory.
+package.path = "./?.lua;./spec/?.lua;" .. package.path
+package.cpath = "./?.so;" .. package.cpath
+local S = require "spec.support.servers"
+
+local script = assert(arg[1], "usage: lua5.4 examples/with-local-server.lua EXAMPLE.lua")
+local real_exit, code = os.exit, 0
+os.exit = function(c) -- the example's own exit must not skip stopping nginx
+  error({ exit = c == true and 0 or (c == false and 1 or c or 0) }, 0)
+end
+local ok, err = pcall(function()
+  local ngx = S.nginx()
+  local dir = S.tmpdir()
+  arg = { [0] = script, ngx.url("slow/100m.bin"), dir .. "/100m.bin" }
+  print(("nginx on 127.0.0.1:%d; downloading %s"):format(ngx.port, arg[1]))
+  dofile(script)
+end)
+S.stop_all()
+if not ok then
+  if type(err) == "table" and err.exit then
+    code = err.exit
+  else
+    io.stderr:write(tostring(err), "\n")
+    code = 1
+  end
+end
+real_exit(code)
