@@ -6,12 +6,14 @@ CC ?= cc
 LUA_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags $(LUA_PC))
 CURL_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libcurl)
 CURL_LIBS ?= $(shell $(PKG_CONFIG) --libs libcurl)
+CRYPTO_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libcrypto)
+CRYPTO_LIBS ?= $(shell $(PKG_CONFIG) --libs libcrypto)
 OPT ?= -O2 -g
 WARN ?= -std=c11 -Wall -Wextra -Wpedantic -Wmissing-prototypes -Wshadow
 CFLAGS ?= $(OPT)
-ALL_CFLAGS = $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -D_POSIX_C_SOURCE=200809L $(LUA_CFLAGS) $(CURL_CFLAGS)
+ALL_CFLAGS = $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -D_POSIX_C_SOURCE=200809L $(LUA_CFLAGS) $(CURL_CFLAGS) $(CRYPTO_CFLAGS)
 LDFLAGS ?=
-LIBS = $(CURL_LIBS) -lpthread
+LIBS = $(CURL_LIBS) $(CRYPTO_LIBS) -lpthread
 BUSTED ?= $(LUA) /usr/bin/busted
 
 SRC = src/module.c src/task.c src/dispatch.c src/engine.c

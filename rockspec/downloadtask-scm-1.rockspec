@@ -22,6 +22,9 @@ external_dependencies = {
   CURL = {
     library = "curl",
   },
+  OPENSSL = { -- libcrypto, for the sha256 option
+    library = "crypto",
+  },
 }
 build = {
   type = "builtin",
@@ -29,9 +32,9 @@ build = {
     downloadtask = {
       sources = { "src/module.c", "src/task.c", "src/dispatch.c", "src/engine.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
-      libraries = { "curl", "pthread" },
-      incdirs = { "$(CURL_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)" },
+      libraries = { "curl", "crypto", "pthread" },
+      incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
     },
   },
 }

@@ -205,7 +205,7 @@ static void push_result(lua_State *L, dt_task *t) {
   set_int(L, "statusCode", r->status);
   if (r->to_dest) {
     set_str(L, "filePath", xfer_opts(t->x)->file_path);
-  } else {
+  } else if (r->body_path) {
     set_str(L, "tempFilePath", r->body_path);
     free(r->body_path); /* the file is the caller's now */
     r->body_path = NULL;
@@ -213,6 +213,7 @@ static void push_result(lua_State *L, dt_task *t) {
   push_header_table(L, t->headers);
   lua_setfield(L, -2, "header");
   set_int(L, "dataLength", r->length);
+  if (r->sha256[0]) set_str(L, "sha256", r->sha256);
   push_profile(L, &r->profile);
   lua_setfield(L, -2, "profile");
   set_str(L, "errMsg", "downloadFile:ok");

@@ -30,6 +30,9 @@ enum {
   DT_ERR_CHECKSUM = 603304
 };
 
+/* A 304 has no body: nothing is written anywhere. */
+#define DT_NOT_MODIFIED 304
+
 /* what the engine has published since the binding last looked */
 enum {
   DT_EV_STARTED = 1u << 0,
@@ -52,6 +55,11 @@ typedef struct dt_opts {
   long max_redirects;
   int64_t max_file_size; /* < 0: none */
   long progress_interval_ms;
+  long stall_timeout_ms;    /* 0: none */
+  int64_t rate_limit;       /* bytes/s, 0: none */
+  char *etag;               /* If-None-Match, may be NULL */
+  int64_t if_modified_since; /* epoch seconds, < 0: none */
+  char *sha256;             /* expected hex digest (lower case), may be NULL */
   int insecure;
   char *ca_file; /* may be NULL */
   char *proxy;   /* may be NULL: the environment decides */
@@ -87,6 +95,7 @@ typedef struct dt_result {
   char *reason;    /* when !ok: the reason after "downloadFile:fail " */
   char *body_path; /* the file holding the body; NULL when !ok */
   int to_dest;     /* body_path is to be renamed onto opts.file_path */
+  char sha256[65]; /* hex digest of the body when opts.sha256 was given, else "" */
   dt_profile profile;
 } dt_result;
 

@@ -20,6 +20,7 @@
 #include "dt.h"
 
 #include <curl/curl.h>
+#include <openssl/evp.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -70,6 +71,10 @@ struct dt_xfer {
   double last_progress;
   char *hbuf; /* final response headers so far: name\0value\0... */
   size_t hlen, hcap, hcount;
+  EVP_MD_CTX *md;   /* SHA-256 of the body, when opts.sha256 is given */
+  double last_byte; /* monotonic ms of the last body byte, for stallTimeout */
+  double rate_start; /* rateLimit: when the first body byte came */
+  double resume_at;  /* rateLimit: paused until then (0: not paused) */
   int fail_err; /* set by our callbacks: the reason libcurl was stopped */
   char fail_reason[256];
   double fetch_start;
@@ -144,6 +149,8 @@ void dt_opts_free(dt_opts *o) {
   free(o->headers);
   free(o->ca_file);
   free(o->proxy);
+  free(o->etag);
+  free(o->sha256);
   free(o);
 }
 
@@ -167,6 +174,7 @@ static void xfer_free(dt_xfer *x) {
   free(x->part_path);
   free(x->body_path);
   free(x->hbuf);
+  EVP_MD_CTX_free(x->md);
   free(x);
 }
 
@@ -371,7 +379,15 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
   long status = 0;
   curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
   x->body_started = 1;
-  if (status / 100 == 2 && x->part_path) {
+  if (status == DT_NOT_MODIFIED) { /* the caller's copy is current: no file at all */
+    if (x->part_path) {
+      close(x->fd);
+      x->fd = -1;
+      unlink(x->part_path);
+      free(x->part_path);
+      x->part_path = NULL;
+    }
+  } else if (status / 100 == 2 && x->part_path) {
     x->to_dest = 1;
     x->body_path = strdup(x->part_path);
     if (!x->body_path) {
@@ -411,6 +427,22 @@ static size_t write_body(char *buf, size_t size, size_t n, void *ud) {
     set_fail(x, DT_ERR_MAXSIZE, "%s", "exceed max file size");
     return 0;
   }
+  x->last_byte = mono_ms();
+  if (x->fd < 0) return len; /* a 304's stray body */
+  if (x->opts->rate_limit > 0) {
+    /* rateLimit: take this chunk only once the bytes before it are due; until
+     * then libcurl keeps it and stops reading, so TCP slows the sender down */
+    if (x->rate_start == 0) x->rate_start = x->last_byte;
+    double due = x->rate_start + (double)x->written * 1000.0 / (double)x->opts->rate_limit;
+    if (due > x->last_byte + 1) {
+      x->resume_at = due;
+      return CURL_WRITEFUNC_PAUSE;
+    }
+  }
+  if (x->md && !EVP_DigestUpdate(x->md, buf, len)) {
+    set_fail(x, DT_ERR_SAVE, "save file error: %s", "checksum computation failed");
+    return 0;
+  }
   size_t off = 0;
   while (off < len) {
     ssize_t w = write(x->fd, buf + off, len - off);
@@ -422,9 +454,8 @@ static size_t write_body(char *buf, size_t size, size_t n, void *ud) {
     off += (size_t)w;
   }
   x->written += (int64_t)len;
-  double now = mono_ms();
-  if (now - x->last_progress >= (double)x->opts->progress_interval_ms) {
-    x->last_progress = now;
+  if (x->last_byte - x->last_progress >= (double)x->opts->progress_interval_ms) {
+    x->last_progress = x->last_byte;
     publish(x->engine, x, DT_EV_PROGRESS, NULL, NULL);
   }
   return len;
@@ -467,6 +498,19 @@ static void start(dt_engine *e, dt_xfer *x) {
     fail(e, x, DT_ERR_NETWORK, "out of memory");
     return;
   }
+  if (o->etag) {
+    size_t n = strlen(o->etag) + 32;
+    char *line = malloc(n);
+    struct curl_slist *s = line ? (snprintf(line, n, "If-None-Match: %s", o->etag),
+                                   curl_slist_append(x->slist, line))
+                                : NULL;
+    free(line);
+    if (!s) {
+      fail(e, x, DT_ERR_NETWORK, "out of memory");
+      return;
+    }
+    x->slist = s;
+  }
   for (size_t i = 0; i < o->nheaders; i++) {
     struct curl_slist *s = curl_slist_append(x->slist, o->headers[i]);
     if (!s) {
@@ -500,6 +544,22 @@ static void start(dt_engine *e, dt_xfer *x) {
   if (o->proxy) curl_easy_setopt(c, CURLOPT_PROXY, o->proxy);
   if (o->max_file_size >= 0)
     curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)o->max_file_size);
+  if (o->rate_limit > 0) { /* small reads: the pace is kept chunk by chunk */
+    long b = (long)(o->rate_limit / 16);
+    curl_easy_setopt(c, CURLOPT_BUFFERSIZE, b < 16384 ? 16384L : b > RECV_BUFFER ? (long)RECV_BUFFER : b);
+  }
+  if (o->if_modified_since >= 0) {
+    curl_easy_setopt(c, CURLOPT_TIMECONDITION, (long)CURL_TIMECOND_IFMODSINCE);
+    curl_easy_setopt(c, CURLOPT_TIMEVALUE_LARGE, (curl_off_t)o->if_modified_since);
+  }
+  /* never from https down to http */
+  if (strncasecmp(o->url, "https://", 8) == 0)
+    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "https");
+  if (o->sha256 && (!(x->md = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(x->md, EVP_sha256(), NULL))) {
+    fail(e, x, DT_ERR_NETWORK, "out of memory");
+    return;
+  }
+  x->last_byte = mono_ms();
   if (curl_multi_add_handle(e->multi, c) != CURLM_OK)
     fail(e, x, DT_ERR_NETWORK, "could not start the transfer");
 }
@@ -585,6 +645,14 @@ static int map_error(dt_xfer *x, CURLcode rc, char *reason, size_t n) {
       snprintf(reason, n, "the server's reply is not HTTP");
       return DT_ERR_NETWORK;
     }
+    if (strncasecmp(x->opts->url, "https://", 8) == 0) {
+      char *next = NULL;
+      curl_easy_getinfo(x->easy, CURLINFO_REDIRECT_URL, &next);
+      if (next && strncasecmp(next, "http://", 7) == 0) {
+        snprintf(reason, n, "redirect from https to http refused");
+        return DT_ERR_URL;
+      }
+    }
     snprintf(reason, n, "unsupported protocol");
     return DT_ERR_URL;
   case CURLE_URL_MALFORMAT:
@@ -652,8 +720,18 @@ static void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc) {
     fail(e, x, err, reason);
     return;
   }
-  r->ok = 1;
   curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &r->status);
+  if (x->md && r->status != DT_NOT_MODIFIED) {
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int dn = 0;
+    EVP_DigestFinal_ex(x->md, d, &dn);
+    for (unsigned int i = 0; i < dn && i < 32; i++) snprintf(r->sha256 + 2 * i, 3, "%02x", d[i]);
+    if (r->status / 100 == 2 && strcmp(r->sha256, x->opts->sha256) != 0) {
+      fail(e, x, DT_ERR_CHECKSUM, "checksum mismatch");
+      return;
+    }
+  }
+  r->ok = 1;
   r->length = x->written;
   r->body_path = x->body_path; /* from here on the result owns the file */
   x->body_path = NULL;
@@ -765,6 +843,46 @@ static void reap(dt_engine *e) {
   }
 }
 
+/* The engine's own timers: resumes transfers paused by rateLimit whose time
+ * has come, fails those whose stallTimeout passed without a body byte, and
+ * returns how long the loop may sleep before the next deadline. */
+static int check_timers(dt_engine *e) {
+  double wait = 1000, now = -1;
+  dt_xfer *x = e->running.head;
+  while (x) {
+    dt_xfer *next = x->next;
+    long stall = x->opts->stall_timeout_ms;
+    if (x->resume_at > 0 && x->easy) {
+      if (now < 0) now = mono_ms();
+      double left = x->resume_at - now;
+      if (left > 0) {
+        if (left < wait) wait = left;
+        x = next;
+        continue;
+      }
+      x->resume_at = 0;
+      x->last_byte = now; /* a pause of ours is not a stall */
+      curl_easy_pause(x->easy, CURLPAUSE_CONT); /* may call write_body, and pause again */
+      if (x->resume_at > 0) {
+        left = x->resume_at - now;
+        if (left < wait) wait = left;
+        x = next;
+        continue;
+      }
+    }
+    if (stall > 0 && x->easy) {
+      if (now < 0) now = mono_ms();
+      double left = x->last_byte + (double)stall - now;
+      if (left <= 0) {
+        fail(e, x, DT_ERR_TIMEOUT, "timeout");
+        wait = 0; /* a slot is free: start the next one now */
+      } else if (left < wait) wait = left;
+    }
+    x = next;
+  }
+  return wait > 0 ? (int)wait + 1 : 0;
+}
+
 static void *engine_main(void *arg) {
   dt_engine *e = arg;
   for (;;) {
@@ -778,7 +896,8 @@ static void *engine_main(void *arg) {
     curl_multi_perform(e->multi, &still);
     reap(e);
     start_waiting(e);
-    curl_multi_poll(e->multi, NULL, 0, 1000, NULL);
+    int wait = check_timers(e); /* last: it sees the pauses this round made */
+    curl_multi_poll(e->multi, NULL, 0, wait, NULL);
   }
   take_commands(e);
   while (e->running.head) drop(e, e->running.head);

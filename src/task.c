@@ -26,10 +26,11 @@ static dt_task *check_task(lua_State *L) { return luaL_checkudata(L, 1, DT_TASK_
  * SPEC.md but not built yet, and say so rather than being ignored. */
 static const char *const OPTION_NAMES[] = {
     "url", "filePath", "header", "timeout", "success", "fail", "complete", "connectTimeout",
-    "maxRedirects", "maxFileSize", "insecure", "caFile", "proxy",
+    "maxRedirects", "maxFileSize", "insecure", "caFile", "proxy", "stallTimeout", "sha256",
+    "rateLimit", "etag", "ifModifiedSince",
     /* not yet */
-    "stallTimeout", "resume", "retry", "sha256", "rateLimit", "etag", "ifModifiedSince", NULL};
-#define FIRST_UNIMPLEMENTED 13
+    "resume", "retry", NULL};
+#define FIRST_UNIMPLEMENTED 18
 
 static int opt_error(lua_State *L, const char *name, const char *what) {
   return luaL_error(L, "downloadFile: bad option '%s' (%s)", name, what);
@@ -140,6 +141,18 @@ static void check_options(lua_State *L) {
   opt_bool(L, "insecure");
   opt_string(L, "caFile", 0);
   opt_string(L, "proxy", 0);
+  opt_int(L, "stallTimeout", 0, 0);
+  opt_int(L, "rateLimit", 0, 0);
+  opt_int(L, "ifModifiedSince", -1, 0);
+  const char *etag = opt_string(L, "etag", 0);
+  for (const char *p = etag; p && *p; p++)
+    if (*p == '\r' || *p == '\n') opt_error(L, "etag", "contains a line break");
+  const char *sha = opt_string(L, "sha256", 0);
+  if (sha) {
+    size_t n = strlen(sha);
+    if (n != 64 || strspn(sha, "0123456789abcdefABCDEF") != 64)
+      opt_error(L, "sha256", "64 hexadecimal digits expected");
+  }
   static const char *const fns[] = {"success", "fail", "complete", NULL};
   for (int i = 0; fns[i]; i++)
     if (opt_get(L, fns[i])) {
@@ -180,6 +193,13 @@ static dt_opts *build_options(lua_State *L, dt_state *st) {
   o->max_file_size = opt_int(L, "maxFileSize", -1, 0);
   o->insecure = opt_bool(L, "insecure");
   o->progress_interval_ms = st->progress_interval;
+  o->stall_timeout_ms = opt_int(L, "stallTimeout", 0, 0);
+  o->rate_limit = opt_int(L, "rateLimit", 0, 0);
+  o->if_modified_since = opt_int(L, "ifModifiedSince", -1, 0);
+  o->etag = dup_opt(L, "etag", &oom);
+  o->sha256 = dup_opt(L, "sha256", &oom);
+  for (char *p = o->sha256; p && *p; p++)
+    if (*p >= 'A' && *p <= 'F') *p = (char)(*p + 32);
   if (opt_get(L, "header")) {
     int h = lua_gettop(L);
     size_t n = check_headers(L, h);
