@@ -184,20 +184,6 @@ describe("options", function()
     end)
   end)
 
-  describe("options not implemented yet raise 'not implemented'", function()
-    local values = {
-      resume = true, retry = 2,
-    }
-    for _, name in ipairs { "resume", "retry" } do
-      it(name, function()
-        local err = call_error(dt.downloadFile, { url = ng.url("small.txt"), [name] = values[name] })
-        assert.matches("not implemented", err, 1, true)
-        assert.matches("'" .. name .. "'", err, 1, true)
-        assert.are.equal(0, dt.poll(0))
-      end)
-    end
-  end)
-
   describe("configure", function()
     it("raises on an unknown key, and changes nothing then", function()
       local err = call_error(dt.configure, { userAgent = "changed/1", bogus = 1 })

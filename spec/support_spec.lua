@@ -340,7 +340,7 @@ describe("support: fault server", function()
     local r = http(f.port, q)
     assert.are.equal(200, r.status)
     assert.are.equal(S.pattern(0, 50), r.body)
-    assert.are.equal('{"active":0,"max":0,"total":0,"hits":3}', http(f.port, "/stats?key=k1").body)
+    assert.are.equal('{"active":0,"max":0,"total":0,"hits":3,"ranges":0}', http(f.port, "/stats?key=k1").body)
   end)
 
   it("answers 431 to an oversized request line or head", function()

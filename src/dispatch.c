@@ -64,10 +64,12 @@ static void take_one(void *owner, dt_pub *pub, void *ud) {
   if (t->state == TS_ABORTED || t->result_delivered) return;
   if ((ev & DT_EV_STARTED) && t->state == TS_QUEUED) t->state = TS_RUNNING;
   if ((ev & DT_EV_HEADERS) && pub->headers) {
+    /* after a retry, res.header is the last attempt's; the event fired once */
+    int again = t->headers != NULL;
     free(t->headers);
     t->headers = pub->headers;
     pub->headers = NULL;
-    t->inbox |= DT_EV_HEADERS;
+    if (!again) t->inbox |= DT_EV_HEADERS;
   }
   if (ev & DT_EV_PROGRESS) {
     t->now = pub->now;
@@ -162,11 +164,12 @@ static void push_profile(lua_State *L, const dt_profile *p) {
   set_num(L, "throughputKbps", p->throughput_kbps);
 }
 
-static void push_error(lua_State *L, int err, const char *reason) {
-  lua_createtable(L, 0, 2);
+static void push_error(lua_State *L, int err, const char *reason, long attempts) {
+  lua_createtable(L, 0, 3);
   lua_pushfstring(L, "downloadFile:fail %s", reason ? reason : "unknown error");
   lua_setfield(L, -2, "errMsg");
   set_int(L, "errno", err);
+  if (attempts > 0) set_int(L, "attempts", attempts);
 }
 
 static int save_errno(int e) {
@@ -198,7 +201,7 @@ static void land_body(dt_task *t) {
 static void push_result(lua_State *L, dt_task *t) {
   dt_result *r = t->result;
   if (!r->ok) {
-    push_error(L, r->err, r->reason);
+    push_error(L, r->err, r->reason, r->attempts);
     return;
   }
   lua_createtable(L, 0, 8);
@@ -214,6 +217,7 @@ static void push_result(lua_State *L, dt_task *t) {
   lua_setfield(L, -2, "header");
   set_int(L, "dataLength", r->length);
   if (r->sha256[0]) set_str(L, "sha256", r->sha256);
+  if (r->attempts > 0) set_int(L, "attempts", r->attempts);
   push_profile(L, &r->profile);
   lua_setfield(L, -2, "profile");
   set_str(L, "errMsg", "downloadFile:ok");
@@ -234,7 +238,7 @@ static void uv_set(lua_State *L, int uv, int slot) { lua_rawseti(L, uv, slot); }
 static int next_stage(lua_State *L, dt_task *t, int uv) {
   if (t->state == TS_ABORTED && !t->result_delivered) {
     if (!t->abort_acked) return 0; /* the engine is still removing its files */
-    push_error(L, DT_ERR_ABORT, "abort");
+    push_error(L, DT_ERR_ABORT, "abort", 0);
     uv_set(L, uv, UV_RESULT);
     t->stage = SG_RESULT;
     return 1;
@@ -254,7 +258,9 @@ static int next_stage(lua_State *L, dt_task *t, int uv) {
   }
   if (t->inbox & DT_EV_PROGRESS) {
     t->inbox &= ~DT_EV_PROGRESS;
-    if (t->progress_sent && t->now == t->sent_now && t->total == t->sent_total)
+    /* repeated values are not sent again, and after a retry that starts over,
+     * nothing is sent until it has caught up: values never go down */
+    if (t->progress_sent && (t->now < t->sent_now || (t->now == t->sent_now && t->total == t->sent_total)))
       return next_stage(L, t, uv);
     t->progress_sent = 1;
     t->sent_now = t->now;

@@ -60,6 +60,8 @@ typedef struct dt_opts {
   char *etag;               /* If-None-Match, may be NULL */
   int64_t if_modified_since; /* epoch seconds, < 0: none */
   char *sha256;             /* expected hex digest (lower case), may be NULL */
+  long retry;               /* retries of transient failures */
+  int resume;               /* keep and continue "<file_path>.part" */
   int insecure;
   char *ca_file; /* may be NULL */
   char *proxy;   /* may be NULL: the environment decides */
@@ -96,6 +98,7 @@ typedef struct dt_result {
   char *body_path; /* the file holding the body; NULL when !ok */
   int to_dest;     /* body_path is to be renamed onto opts.file_path */
   char sha256[65]; /* hex digest of the body when opts.sha256 was given, else "" */
+  long attempts;   /* requests made */
   dt_profile profile;
 } dt_result;
 

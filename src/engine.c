@@ -42,7 +42,13 @@
 /* libcurl's receive buffer: large reads mean few write(2) calls. */
 #define RECV_BUFFER (512 * 1024)
 
-enum { PH_NEW, PH_WAITING, PH_RUNNING, PH_DONE };
+enum { PH_NEW, PH_WAITING, PH_RUNNING, PH_SLEEPING, PH_DONE };
+
+/* retry backoff: 250 ms, doubling, at most 30 s, +-20 % jitter; Retry-After
+ * is honoured up to 5 minutes */
+#define RETRY_BASE_MS 250.0
+#define RETRY_MAX_MS 30000.0
+#define RETRY_AFTER_MAX_S 300
 
 struct dt_xfer {
   atomic_int refs;
@@ -74,6 +80,11 @@ struct dt_xfer {
   EVP_MD_CTX *md;   /* SHA-256 of the body, when opts.sha256 is given */
   double last_byte; /* monotonic ms of the last body byte, for stallTimeout */
   double rate_start; /* rateLimit: when the first body byte came */
+  long attempt;      /* requests started so far */
+  double retry_at;   /* PH_SLEEPING: when to try again */
+  int discard;       /* the body is ignored (a retry follows, or a 416 on a complete part) */
+  int retry_pending; /* a retryable status with attempts left */
+  int64_t offset;    /* resume: bytes already in the part file */
   double resume_at;  /* rateLimit: paused until then (0: not paused) */
   int fail_err; /* set by our callbacks: the reason libcurl was stopped */
   char fail_reason[256];
@@ -100,7 +111,7 @@ struct dt_engine {
   dt_xfer *ready_head, *ready_tail;
 
   /* engine thread only */
-  xlist waiting, running;
+  xlist waiting, running, sleeping;
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -127,6 +138,15 @@ static void xlist_push(xlist *l, dt_xfer *x) {
   if (l->tail) l->tail->next = x;
   else l->head = x;
   l->tail = x;
+  l->n++;
+}
+
+static void xlist_push_front(xlist *l, dt_xfer *x) {
+  x->prev = NULL;
+  x->next = l->head;
+  if (l->head) l->head->prev = x;
+  else l->tail = x;
+  l->head = x;
   l->n++;
 }
 
@@ -307,13 +327,118 @@ static int open_private(dt_xfer *x) {
   return fd;
 }
 
-static void close_body(dt_xfer *x, int remove) {
+/* Closes the body's file and removes it; with `resume` the part file beside
+ * the destination is kept on purpose, for the next attempt or download. */
+static void close_body(dt_xfer *x) {
   if (x->fd >= 0) {
     close(x->fd);
     x->fd = -1;
   }
-  if (remove && x->part_path) unlink(x->part_path);
-  if (remove && x->body_path && x->body_path != x->part_path) unlink(x->body_path);
+  int keep = x->opts->resume;
+  if (x->body_path && (!x->part_path || strcmp(x->body_path, x->part_path) != 0))
+    unlink(x->body_path); /* a private file */
+  if (x->part_path && !keep) unlink(x->part_path);
+  free(x->body_path);
+  x->body_path = NULL;
+  free(x->part_path);
+  x->part_path = NULL;
+}
+
+/* ---- resume ----------------------------------------------------------- */
+
+/* "<file_path><suffix>" */
+static char *path_with(const char *path, const char *suffix) {
+  size_t n = strlen(path) + strlen(suffix) + 1;
+  char *p = malloc(n);
+  if (p) snprintf(p, n, "%s%s", path, suffix);
+  return p;
+}
+
+/* The validator (ETag or Last-Modified) the part file was started with,
+ * kept in "<file_path>.part.info"; NULL when there is none. */
+static char *read_validator(const char *dest) {
+  char *info = path_with(dest, ".part.info");
+  if (!info) return NULL;
+  int fd = open(info, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  free(info);
+  if (fd < 0) return NULL;
+  char buf[1024];
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return NULL;
+  buf[n] = '\0';
+  buf[strcspn(buf, "\r\n")] = '\0';
+  return buf[0] ? strdup(buf) : NULL;
+}
+
+static void write_validator(const char *dest, const char *v) {
+  char *info = path_with(dest, ".part.info");
+  if (!info) return;
+  if (!v) {
+    unlink(info);
+  } else {
+    int fd = open(info, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0666);
+    if (fd >= 0) {
+      size_t len = strlen(v);
+      ssize_t w = write(fd, v, len);
+      if (w != (ssize_t)len) unlink(info); /* half a validator is none */
+      close(fd);
+    }
+  }
+  free(info);
+}
+
+/* The value of a final-response header collected so far, or NULL. */
+static const char *find_header(dt_xfer *x, const char *name) {
+  const char *p = x->hbuf;
+  for (size_t i = 0; p && i < x->hcount; i++) {
+    const char *v = p + strlen(p) + 1;
+    if (strcmp(p, name) == 0) return v;
+    p = v + strlen(v) + 1;
+  }
+  return NULL;
+}
+
+/* Feeds the bytes already in the part file to the checksum. */
+static int hash_existing(dt_xfer *x) {
+  char buf[65536];
+  for (int64_t off = 0; off < x->offset;) {
+    ssize_t n = pread(x->fd, buf, sizeof buf, (off_t)off);
+    if (n <= 0 || !EVP_DigestUpdate(x->md, buf, (size_t)n)) return 0;
+    off += n;
+  }
+  return 1;
+}
+
+/* Opens "<file_path>.part" to continue it; returns the descriptor and sets
+ * x->offset (0 when there is nothing it may safely continue). */
+static int open_resume_part(dt_xfer *x, char **validator) {
+  const char *dest = x->opts->file_path;
+  struct stat st;
+  if (stat(dest, &st) == 0 && S_ISDIR(st.st_mode)) {
+    set_fail(x, DT_ERR_SAVE, "save file error: %s", "destination is a directory");
+    return -1;
+  }
+  char *p = path_with(dest, ".part");
+  if (!p) {
+    set_fail(x, DT_ERR_SAVE, "save file error: %s", "out of memory");
+    return -1;
+  }
+  int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0666);
+  if (fd < 0) {
+    file_error(x, errno);
+    free(p);
+    return -1;
+  }
+  x->part_path = p;
+  off_t end = lseek(fd, 0, SEEK_END);
+  *validator = end > 0 ? read_validator(dest) : NULL;
+  if (end <= 0 || !*validator) { /* nothing, or nothing to guard a splice with */
+    if (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0) end = 0;
+    end = 0;
+  }
+  x->offset = end;
+  return fd;
 }
 
 /* ---- headers ---------------------------------------------------------- */
@@ -375,15 +500,49 @@ static dt_headers *make_headers(dt_xfer *x, long status) {
 
 /* The first body byte (or the end of a bodiless response) fixes the final
  * response: choose the file for its body and publish its headers. */
+static int retry_status(long status) { return status >= 500 || status == 429 || status == 408; }
+
 static int begin_body(dt_engine *e, dt_xfer *x) {
   long status = 0;
   curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
   x->body_started = 1;
+  if (retry_status(status) && x->attempt <= x->opts->retry) {
+    x->discard = x->retry_pending = 1; /* another attempt follows: nobody sees this one */
+    return 1;
+  }
+  int64_t had = x->offset;
+  if (x->opts->resume && x->part_path) {
+    const char *range = find_header(x, "content-range");
+    long long size = -1;
+    if (status == 416 && had > 0 && range && sscanf(range, "bytes */%lld", &size) == 1 &&
+        size == had) { /* the part file was complete already */
+      x->discard = 1;
+      x->to_dest = 1;
+      x->written = had;
+      x->body_path = strdup(x->part_path);
+      close(x->fd);
+      x->fd = -1;
+      return x->body_path != NULL;
+    }
+    if (status != 206 && status / 100 == 2 && had > 0) { /* a whole new body: start over */
+      if (ftruncate(x->fd, 0) != 0 || lseek(x->fd, 0, SEEK_SET) != 0) {
+        set_fail(x, DT_ERR_SAVE, "save file error: %s", strerror(errno));
+        return 0;
+      }
+      x->offset = had = 0;
+      if (x->md && !EVP_DigestInit_ex(x->md, EVP_sha256(), NULL)) return 0;
+    }
+    if (status / 100 == 2) {
+      const char *v = find_header(x, "etag");
+      if (!v || strncmp(v, "W/", 2) == 0) v = find_header(x, "last-modified");
+      write_validator(x->opts->file_path, v);
+    }
+  }
   if (status == DT_NOT_MODIFIED) { /* the caller's copy is current: no file at all */
     if (x->part_path) {
       close(x->fd);
       x->fd = -1;
-      unlink(x->part_path);
+      if (!x->opts->resume) unlink(x->part_path);
       free(x->part_path);
       x->part_path = NULL;
     }
@@ -398,7 +557,7 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
     if (x->part_path) { /* this body never replaces the destination */
       close(x->fd);
       x->fd = -1;
-      unlink(x->part_path);
+      if (!x->opts->resume) unlink(x->part_path);
       free(x->part_path);
       x->part_path = NULL;
     }
@@ -407,7 +566,9 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
   }
   curl_off_t cl = -1;
   curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
-  x->total = cl;
+  int partial = status == 206 && x->to_dest && had > 0;
+  x->written = partial ? had : 0; /* progress counts the bytes already there */
+  x->total = cl < 0 ? -1 : (partial ? had + cl : cl);
   dt_headers *h = make_headers(x, status);
   if (!h) {
     set_fail(x, DT_ERR_SAVE, "save file error: %s", "out of memory");
@@ -423,6 +584,7 @@ static size_t write_body(char *buf, size_t size, size_t n, void *ud) {
   dt_xfer *x = ud;
   size_t len = size * n;
   if (!x->body_started && !begin_body(x->engine, x)) return 0;
+  if (x->discard) return len;
   if (x->opts->max_file_size >= 0 && x->written + (int64_t)len > x->opts->max_file_size) {
     set_fail(x, DT_ERR_MAXSIZE, "%s", "exceed max file size");
     return 0;
@@ -478,38 +640,67 @@ static int scheme_ok(const char *url) {
   return strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0;
 }
 
+/* Appends "Name: value" to the request's header list. */
+static int add_header(dt_xfer *x, const char *name, const char *value) {
+  size_t n = strlen(name) + strlen(value) + 3;
+  char *line = malloc(n);
+  struct curl_slist *s = NULL;
+  if (line) {
+    snprintf(line, n, "%s: %s", name, value);
+    s = curl_slist_append(x->slist, line);
+    free(line);
+  }
+  if (s) x->slist = s;
+  return s != NULL;
+}
+
 static void start(dt_engine *e, dt_xfer *x) {
   const dt_opts *o = x->opts;
   x->phase = PH_RUNNING;
   xlist_push(&e->running, x);
-  x->fetch_start = epoch_ms();
-  publish(e, x, DT_EV_STARTED, NULL, NULL);
+  if (x->attempt++ == 0) x->fetch_start = epoch_ms();
+  /* what an earlier attempt left */
+  x->body_started = x->discard = x->retry_pending = x->to_dest = x->fail_err = 0;
+  x->hlen = x->hcount = 0;
+  x->written = x->offset = 0;
+  x->total = -1;
+  x->rate_start = x->resume_at = 0;
+  x->errbuf[0] = '\0';
+  if (x->attempt == 1) publish(e, x, DT_EV_STARTED, NULL, NULL);
 
   if (!scheme_ok(o->url)) {
     fail(e, x, DT_ERR_URL, strstr(o->url, "://") ? "unsupported protocol" : "invalid url");
     return;
   }
-  if (o->file_path && (x->fd = open_part(x)) < 0) {
-    fail(e, x, x->fail_err, x->fail_reason);
+  char *validator = NULL;
+  if (o->file_path) {
+    x->fd = o->resume ? open_resume_part(x, &validator) : open_part(x);
+    if (x->fd < 0) {
+      fail(e, x, x->fail_err, x->fail_reason);
+      return;
+    }
+  }
+  if (o->sha256 && (!(x->md || (x->md = EVP_MD_CTX_new())) ||
+                    !EVP_DigestInit_ex(x->md, EVP_sha256(), NULL) || !hash_existing(x))) {
+    free(validator);
+    fail(e, x, DT_ERR_SAVE, "save file error: cannot compute the checksum");
     return;
   }
   CURL *c = x->easy = curl_easy_init();
-  if (!c) {
+  int ok = c != NULL;
+  if (ok && x->offset > 0) { /* continue, unless the file changed meanwhile */
+    char range[64];
+    snprintf(range, sizeof range, "bytes=%lld-", (long long)x->offset);
+    ok = add_header(x, "Range", range) && add_header(x, "If-Range", validator);
+  }
+  free(validator);
+  if (!ok) {
     fail(e, x, DT_ERR_NETWORK, "out of memory");
     return;
   }
-  if (o->etag) {
-    size_t n = strlen(o->etag) + 32;
-    char *line = malloc(n);
-    struct curl_slist *s = line ? (snprintf(line, n, "If-None-Match: %s", o->etag),
-                                   curl_slist_append(x->slist, line))
-                                : NULL;
-    free(line);
-    if (!s) {
-      fail(e, x, DT_ERR_NETWORK, "out of memory");
-      return;
-    }
-    x->slist = s;
+  if (o->etag && !add_header(x, "If-None-Match", o->etag)) {
+    fail(e, x, DT_ERR_NETWORK, "out of memory");
+    return;
   }
   for (size_t i = 0; i < o->nheaders; i++) {
     struct curl_slist *s = curl_slist_append(x->slist, o->headers[i]);
@@ -555,10 +746,6 @@ static void start(dt_engine *e, dt_xfer *x) {
   /* never from https down to http */
   if (strncasecmp(o->url, "https://", 8) == 0)
     curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "https");
-  if (o->sha256 && (!(x->md = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(x->md, EVP_sha256(), NULL))) {
-    fail(e, x, DT_ERR_NETWORK, "out of memory");
-    return;
-  }
   x->last_byte = mono_ms();
   if (curl_multi_add_handle(e->multi, c) != CURLM_OK)
     fail(e, x, DT_ERR_NETWORK, "could not start the transfer");
@@ -702,9 +889,53 @@ static int map_error(dt_xfer *x, CURLcode rc, char *reason, size_t n) {
 }
 
 /* Ends a running transfer with libcurl's result rc. */
+static int transient(CURLcode rc) {
+  switch (rc) {
+  case CURLE_COULDNT_CONNECT:
+  case CURLE_OPERATION_TIMEDOUT:
+  case CURLE_RECV_ERROR:
+  case CURLE_SEND_ERROR:
+  case CURLE_PARTIAL_FILE:
+  case CURLE_GOT_NOTHING:
+  case CURLE_HTTP2:
+  case CURLE_HTTP2_STREAM:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+/* Ends this attempt and sleeps before the next: exponential backoff with
+ * jitter, or the server's Retry-After. With resume, the part file stays and
+ * the next attempt continues it. */
+static void retry_later(dt_engine *e, dt_xfer *x) {
+  curl_off_t after = -1;
+  curl_easy_getinfo(x->easy, CURLINFO_RETRY_AFTER, &after);
+  double delay = RETRY_BASE_MS;
+  for (long i = 1; i < x->attempt && delay < RETRY_MAX_MS; i++) delay *= 2;
+  if (delay > RETRY_MAX_MS) delay = RETRY_MAX_MS;
+  delay *= 0.8 + 0.4 * (double)(next_rand() % 1001) / 1000.0;
+  if (after > 0) delay = 1000.0 * (double)(after > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : after);
+  curl_multi_remove_handle(e->multi, x->easy);
+  curl_easy_cleanup(x->easy);
+  x->easy = NULL;
+  curl_slist_free_all(x->slist);
+  x->slist = NULL;
+  close_body(x);
+  xlist_remove(&e->running, x);
+  x->phase = PH_SLEEPING;
+  x->retry_at = mono_ms() + delay;
+  xlist_push(&e->sleeping, x);
+}
+
 static void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc) {
   dt_result *r = x->res;
   if (rc == CURLE_OK && !x->body_started && !begin_body(e, x)) rc = CURLE_WRITE_ERROR;
+  if ((rc == CURLE_OK && x->retry_pending) ||
+      (rc != CURLE_OK && !x->fail_err && transient(rc) && x->attempt <= x->opts->retry)) {
+    retry_later(e, x);
+    return;
+  }
   if (rc == CURLE_OK && x->fd >= 0) {
     int c = close(x->fd);
     x->fd = -1;
@@ -737,6 +968,7 @@ static void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc) {
   x->body_path = NULL;
   r->to_dest = x->to_dest;
   if (x->to_dest) {
+    if (x->opts->resume) write_validator(x->opts->file_path, NULL);
     free(x->part_path);
     x->part_path = NULL;
   }
@@ -756,7 +988,12 @@ static void finish(dt_engine *e, dt_xfer *x) {
   }
   curl_slist_free_all(x->slist);
   x->slist = NULL;
-  if (!r->ok) close_body(x, 1);
+  if (!r->ok && r->err == DT_ERR_CHECKSUM && x->opts->resume && x->part_path) {
+    unlink(x->part_path); /* a wrong file is nothing to continue */
+    write_validator(x->opts->file_path, NULL);
+  }
+  if (!r->ok) close_body(x);
+  if (x->opts->retry > 0) r->attempts = x->attempt; /* reported when retry was asked for */
   if (x->phase == PH_RUNNING) xlist_remove(&e->running, x);
   x->phase = PH_DONE;
   publish(e, x, DT_EV_DONE | (r->ok ? DT_EV_PROGRESS : 0u), NULL, r);
@@ -766,6 +1003,7 @@ static void finish(dt_engine *e, dt_xfer *x) {
 /* Stops x without telling anyone: the binding already knows. */
 static void drop(dt_engine *e, dt_xfer *x) {
   if (x->phase == PH_WAITING) xlist_remove(&e->waiting, x);
+  if (x->phase == PH_SLEEPING) xlist_remove(&e->sleeping, x);
   if (x->phase == PH_RUNNING) {
     xlist_remove(&e->running, x);
     if (x->easy) {
@@ -773,7 +1011,7 @@ static void drop(dt_engine *e, dt_xfer *x) {
       curl_easy_cleanup(x->easy);
       x->easy = NULL;
     }
-    close_body(x, 1);
+    close_body(x);
   }
   if (x->phase == PH_DONE) return;
   x->phase = PH_DONE;
@@ -847,7 +1085,18 @@ static void reap(dt_engine *e) {
  * has come, fails those whose stallTimeout passed without a body byte, and
  * returns how long the loop may sleep before the next deadline. */
 static int check_timers(dt_engine *e) {
-  double wait = 1000, now = -1;
+  double wait = 1000, now = mono_ms();
+  for (dt_xfer *s = e->sleeping.head, *next; s; s = next) {
+    next = s->next;
+    if (s->retry_at <= now) { /* its turn comes before the queue's */
+      xlist_remove(&e->sleeping, s);
+      s->phase = PH_WAITING;
+      xlist_push_front(&e->waiting, s);
+      wait = 0;
+    } else if (s->retry_at - now < wait) {
+      wait = s->retry_at - now;
+    }
+  }
   dt_xfer *x = e->running.head;
   while (x) {
     dt_xfer *next = x->next;
@@ -901,6 +1150,7 @@ static void *engine_main(void *arg) {
   }
   take_commands(e);
   while (e->running.head) drop(e, e->running.head);
+  while (e->sleeping.head) drop(e, e->sleeping.head);
   while (e->waiting.head) drop(e, e->waiting.head);
   return NULL;
 }

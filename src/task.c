@@ -27,10 +27,8 @@ static dt_task *check_task(lua_State *L) { return luaL_checkudata(L, 1, DT_TASK_
 static const char *const OPTION_NAMES[] = {
     "url", "filePath", "header", "timeout", "success", "fail", "complete", "connectTimeout",
     "maxRedirects", "maxFileSize", "insecure", "caFile", "proxy", "stallTimeout", "sha256",
-    "rateLimit", "etag", "ifModifiedSince",
-    /* not yet */
-    "resume", "retry", NULL};
-#define FIRST_UNIMPLEMENTED 18
+    "rateLimit", "etag", "ifModifiedSince", "resume", "retry", NULL};
+#define FIRST_UNIMPLEMENTED 20
 
 static int opt_error(lua_State *L, const char *name, const char *what) {
   return luaL_error(L, "downloadFile: bad option '%s' (%s)", name, what);
@@ -142,6 +140,8 @@ static void check_options(lua_State *L) {
   opt_string(L, "caFile", 0);
   opt_string(L, "proxy", 0);
   opt_int(L, "stallTimeout", 0, 0);
+  opt_int(L, "retry", 0, 0);
+  if (opt_bool(L, "resume") && !fp) opt_error(L, "resume", "needs filePath");
   opt_int(L, "rateLimit", 0, 0);
   opt_int(L, "ifModifiedSince", -1, 0);
   const char *etag = opt_string(L, "etag", 0);
@@ -194,6 +194,8 @@ static dt_opts *build_options(lua_State *L, dt_state *st) {
   o->insecure = opt_bool(L, "insecure");
   o->progress_interval_ms = st->progress_interval;
   o->stall_timeout_ms = opt_int(L, "stallTimeout", 0, 0);
+  o->retry = opt_int(L, "retry", 0, 0);
+  o->resume = opt_bool(L, "resume");
   o->rate_limit = opt_int(L, "rateLimit", 0, 0);
   o->if_modified_since = opt_int(L, "ifModifiedSince", -1, 0);
   o->etag = dup_opt(L, "etag", &oom);

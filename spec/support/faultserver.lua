@@ -205,6 +205,7 @@ end
 
 local stats = { active = 0, max = 0, total = 0 }
 local flaky = {}       -- key -> requests seen
+local ranged = {}      -- key -> requests seen that carried a Range header
 
 ------------------------------------------------------------------------------
 -- /bytes: the body generator with all its faults.
@@ -249,8 +250,11 @@ local function serve_bytes(c, q, default_n)
     return
   end
 
-  -- Ranges (extension, only with range=1): 206 / 416 like a file server.
-  if q.range == "1" then
+  -- Ranges (extension, only with range=1): 206 / 416 like a file server. An
+  -- If-Range that is not this version's etag or lastmod gets the whole body.
+  local ifr = c.headers["if-range"]
+  local current = not ifr or ifr == q.etag or ifr == q.lastmod
+  if q.range == "1" and current then
     headers[#headers + 1] = { "Accept-Ranges", "bytes" }
     local first, last = parse_range(c.headers["range"], total)
     if first == false then
@@ -318,7 +322,7 @@ local function serve_bytes(c, q, default_n)
     for _, p in ipairs(points) do
       if p > sent and p - sent < len then len = p - sent end
     end
-    local data = P.pattern(offset + sent, len)
+    local data = P.pattern(offset + sent + int(q.shift, 0), len) -- shift=K: another version
     if chunked then data = ("%x\r\n"):format(len) .. data .. "\r\n" end
     send_all(c, data)
     sent = sent + len
@@ -429,14 +433,15 @@ local function route(c)
 
   -- GET /stats[?key=K]       {"active":A,"max":X,"total":T[,"hits":H]}
   if path == "/stats" then
-    local hits = q.key and (',"hits":%d'):format(flaky[q.key] or 0) or ""
+    local hits = q.key and (',"hits":%d,"ranges":%d'):format(flaky[q.key] or 0,
+      ranged[q.key] or 0) or ""
     return respond(c, 200, ('{"active":%d,"max":%d,"total":%d%s}'):format(
       stats.active, stats.max, stats.total, hits), "application/json")
   end
 
   -- GET /stats/reset         max = total = 0, forget /flaky counters
   if path == "/stats/reset" then
-    stats.max, stats.total, flaky = 0, 0, {}
+    stats.max, stats.total, flaky, ranged = 0, 0, {}, {}
     return respond(c, 200, "ok", "text/plain")
   end
 
@@ -445,6 +450,7 @@ local function route(c)
   if path == "/flaky" then
     local key = q.key or ""
     flaky[key] = (flaky[key] or 0) + 1
+    if c.headers["range"] then ranged[key] = (ranged[key] or 0) + 1 end
     if flaky[key] > int(q.fails, 1) then
       for _, k in ipairs(FAULT_PARAMS) do q[k] = nil end
     end
