@@ -3,6 +3,10 @@
 --   local S = require "spec.support.servers"
 --   local ng = S.nginx()          -- { port, root, url(path), pid }
 --   local f  = S.fault()          -- { port, url(path), pid }
+--   local t  = S.nginx_tls()      -- { ca, pid, valid, selfsigned, expired, wronghost },
+--                                 -- each variant { port, url(path), cert, key }: https
+--                                 -- nginx (same docroot) with certificates made at run
+--                                 -- time by the `openssl` command (see S.tls_certs)
 --
 -- Servers start lazily, once per busted process, on ports picked at run time,
 -- and everything lives in one per-run temp dir. Cleanup, in layers, so no
@@ -290,6 +294,139 @@ function S.fault()
 end
 
 ------------------------------------------------------------------------------
+-- TLS: certificates made with the `openssl` command, and an https nginx.
+
+local OPENSSL = os.getenv("DT_TEST_OPENSSL") or "openssl"
+
+-- Makes, once per run, in <run dir>/tls (EC P-256 keys, so it takes ~0.2 s):
+--   ca         a test CA (ca.pem, ca.key)
+--   valid      signed by the CA, for localhost and 127.0.0.1, valid for 10 years
+--   expired    signed by the CA, for localhost and 127.0.0.1, valid only in January 2020
+--   wronghost  signed by the CA, for wrong-host.invalid only (a name, never looked up)
+--   selfsigned self-signed, for localhost and 127.0.0.1
+-- Returns { dir, ca = path, <variant> = { cert = path, key = path } }.
+function S.tls_certs()
+  if state.tls_certs then return state.tls_certs end
+  local dir = run_dir() .. "/tls"
+  assert(lfs.mkdir(dir))
+  local script = ([[
+    set -e
+    cd %s
+    o=%s
+    ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+    $o req -x509 $ec -keyout ca.key -out ca.pem -days 3650 -subj "/CN=downloadtask test CA" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+    for n in valid expired wronghost; do
+      $o req $ec -keyout $n.key -out $n.csr -subj "/CN=$n"
+    done
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >ok.ext
+    printf 'subjectAltName=DNS:wrong-host.invalid\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >wrong.ext
+    $o x509 -req -in valid.csr -CA ca.pem -CAkey ca.key -set_serial 2 -out valid.pem -days 3650 -extfile ok.ext
+    $o x509 -req -in wronghost.csr -CA ca.pem -CAkey ca.key -set_serial 3 -out wronghost.pem -days 3650 -extfile wrong.ext
+    # `openssl ca` is the one that takes explicit dates (for the expired certificate)
+    mkdir db && : >db/index.txt && echo 1000 >db/serial
+    printf '%%s\n' '[ca]' 'default_ca = tca' '[tca]' 'database = db/index.txt' 'serial = db/serial' \
+      'new_certs_dir = db' 'default_md = sha256' 'policy = pol' 'unique_subject = no' \
+      '[pol]' 'commonName = supplied' \
+      '[ext]' 'subjectAltName = DNS:localhost,IP:127.0.0.1' 'basicConstraints = CA:FALSE' \
+      'extendedKeyUsage = serverAuth' >ca.cnf
+    $o ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key -in expired.csr -out expired.pem \
+      -startdate 20200101000000Z -enddate 20200201000000Z -extensions ext -notext
+    $o req -x509 $ec -keyout selfsigned.key -out selfsigned.pem -days 3650 -subj "/CN=localhost" \
+      -addext "subjectAltName=DNS:localhost,IP:127.0.0.1"
+  ]]):format(quote(dir), quote(OPENSSL))
+  assert(bash(script .. " >" .. quote(dir .. "/openssl.log") .. " 2>&1"),
+    "making the test certificates failed; see " .. dir .. "/openssl.log")
+  local certs = { dir = dir, ca = dir .. "/ca.pem" }
+  for _, n in ipairs { "valid", "expired", "wronghost", "selfsigned" } do
+    certs[n] = { cert = dir .. "/" .. n .. ".pem", key = dir .. "/" .. n .. ".key" }
+  end
+  state.tls_certs = certs
+  return certs
+end
+
+S.TLS_VARIANTS = { "valid", "selfsigned", "expired", "wronghost" }
+
+local function https_url_for(port)
+  return function(path)
+    path = tostring(path or "")
+    if path:sub(1, 1) == "/" then path = path:sub(2) end
+    return ("https://%s:%d/%s"):format(HOST, port, path)
+  end
+end
+
+-- A second nginx (its own master, pid file and logs in the run dir) with one
+-- https server block per certificate of S.tls_certs(), each on its own
+-- loopback port, all serving the docroot of S.nginx() plus
+--   /redirect-to?url=U    302 to U (taken verbatim: no '&' in U)
+function S.nginx_tls()
+  if state.nginx_tls then return state.nginx_tls end
+  local ng = S.nginx()                 -- the docroot, and `daemon`/cleanup as there
+  local certs = S.tls_certs()
+  local dir = run_dir()
+  assert(lfs.attributes(dir .. "/nginx-tls-temp") or lfs.mkdir(dir .. "/nginx-tls-temp"))
+  local conf, pidfile = dir .. "/nginx-tls.conf", dir .. "/nginx-tls.pid"
+  local errlog = dir .. "/nginx-tls-error.log"
+
+  for _ = 1, 5 do
+    local ports, servers = {}, {}
+    for _, n in ipairs(S.TLS_VARIANTS) do
+      ports[n] = S.free_port()
+      servers[#servers + 1] = ([[
+    server {
+        listen 127.0.0.1:%d ssl;
+        server_name localhost;
+        root %s;
+        ssl_certificate %s;
+        ssl_certificate_key %s;
+        location = /redirect-to { return 302 $arg_url; }
+    }
+]]):format(ports[n], ng.root, certs[n].cert, certs[n].key)
+    end
+    local text = ([[
+# Generated by spec/support/servers.lua (S.nginx_tls): https with test certificates.
+user root;
+daemon on;
+master_process on;
+worker_processes 1;
+pid %s;
+error_log %s warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    server_tokens off;
+    keepalive_timeout 60s;
+    default_type application/octet-stream;
+    client_body_temp_path %s/body;
+    proxy_temp_path %s/proxy;
+    fastcgi_temp_path %s/fastcgi;
+    uwsgi_temp_path %s/uwsgi;
+    scgi_temp_path %s/scgi;
+%s}
+]]):format(pidfile, errlog, dir .. "/nginx-tls-temp", dir .. "/nginx-tls-temp",
+      dir .. "/nginx-tls-temp", dir .. "/nginx-tls-temp", dir .. "/nginx-tls-temp",
+      table.concat(servers))
+    S.writefile(conf, text)
+    os.remove(pidfile)
+    local started = bash(CLOSE_FDS .. ("exec %s -q -p %s -c %s -e %s </dev/null >>%s 2>&1")
+      :format(NGINX, quote(dir), quote(conf), quote(errlog), quote(dir .. "/nginx-tls-start.log")))
+    local pid = started and read_pid(pidfile, 5)
+    if pid then
+      record_pid(pid)
+      local t = { ca = certs.ca, certs = certs, pid = pid }
+      for _, n in ipairs(S.TLS_VARIANTS) do
+        local deadline = socket.gettime() + 5
+        while not can_connect(ports[n]) and socket.gettime() < deadline do sleep(0.01) end
+        t[n] = { port = ports[n], url = https_url_for(ports[n]), cert = certs[n].cert, key = certs[n].key }
+      end
+      state.nginx_tls = t
+      return t
+    end
+  end
+  error("could not start the https nginx; see " .. errlog .. " and " .. dir .. "/nginx-tls-start.log")
+end
+
+------------------------------------------------------------------------------
 -- Scratch directories.
 
 -- A fresh, empty directory for one spec's files.
@@ -305,8 +442,8 @@ end
 -- Stopping. Idempotent; safe from a finalizer at state close.
 
 stop_all = function()
-  local fault, ng = state.fault, state.nginx
-  state.fault, state.nginx = nil, nil
+  local fault, ng, ngtls = state.fault, state.nginx, state.nginx_tls
+  state.fault, state.nginx, state.nginx_tls, state.tls_certs = nil, nil, nil, nil
   if fault then
     kill(fault.pid)
     -- At state close the pipe's own finalizer may have run first (closing it
@@ -314,6 +451,7 @@ stop_all = function()
     if io.type(fault.pipe) == "file" then pcall(fault.pipe.close, fault.pipe) end
   end
   if ng then kill(ng.pid, true) end
+  if ngtls then kill(ngtls.pid, true) end
   if state.dir then
     local dir = state.dir
     state.dir = nil
