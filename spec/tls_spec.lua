@@ -187,7 +187,7 @@ describe("tls", function()
         { errno = 600001, reason = TLS_ERROR })
     end)
 
-    -- BUG: the reason is "unsupported protocol", not the documented
+    -- Regression (was a bug, fixed): the reason is "unsupported protocol", not the documented
     -- "redirect from https to http refused" (README, errno 600009). map_error()
     -- in src/engine.c looks for the target in CURLINFO_REDIRECT_URL, which
     -- libcurl fills only when CURLOPT_FOLLOWLOCATION is off, so it is always

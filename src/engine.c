@@ -833,8 +833,9 @@ static int map_error(dt_xfer *x, CURLcode rc, char *reason, size_t n) {
       return DT_ERR_NETWORK;
     }
     if (strncasecmp(x->opts->url, "https://", 8) == 0) {
-      char *next = NULL;
-      curl_easy_getinfo(x->easy, CURLINFO_REDIRECT_URL, &next);
+      /* the refused redirect's Location (CURLINFO_REDIRECT_URL is only set
+       * when libcurl does not follow redirects itself) */
+      const char *next = find_header(x, "location");
       if (next && strncasecmp(next, "http://", 7) == 0) {
         snprintf(reason, n, "redirect from https to http refused");
         return DT_ERR_URL;
