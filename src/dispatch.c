@@ -127,7 +127,7 @@ static void push_header_table(lua_State *L, const dt_headers *h) {
     const char *name = p;
     const char *value = name + strlen(name) + 1;
     p = value + strlen(value) + 1;
-    if (lua_getfield(L, -1, name) == LUA_TSTRING) {
+    if (compat_getfield(L, -1, name) == LUA_TSTRING) {
       lua_pushliteral(L, ", ");
       lua_pushstring(L, value);
       lua_concat(L, 3);
@@ -328,7 +328,7 @@ static int step(lua_State *L, dt_state *st, dt_task *t, int uv, int h) {
     return next_stage(L, t, uv) ? LUA_OK : -1;
   case SG_HEADERS:
   case SG_PROGRESS:
-    if (lua_rawgeti(L, uv, UV_SNAP) != LUA_TTABLE || lua_rawgeti(L, -1, t->idx) == LUA_TNIL) {
+    if (compat_rawgeti(L, uv, UV_SNAP) != LUA_TTABLE || compat_rawgeti(L, -1, t->idx) == LUA_TNIL) {
       lua_settop(L, h);
       t->stage = SG_IDLE;
       return LUA_OK;
@@ -343,7 +343,7 @@ static int step(lua_State *L, dt_state *st, dt_task *t, int uv, int h) {
     t->result_delivered = 1;
     if (t->state != TS_ABORTED) t->state = ok ? TS_DONE : TS_FAILED;
     t->stage = SG_COMPLETE;
-    if (lua_rawgeti(L, uv, ok ? UV_SUCCESS : UV_FAIL) != LUA_TFUNCTION) {
+    if (compat_rawgeti(L, uv, ok ? UV_SUCCESS : UV_FAIL) != LUA_TFUNCTION) {
       lua_settop(L, h);
       return LUA_OK;
     }
@@ -353,7 +353,7 @@ static int step(lua_State *L, dt_state *st, dt_task *t, int uv, int h) {
     t->ended = 1;
     t->stage = SG_WAKE;
     t->idx = 0;
-    if (lua_rawgeti(L, uv, UV_COMPLETE) != LUA_TFUNCTION) {
+    if (compat_rawgeti(L, uv, UV_COMPLETE) != LUA_TFUNCTION) {
       lua_settop(L, h);
       return LUA_OK;
     }
@@ -366,7 +366,7 @@ static int step(lua_State *L, dt_state *st, dt_task *t, int uv, int h) {
       uv_set(L, uv, UV_WAITERS);
       t->idx = 1;
     }
-    if (lua_rawgeti(L, uv, UV_SNAP) != LUA_TTABLE || lua_rawgeti(L, -1, t->idx) == LUA_TNIL) {
+    if (compat_rawgeti(L, uv, UV_SNAP) != LUA_TTABLE || compat_rawgeti(L, -1, t->idx) == LUA_TNIL) {
       lua_settop(L, h);
       end_task(L, t, uv);
       return -1;

@@ -4,8 +4,10 @@
  * the engine: the engine is created with the first download and freed with
  * the state, when the lua_State closes.
  */
+#define _GNU_SOURCE /* dladdr, RTLD_NODELETE */
 #include "binding.h"
 
+#include <dlfcn.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,7 +123,7 @@ static int l_run(lua_State *L) {
 
 static lua_Integer config_int(lua_State *L, const char *name, lua_Integer min) {
   int isint = 0;
-  lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
+  lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? compat_tointegerx(L, -1, &isint) : 0;
   if (!isint || v < min)
     luaL_error(L, "downloadtask.configure: bad option '%s' (integer >= %d expected, got %s)", name,
                (int)min, isint ? "a smaller number" : luaL_typename(L, -1));
@@ -156,11 +158,11 @@ static int l_configure(lua_State *L) {
   }
   lua_Integer maxc = -1, interval = -1;
   const char *ua = NULL, *tmp = NULL;
-  if (lua_getfield(L, 1, "maxConcurrent") != LUA_TNIL) maxc = config_int(L, "maxConcurrent", 1);
-  if (lua_getfield(L, 1, "progressInterval") != LUA_TNIL)
+  if (compat_getfield(L, 1, "maxConcurrent") != LUA_TNIL) maxc = config_int(L, "maxConcurrent", 1);
+  if (compat_getfield(L, 1, "progressInterval") != LUA_TNIL)
     interval = config_int(L, "progressInterval", 0);
-  if (lua_getfield(L, 1, "userAgent") != LUA_TNIL) ua = config_str(L, "userAgent");
-  if (lua_getfield(L, 1, "tempDir") != LUA_TNIL) tmp = config_str(L, "tempDir");
+  if (compat_getfield(L, 1, "userAgent") != LUA_TNIL) ua = config_str(L, "userAgent");
+  if (compat_getfield(L, 1, "tempDir") != LUA_TNIL) tmp = config_str(L, "tempDir");
   if (ua) set_string(L, &st->user_agent, ua);
   if (tmp) set_string(L, &st->temp_dir, tmp);
   if (interval >= 0) st->progress_interval = interval > LONG_MAX ? LONG_MAX : (long)interval;
@@ -179,6 +181,16 @@ static int l_fd(lua_State *L) {
   return 1;
 }
 
+/* Lua 5.1 and LuaJIT unload a C library (dlclose) at lua_close before they
+ * run the finalizers of the objects created before `require` loaded it; one
+ * of those calling a task method would jump into unmapped code. The library
+ * therefore keeps itself loaded: one more reference, never dropped
+ * (RTLD_NODELETE). The engine thread is stopped by the state's __gc anyway. */
+static void pin_library(void) {
+  Dl_info info;
+  if (dladdr(&STATE_KEY, &info) && info.dli_fname) (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);
+}
+
 #if defined(__GNUC__)
 #define DT_EXPORT __attribute__((visibility("default")))
 #else
@@ -193,6 +205,7 @@ DT_EXPORT int luaopen_downloadtask(lua_State *L) {
                                    {"configure", l_configure},
                                    {"fd", l_fd},
                                    {NULL, NULL}};
+  pin_library();
   state_new(L);
   task_open(L);
   luaL_newlib(L, funcs);

@@ -41,7 +41,7 @@ static int opt_type_error(lua_State *L, const char *name, const char *expected, 
 
 /* Pushes options[name]; returns 0 (and pushes nothing) when absent. */
 static int opt_get(lua_State *L, const char *name) {
-  if (lua_getfield(L, 1, name) == LUA_TNIL) {
+  if (compat_getfield(L, 1, name) == LUA_TNIL) {
     lua_pop(L, 1);
     return 0;
   }
@@ -64,7 +64,7 @@ static const char *opt_string(lua_State *L, const char *name, int required) {
 static long opt_int(lua_State *L, const char *name, long def, long min) {
   if (!opt_get(L, name)) return def;
   int isint = 0;
-  lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
+  lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? compat_tointegerx(L, -1, &isint) : 0;
   if (!isint) opt_type_error(L, name, "integer", -1);
   if (v < min) opt_error(L, name, lua_pushfstring(L, "must be at least %d", (int)min));
   lua_pop(L, 1);
@@ -370,21 +370,21 @@ static int l_off_progress(lua_State *L) { return listeners_off(L, UV_PROGRESS); 
 static int l_on_headers(lua_State *L) { return listeners_on(L, UV_HEADERS); }
 static int l_off_headers(lua_State *L) { return listeners_off(L, UV_HEADERS); }
 
-/* res, or nil and err, of an ended task at stack index 1 */
+/* 1, res or 2, nil, err: the outcome of the ended task at stack index 1,
+ * counted for await's Lua half */
 static int push_outcome(lua_State *L, dt_task *t) {
+  int done = t->state == TS_DONE;
   compat_getuservalue(L, 1);
-  if (t->state == TS_DONE) {
-    lua_rawgeti(L, -1, UV_RESULT);
-    return 1;
-  }
-  lua_pushnil(L);
-  lua_rawgeti(L, -2, UV_RESULT);
-  return 2;
+  int uv = lua_gettop(L);
+  lua_pushinteger(L, done ? 1 : 2);
+  if (!done) lua_pushnil(L);
+  lua_rawgeti(L, uv, UV_RESULT);
+  return done ? 2 : 3;
 }
 
 static void add_waiter(lua_State *L) {
   compat_getuservalue(L, 1);
-  if (lua_rawgeti(L, -1, UV_WAITERS) != LUA_TTABLE) {
+  if (compat_rawgeti(L, -1, UV_WAITERS) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_newtable(L);
     lua_pushvalue(L, -1);
@@ -414,7 +414,7 @@ static void remove_waiter(lua_State *L, dt_task *t) {
   int uv = lua_gettop(L);
   lua_pushthread(L);
   int me = lua_gettop(L);
-  if (lua_rawgeti(L, uv, UV_WAITERS) == LUA_TTABLE) {
+  if (compat_rawgeti(L, uv, UV_WAITERS) == LUA_TTABLE) {
     lua_Integer n = (lua_Integer)lua_rawlen(L, -1), k = 0;
     lua_createtable(L, (int)n, 0);
     for (lua_Integer i = 1; i <= n; i++) {
@@ -425,7 +425,7 @@ static void remove_waiter(lua_State *L, dt_task *t) {
     lua_rawseti(L, uv, UV_WAITERS);
   }
   lua_settop(L, me);
-  if (t->stage == SG_WAKE && lua_rawgeti(L, uv, UV_SNAP) == LUA_TTABLE) {
+  if (t->stage == SG_WAKE && compat_rawgeti(L, uv, UV_SNAP) == LUA_TTABLE) {
     lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
     for (lua_Integer i = 1; i <= n; i++) {
       lua_rawgeti(L, -1, i);
@@ -440,35 +440,66 @@ static void remove_waiter(lua_State *L, dt_task *t) {
   lua_settop(L, base);
 }
 
-/* Resumed by the dispatcher once the task has ended; a resume by anyone
- * else before then just waits again. */
-static int await_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
-  dt_task *t = check_task(L);
+/* An error at the position of await's caller: level 1 is await's Lua half. */
+static int await_error(lua_State *L, const char *msg) {
+  luaL_where(L, 2);
+  lua_pushstring(L, msg);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+/* await's C half: returns 1, res or 2, nil, err once the task
+ * has ended (and stops waiting for it); otherwise, in a coroutine, registers
+ * the coroutine as a waiter and returns 0 for the Lua half to yield; outside
+ * one, drives the loop until the task ends. */
+static int l_await_step(lua_State *L) {
+  dt_task *t = luaL_testudata(L, 1, DT_TASK_MT);
+  if (!t)
+    return await_error(L, lua_pushfstring(L, "bad argument #1 to 'await' (%s expected, got %s)",
+                                          DT_TASK_MT, luaL_typename(L, 1)));
   lua_settop(L, 1);
   if (t->ended) {
     remove_waiter(L, t);
     return push_outcome(L, t);
   }
-  add_waiter(L);
-  return lua_yieldk(L, 0, ctx, await_k);
-}
-
-static int l_await(lua_State *L) {
-  dt_task *t = check_task(L);
-  lua_settop(L, 1);
-  if (t->ended) return push_outcome(L, t);
-  if (lua_isyieldable(L)) {
+  if (compat_isyieldable(L)) {
     add_waiter(L);
-    return lua_yieldk(L, 0, 0, await_k);
+    lua_pushinteger(L, 0);
+    return 1;
   }
   dt_state *st = t->st;
   if (st->depth > 0 || st->in_run)
-    return luaL_error(L, "DownloadTask:await: cannot block while the loop is being driven; "
-                         "call it from a coroutine, or use poll()");
+    return await_error(L, "DownloadTask:await: cannot block while the loop is being driven; "
+                          "call it from a coroutine, or use poll()");
   while (!t->ended)
     if (dispatch_poll(L, st, -1) != LUA_OK) return lua_error(L);
   return push_outcome(L, t);
+}
+
+static int l_await_yield(lua_State *L) { return lua_yield(L, 0); }
+
+/* await's Lua half. Only 5.2+ can continue a C function after a yield, and
+ * each version its own way; a Lua loop is the same everywhere, and makes a
+ * resume by anyone but the dispatcher (the task has not ended) wait again. */
+static const char AWAIT_LUA[] =
+    "local await, yield = ...\n"
+    "return function(self)\n"
+    "  local n, a, b = await(self)\n"
+    "  while n == 0 do\n"
+    "    yield()\n"
+    "    n, a, b = await(self)\n"
+    "  end\n"
+    "  if n == 1 then return a end\n"
+    "  return a, b\n"
+    "end\n";
+
+/* pushes the await method */
+static void push_await(lua_State *L) {
+  if (luaL_loadbuffer(L, AWAIT_LUA, sizeof AWAIT_LUA - 1, "=downloadtask.await") != LUA_OK)
+    lua_error(L);
+  lua_pushcfunction(L, l_await_step);
+  lua_pushcfunction(L, l_await_yield);
+  lua_call(L, 2, 1);
 }
 
 /* ---- metamethods ------------------------------------------------------ */
@@ -515,7 +546,6 @@ void task_open(lua_State *L) {
                                      {"offProgressUpdate", l_off_progress},
                                      {"onHeadersReceived", l_on_headers},
                                      {"offHeadersReceived", l_off_headers},
-                                     {"await", l_await},
                                      {NULL, NULL}};
   static const luaL_Reg meta[] = {
       {"__tostring", l_tostring}, {"__close", l_close}, {"__gc", l_gc}, {NULL, NULL}};
@@ -525,6 +555,8 @@ void task_open(lua_State *L) {
   }
   luaL_setfuncs(L, meta, 0);
   luaL_newlib(L, methods);
+  push_await(L);
+  lua_setfield(L, -2, "await");
   lua_pushcclosure(L, l_index, 1);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
