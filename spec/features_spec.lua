@@ -19,7 +19,7 @@ end
 
 local function sha256_of(path)
   local p = io.popen(("sha256sum %q"):format(path))
-  local line = p:read("l")
+  local line = p:read("*l")
   p:close()
   return line:match("^(%x+)")
 end

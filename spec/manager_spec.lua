@@ -84,7 +84,7 @@ describe("retry", function()
 
   it("retries a body cut short and leaves no file behind", function()
     local dir = S.tmpdir()
-    local out = fetch { url = f.url(("/flaky?key=cut&fails=1&n=%d&dropafter=%d"):format(N, N // 2)),
+    local out = fetch { url = f.url(("/flaky?key=cut&fails=1&n=%d&dropafter=%d"):format(N, math.floor(N / 2))),
       filePath = dir .. "/x.bin", retry = 1 }
     assert.are.same({ "success" }, out.events)
     assert.is_true(file_equals_pattern(dir .. "/x.bin", 0, N))
@@ -112,11 +112,11 @@ describe("resume", function()
   it("keeps the part file of an interrupted download and continues it with a Range", function()
     local dir = S.tmpdir()
     local dest = dir .. "/out.bin"
-    local first = fetch { url = f.url(("/bytes?n=%d&range=1&etag=%%22v1%%22&dropafter=%d"):format(N, N // 2)),
+    local first = fetch { url = f.url(("/bytes?n=%d&range=1&etag=%%22v1%%22&dropafter=%d"):format(N, math.floor(N / 2))),
       filePath = dest, resume = true }
     assert.are.same({ "fail" }, first.events)
     assert.are.same({ "out.bin.part", "out.bin.part.info" }, S.listdir(dir))
-    assert.are.equal(N // 2, S.filesize(dest .. ".part"))
+    assert.are.equal(math.floor(N / 2), S.filesize(dest .. ".part"))
     local out = fetch { url = f.url(("/flaky?key=res&fails=0&n=%d&range=1&etag=%%22v1%%22"):format(N)),
       filePath = dest, resume = true }
     assert.are.same({ "success" }, out.events)
@@ -127,7 +127,7 @@ describe("resume", function()
     assert.are.same({ "out.bin" }, S.listdir(dir))
     assert.are.equal(1, stats("res").ranges)
     -- progress counts the bytes already there
-    assert.is_true(out.progress[1].totalBytesWritten >= N // 2)
+    assert.is_true(out.progress[1].totalBytesWritten >= math.floor(N / 2))
     assert.are.equal(N, out.progress[1].totalBytesExpectedToWrite)
     assert.are.equal(100, out.progress[#out.progress].progress)
   end)
@@ -135,9 +135,9 @@ describe("resume", function()
   it("never splices two versions: a changed file (If-Range mismatch) starts over", function()
     local dir = S.tmpdir()
     local dest = dir .. "/out.bin"
-    fetch { url = f.url(("/bytes?n=%d&range=1&etag=%%22v1%%22&dropafter=%d"):format(N, N // 2)),
+    fetch { url = f.url(("/bytes?n=%d&range=1&etag=%%22v1%%22&dropafter=%d"):format(N, math.floor(N / 2))),
       filePath = dest, resume = true }
-    assert.are.equal(N // 2, S.filesize(dest .. ".part"))
+    assert.are.equal(math.floor(N / 2), S.filesize(dest .. ".part"))
     local out = fetch { url = f.url(("/bytes?n=%d&range=1&etag=%%22v2%%22&shift=7"):format(N)),
       filePath = dest, resume = true }
     assert.are.equal(200, out.res.statusCode)
@@ -161,7 +161,7 @@ describe("resume", function()
   it("with retry, a retry continues rather than restarts", function()
     local dir = S.tmpdir()
     local dest = dir .. "/out.bin"
-    local out = fetch { url = f.url(("/flaky?key=rr&fails=1&n=%d&range=1&etag=%%22e%%22&dropafter=%d"):format(N, N // 2)),
+    local out = fetch { url = f.url(("/flaky?key=rr&fails=1&n=%d&range=1&etag=%%22e%%22&dropafter=%d"):format(N, math.floor(N / 2))),
       filePath = dest, resume = true, retry = 1 }
     assert.are.same({ "success" }, out.events)
     assert.are.equal(2, out.res.attempts)

@@ -529,7 +529,7 @@ describe("options", function()
     end)
 
     it("the largest integers are accepted for the limits", function()
-      local M = math.maxinteger
+      local M = math.maxinteger or (2^63 - 1024)   -- 5.1, 5.2, LuaJIT: the largest double below 2^63
       expect_ok(fetch { url = ng.url("small.txt"), timeout = M, connectTimeout = M,
                         maxRedirects = M, maxFileSize = M })
     end)

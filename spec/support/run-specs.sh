@@ -4,6 +4,10 @@
 #
 #   spec/support/run-specs.sh [busted args...]      (from the repository root)
 #
+# DT_TEST_LUA picks the interpreter (default lua5.4) and DT_TEST_CPATH the
+# module under test (a cpath template such as build/5.3/?.so, given to busted
+# as --cpath; default: .busted's ./?.so). `make test-<version>` sets both.
+#
 # spec/support/servers.lua appends each server's pid to $DT_TEST_PIDFILE and
 # keeps its files under $DT_TEST_TMPDIR; both point into one temp dir that is
 # removed at the end. Exits with busted's status (130/143 when interrupted).
@@ -64,7 +68,7 @@ trap 'exit 143' TERM
 
 # In the background so a signal to this script runs the trap at once instead of
 # after busted finishes; `wait` returns early when a trapped signal arrives.
-"$LUA" "$BUSTED" "$@" &
+"$LUA" "$BUSTED" ${DT_TEST_CPATH:+"--cpath=$DT_TEST_CPATH"} "$@" &
 child=$!
 wait "$child"
 rc=$?

@@ -30,9 +30,18 @@ local P = require "spec.support.pattern"
 
 local S = {}
 
+-- The Lua under test (the one busted runs on; `make test-<version>` sets it)
+-- and the fault server's Lua, which is always 5.4: it is a separate process.
 local LUA = os.getenv("DT_TEST_LUA") or "lua5.4"
+local SERVER_LUA = os.getenv("DT_TEST_SERVER_LUA") or "lua5.4"
 local NGINX = os.getenv("DT_TEST_NGINX") or "/usr/sbin/nginx"
 local HOST = "127.0.0.1"
+
+-- This file is loaded by the busted process, whatever Lua runs it (5.1 to
+-- 5.4, LuaJIT): no 5.3+ operators or functions here.
+local tointeger = math.tointeger or function(v)
+  if type(v) == "number" and v % 1 == 0 then return v end
+end
 
 -- Directory of this file, absolute, so a spec that changes directory still works.
 local HERE = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
@@ -55,7 +64,8 @@ end
 
 -- Runs a bash script; true when it exits with status 0.
 local function bash(script)
-  return os.execute("bash -c " .. quote(script)) == true
+  local ok = os.execute("bash -c " .. quote(script))
+  return ok == true or ok == 0         -- 5.1 and LuaJIT return the status
 end
 
 -- Prefix for spawning a long-lived server: close every inherited descriptor
@@ -70,7 +80,7 @@ local function sleep(seconds) socket.sleep(seconds) end
 function S.readfile(path)
   local f = io.open(path, "rb")
   if not f then return nil end
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return s
 end
@@ -97,6 +107,38 @@ end
 
 S.pattern = P.pattern
 
+-- For specs that start a child Lua which loads the module: the interpreter
+-- under test and the cpath template of the module under test, absolute
+-- ($DT_TEST_CPATH relative to the repository root, as run-specs.sh gives it
+-- to busted; by default the top-level ./?.so).
+S.LUA = LUA
+-- pkg-config's name for the headers of the Lua running this (to build a helper module)
+S.LUA_PC = jit and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
+do
+  local cpath = os.getenv("DT_TEST_CPATH") or "./?.so"
+  cpath = cpath:gsub("^%./", "")
+  if cpath:sub(1, 1) ~= "/" then cpath = lfs.currentdir() .. "/" .. cpath end
+  S.MODULE_CPATH = cpath
+end
+
+-- Lua 5.4 only (nil elsewhere): with_close(v, fn) calls fn(v) in a block where
+-- v is a `local <close>` variable. Compiled from a string so that spec files
+-- that use it still load on the versions without `<close>`.
+S.with_close = _VERSION == "Lua 5.4" and assert(load([[
+  local v, fn = ...
+  do
+    local c <close> = v
+    fn(c)
+  end
+]], "=with_close")) or nil
+
+-- math.type, also where numbers are all doubles (5.1, 5.2, LuaJIT): there an
+-- integral value is "integer", as integer as a number gets.
+S.math_type = math.type or function(x)
+  if type(x) ~= "number" then return nil end
+  return x % 1 == 0 and "integer" or "float"
+end
+
 -- True when the file holds exactly the first n bytes of the pattern.
 -- Compared in 1 MiB pieces so a 100 MiB file never sits in memory at once.
 function S.file_matches_pattern(path, n)
@@ -117,7 +159,7 @@ function S.free_port()
   local s = assert(socket.bind(HOST, 0))
   local _, port = s:getsockname()
   s:close()
-  return math.tointeger(tonumber(port))
+  return tointeger(tonumber(port))
 end
 
 local function can_connect(port)
@@ -153,7 +195,7 @@ end
 local function read_pid(path, timeout)
   local deadline = socket.gettime() + timeout
   repeat
-    local pid = math.tointeger(tonumber((S.readfile(path) or ""):match("%d+")))
+    local pid = tointeger(tonumber((S.readfile(path) or ""):match("%d+")))
     if pid then return pid end
     sleep(0.005)
   until socket.gettime() > deadline
@@ -180,7 +222,7 @@ local function run_dir()
   if state.dir then return state.dir end
   local base = os.getenv("DT_TEST_TMPDIR") or os.getenv("TMPDIR") or "/tmp"
   local p = assert(io.popen("mktemp -d " .. quote(base .. "/dt-spec.XXXXXX")))
-  local dir = p:read("l")
+  local dir = p:read("*l")
   p:close()
   assert(dir and dir ~= "", "mktemp -d failed under " .. base)
   state.dir = dir
@@ -188,7 +230,12 @@ local function run_dir()
 
   -- Finalized when the Lua state closes, even when busted exits early.
   if not state.sentinel then
-    state.sentinel = setmetatable({}, { __gc = function() stop_all() end })
+    if newproxy then                   -- 5.1 and LuaJIT: no __gc on tables
+      state.sentinel = newproxy(true)
+      getmetatable(state.sentinel).__gc = function() stop_all() end
+    else
+      state.sentinel = setmetatable({}, { __gc = function() stop_all() end })
+    end
   end
   -- busted publishes 'exit' after the last file; the subscriber returns
   -- (nil, true) so later subscribers still run.
@@ -273,7 +320,7 @@ function S.fault()
     -- `exec` keeps the shell's pid ($$) for the server; its stdin is our pipe.
     -- popen runs `sh -c`: exec so no shell sits between us and the server.
     local pipe = assert(io.popen("exec bash -c " .. quote(("echo $$ > %s; %s exec %s %s %d >>%s 2>&1")
-      :format(quote(pidfile), CLOSE_FDS, LUA, quote(HERE .. "/faultserver.lua"), port, quote(log))), "w"))
+      :format(quote(pidfile), CLOSE_FDS, SERVER_LUA, quote(HERE .. "/faultserver.lua"), port, quote(log))), "w"))
     local pid = read_pid(pidfile, 5)
     if pid then
       record_pid(pid)
