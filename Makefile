@@ -32,6 +32,7 @@ src/%.o: src/%.c $(HDR)
 
 clean:
 	rm -f downloadtask.so src/*.o
+	rm -rf $(LUA_VERSIONS:%=build/%)
 
 # The whole suite against real servers; spec/support/run-specs.sh stops them whatever happens.
 test: downloadtask.so
@@ -40,3 +41,30 @@ test: downloadtask.so
 # A live progress bar against a local nginx that the runner starts and stops.
 example: downloadtask.so
 	$(LUA) examples/with-local-server.lua examples/progress.lua
+
+# ---- Every Lua (issue 5): 5.4, 5.3, 5.2, 5.1 and LuaJIT 2.1 ----------------------------
+# build/<v>/downloadtask.so is built against that Lua (pkg-config lua5.x or luajit);
+# `make test-<v>` runs the whole suite with that interpreter and that build;
+# `make test-all` runs it for each version and fails when any of them fails.
+LUA_VERSIONS ?= 5.4 5.3 5.2 5.1 luajit
+lua_name = $(if $(filter luajit,$(1)),luajit,lua$(1))
+LUA_BUILDS = $(LUA_VERSIONS:%=build/%/downloadtask.so)
+
+.PHONY: test-all $(LUA_VERSIONS:%=test-%)
+
+$(LUA_BUILDS): build/%/downloadtask.so: $(SRC) $(HDR)
+	@mkdir -p $(@D)
+	luacflags=$$($(PKG_CONFIG) --cflags $(call lua_name,$*)) && \
+	$(CC) $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -D_POSIX_C_SOURCE=200809L $$luacflags \
+	  $(CURL_CFLAGS) $(CRYPTO_CFLAGS) -shared $(LDFLAGS) -o $@ $(SRC) $(LIBS)
+
+$(LUA_VERSIONS:%=test-%): test-%: build/%/downloadtask.so
+	DT_TEST_LUA=$(call lua_name,$*) DT_TEST_CPATH='build/$*/?.so' spec/support/run-specs.sh $(BUSTED_ARGS)
+
+test-all:
+	@failed=; for v in $(LUA_VERSIONS); do \
+	  start=$$(date +%s); \
+	  if $(MAKE) --no-print-directory test-$$v; then r=passed; else r=FAILED; failed="$$failed $$v"; fi; \
+	  echo "test-all: Lua $$v $$r in $$(( $$(date +%s) - start )) s"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "test-all: FAILED on:$$failed" >&2; exit 1; fi
