@@ -61,7 +61,9 @@ struct dt_xfer {
   dt_pub pub;
   int in_ready, in_cmd, abort_req;
   dt_xfer *next_ready, *next_cmd;
-  dt_xfer *next_taken; /* a list taken from under mu, walked after unlock */
+  /* lists taken from under mu, walked after unlock; one link per list, since
+   * the engine walks taken commands while the binding takes the ready list */
+  dt_xfer *next_taken_cmd, *next_taken_ready;
 
   /* engine thread only */
   int phase;
@@ -202,10 +204,10 @@ static void xfer_unref(dt_xfer *x) {
   if (atomic_fetch_sub(&x->refs, 1) == 1) xfer_free(x);
 }
 
-/* Frees every transfer of a taken list, following next_taken. */
-static void unref_taken(dt_xfer *x) {
+/* Drops the list's reference of every transfer of a taken list. */
+static void unref_taken(dt_xfer *x, int ready) {
   while (x) {
-    dt_xfer *next = x->next_taken;
+    dt_xfer *next = ready ? x->next_taken_ready : x->next_taken_cmd;
     xfer_unref(x);
     x = next;
   }
@@ -1046,18 +1048,18 @@ static void take_commands(dt_engine *e) {
   e->cmd_head = e->cmd_tail = NULL;
   for (dt_xfer *x = list; x; x = x->next_cmd) {
     x->in_cmd = 0;
-    x->next_taken = x->next_cmd;
+    x->next_taken_cmd = x->next_cmd;
     if (x->abort_req) x->abort_req = 2; /* seen */
   }
   pthread_mutex_unlock(&e->mu);
-  for (dt_xfer *x = list; x; x = x->next_taken) {
+  for (dt_xfer *x = list; x; x = x->next_taken_cmd) {
     if (x->phase == PH_NEW) {
       x->phase = PH_WAITING;
       xlist_push(&e->waiting, x);
     }
     if (x->abort_req == 2) abort_xfer(e, x);
   }
-  unref_taken(list); /* the list's references */
+  unref_taken(list, 0); /* the list's references */
 }
 
 static void start_waiting(dt_engine *e) {
@@ -1296,11 +1298,19 @@ void engine_take(dt_engine *e, dt_take_fn fn, void *ud) {
   e->wake_sent = 0;
   for (dt_xfer *x = list; x; x = x->next_ready) {
     x->in_ready = 0;
-    x->next_taken = x->next_ready;
+    x->next_taken_ready = x->next_ready;
     if (x->owner && x->pub.events) fn(x->owner, &x->pub, ud);
   }
   pthread_mutex_unlock(&e->mu);
-  unref_taken(list);
+  unref_taken(list, 1);
+}
+
+void engine_signal(dt_engine *e) {
+  pthread_mutex_lock(&e->mu);
+  int wake = !e->wake_sent;
+  e->wake_sent = 1;
+  pthread_mutex_unlock(&e->mu);
+  if (wake) wake_lua(e);
 }
 
 void engine_wait(dt_engine *e, int ms) {
