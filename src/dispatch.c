@@ -180,7 +180,7 @@ static int save_errno(int e) {
  * before its success is delivered leaves the destination as it was. */
 static void land_body(dt_task *t) {
   dt_result *r = t->result;
-  if (!r->ok || !r->to_dest) return;
+  if (!r->ok || !r->to_dest || !r->body_path) return;
   const char *dest = xfer_opts(t->x)->file_path;
   if (rename(r->body_path, dest) == 0) {
     free(r->body_path);
@@ -210,8 +210,6 @@ static void push_result(lua_State *L, dt_task *t) {
     set_str(L, "filePath", xfer_opts(t->x)->file_path);
   } else if (r->body_path) {
     set_str(L, "tempFilePath", r->body_path);
-    free(r->body_path); /* the file is the caller's now */
-    r->body_path = NULL;
   }
   push_header_table(L, t->headers);
   lua_setfield(L, -2, "header");
@@ -221,6 +219,7 @@ static void push_result(lua_State *L, dt_task *t) {
   push_profile(L, &r->profile);
   lua_setfield(L, -2, "profile");
   set_str(L, "errMsg", "downloadFile:ok");
+  if (!r->to_dest && r->body_path) { free(r->body_path); r->body_path = NULL; }
 }
 
 /* ---- delivery --------------------------------------------------------- */
@@ -244,12 +243,12 @@ static int next_stage(lua_State *L, dt_task *t, int uv) {
     return 1;
   }
   if (t->inbox & DT_EV_HEADERS) {
-    t->inbox &= ~DT_EV_HEADERS;
     lua_createtable(L, 0, 2);
     push_header_table(L, t->headers);
     lua_setfield(L, -2, "header");
     set_int(L, "statusCode", t->headers->status);
     uv_set(L, uv, UV_EVENT);
+    t->inbox &= ~DT_EV_HEADERS;
     lua_rawgeti(L, uv, UV_HEADERS);
     uv_set(L, uv, UV_SNAP);
     t->stage = SG_HEADERS;
@@ -280,10 +279,10 @@ static int next_stage(lua_State *L, dt_task *t, int uv) {
     return 1;
   }
   if (t->inbox & DT_EV_DONE) {
-    t->inbox &= ~DT_EV_DONE;
     land_body(t);
     push_result(L, t);
     uv_set(L, uv, UV_RESULT);
+    t->inbox &= ~DT_EV_DONE;
     t->stage = SG_RESULT;
     return 1;
   }
@@ -388,7 +387,7 @@ static int deliver(lua_State *L, dt_state *st, dt_task *t) {
   int uv = lua_gettop(L);
   lua_pushcfunction(L, msgh);
   int h = lua_gettop(L);
-  t->busy = 1;
+  t->busy = st->depth;
   int rc;
   while ((rc = step(L, st, t, uv, h)) == LUA_OK) lua_settop(L, h);
   t->busy = 0;
@@ -416,6 +415,13 @@ int dispatch_run(lua_State *L, dt_state *st) {
   return LUA_OK;
 }
 
+static int run_p(lua_State *L) {
+  dt_state *st = lua_touserdata(L, 1);
+  lua_pop(L, 1);
+  if (dispatch_run(L, st) != LUA_OK) return lua_error(L);
+  return 0;
+}
+
 int dispatch_poll(lua_State *L, dt_state *st, int wait_ms) {
   state_check_fork(L, st);
   dispatch_take(st);
@@ -425,7 +431,12 @@ int dispatch_poll(lua_State *L, dt_state *st, int wait_ms) {
     dispatch_take(st);
   }
   st->depth++;
-  int rc = dispatch_run(L, st);
+  lua_pushcfunction(L, run_p);
+  lua_pushlightuserdata(L, st);
+  int rc = lua_pcall(L, 1, 0, 0);
+  if (rc != LUA_OK)
+    for (dt_task *t = st->fifo_head; t; t = t->fifo_next)
+      if (t->busy >= st->depth) t->busy = 0;
   st->depth--;
   return rc;
 }

@@ -72,10 +72,11 @@ dt_engine *state_engine(lua_State *L, dt_state *st) {
 
 static void state_new(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
-  int exists = !lua_isnil(L, -1);
+  dt_state *st = lua_touserdata(L, -1);
   lua_pop(L, 1);
-  if (exists) return;
-  dt_state *st = compat_newuserdata(L, sizeof *st);
+  if (st && st->anchors != LUA_NOREF) return;
+  if (!st) {
+  st = compat_newuserdata(L, sizeof *st);
   memset(st, 0, sizeof *st);
   st->anchors = LUA_NOREF;
   st->max_concurrent = 10;
@@ -85,9 +86,10 @@ static void state_new(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
-  st->user_agent = strdup("downloadtask/" DT_VERSION);
+  }
   const char *tmp = getenv("TMPDIR");
-  st->temp_dir = strdup(tmp && *tmp ? tmp : "/tmp");
+  if (!st->user_agent) st->user_agent = strdup("downloadtask/" DT_VERSION);
+  if (!st->temp_dir) st->temp_dir = strdup(tmp && *tmp ? tmp : "/tmp");
   if (!st->user_agent || !st->temp_dir) luaL_error(L, "not enough memory");
   lua_newtable(L);
   st->anchors = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -549,7 +549,11 @@ void task_open(lua_State *L) {
                                      {NULL, NULL}};
   static const luaL_Reg meta[] = {
       {"__tostring", l_tostring}, {"__close", l_close}, {"__gc", l_gc}, {NULL, NULL}};
-  if (!luaL_newmetatable(L, DT_TASK_MT)) {
+  luaL_newmetatable(L, DT_TASK_MT);
+  lua_getfield(L, -1, "__index");
+  int done = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  if (done) {
     lua_pop(L, 1);
     return;
   }
