@@ -60,6 +60,7 @@ struct dt_xfer {
   void *owner;
   dt_pub pub;
   int in_ready, in_cmd, abort_req;
+  int abort_now; /* engine thread only: abort_req as seen under mu when commands were taken */
   dt_xfer *next_ready, *next_cmd;
   /* lists taken from under mu, walked after unlock; one link per list, since
    * the engine walks taken commands while the binding takes the ready list */
@@ -1049,7 +1050,7 @@ static void take_commands(dt_engine *e) {
   for (dt_xfer *x = list; x; x = x->next_cmd) {
     x->in_cmd = 0;
     x->next_taken_cmd = x->next_cmd;
-    if (x->abort_req) x->abort_req = 2; /* seen */
+    x->abort_now = x->abort_req != 0; /* read under mu: engine_abort writes it */
   }
   pthread_mutex_unlock(&e->mu);
   for (dt_xfer *x = list; x; x = x->next_taken_cmd) {
@@ -1057,7 +1058,7 @@ static void take_commands(dt_engine *e) {
       x->phase = PH_WAITING;
       xlist_push(&e->waiting, x);
     }
-    if (x->abort_req == 2) abort_xfer(e, x);
+    if (x->abort_now) abort_xfer(e, x);
   }
   unref_taken(list, 0); /* the list's references */
 }
