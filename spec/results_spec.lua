@@ -518,10 +518,14 @@ describe("results", function()
     end)
 
     it("603303: permission denied (directory not writable for the user)", function()
-      -- TODO: in a fresh clone the setpriv child of make test-5.x loads the top-level 5.4
-      -- build instead of build/5.x (seen in CI); the read-only tmpfs case above covers 603303
-      if _VERSION ~= "Lua 5.4" or jit then
-        pending("setpriv child under " .. (jit and "LuaJIT" or _VERSION) .. ": see TODO")
+      -- The child runs as nobody: it needs to reach the interpreter and the module under
+      -- test. A clone inside a private (0700) directory, as CI makes, is out of its reach;
+      -- the read-only tmpfs case above covers 603303 there.
+      local probe = S.MODULE_CPATH:gsub("%?", "downloadtask")
+      if not sh(("setpriv --reuid=65534 --regid=65534 --clear-groups test -r %s 2>/dev/null")
+          :format(quote(probe))) then
+        print("603303 (unprivileged child): skipped, nobody cannot reach " .. probe)
+        pending("the module under test is not reachable for an unprivileged user")
         return
       end
       local p = assert(io.popen("mktemp -d /tmp/dt-perm.XXXXXX"))
