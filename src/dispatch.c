@@ -320,7 +320,7 @@ static void end_task(lua_State *L, dt_task *t, int uv) {
 
 /* One step of t's delivery: at most one call of Lua. Returns LUA_OK, an
  * error status (error value on top), or -1 when t has nothing left. */
-static int step(lua_State *L, dt_state *st, dt_task *t, int uv, int h) {
+static int step(lua_State *L, dt_task *t, int uv, int h) {
   int rc;
   switch (t->stage) {
   case SG_IDLE:
@@ -374,7 +374,6 @@ static int step(lua_State *L, dt_state *st, dt_task *t, int uv, int h) {
     /* false: that coroutine's await() has returned already */
     return lua_isthread(L, -1) ? wake(L, lua_tothread(L, -1)) : LUA_OK;
   }
-  (void)st;
   return -1;
 }
 
@@ -389,7 +388,7 @@ static int deliver(lua_State *L, dt_state *st, dt_task *t) {
   int h = lua_gettop(L);
   t->busy = st->depth;
   int rc;
-  while ((rc = step(L, st, t, uv, h)) == LUA_OK) lua_settop(L, h);
+  while ((rc = step(L, t, uv, h)) == LUA_OK) lua_settop(L, h);
   t->busy = 0;
   if (rc == -1) {
     if (t->stage == SG_IDLE && !t->inbox) dispatch_remove(st, t);

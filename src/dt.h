@@ -136,9 +136,6 @@ const dt_opts *xfer_opts(const dt_xfer *x);
 typedef void (*dt_take_fn)(void *owner, dt_pub *pub, void *ud);
 void engine_take(dt_engine *e, dt_take_fn fn, void *ud);
 
-/* Makes the descriptor readable again: the binding still has work queued. */
-void engine_signal(dt_engine *e);
-
 /* Waits up to ms (-1: forever) for the descriptor to become readable. */
 void engine_wait(dt_engine *e, int ms);
 

@@ -1306,14 +1306,6 @@ void engine_take(dt_engine *e, dt_take_fn fn, void *ud) {
   unref_taken(list, 1);
 }
 
-void engine_signal(dt_engine *e) {
-  pthread_mutex_lock(&e->mu);
-  int wake = !e->wake_sent;
-  e->wake_sent = 1;
-  pthread_mutex_unlock(&e->mu);
-  if (wake) wake_lua(e);
-}
-
 void engine_wait(dt_engine *e, int ms) {
   struct pollfd p = {.fd = e->wake_r, .events = POLLIN};
   while (poll(&p, 1, ms) < 0 && errno == EINTR) {}
