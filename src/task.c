@@ -449,21 +449,23 @@ static int await_error(lua_State *L, const char *msg) {
 }
 
 /* await's C half: returns 1, res or 2, nil, err once the task
- * has ended (and stops waiting for it); otherwise, in a coroutine, registers
- * the coroutine as a waiter and returns 0 for the Lua half to yield; outside
+ * has ended (and stops waiting for it). Otherwise, with a second argument
+ * (OpenResty's wait below), returns 0; in a coroutine, registers the
+ * coroutine as a waiter and returns 0 for the Lua half to yield; outside
  * one, drives the loop until the task ends. */
 static int l_await_step(lua_State *L) {
   dt_task *t = luaL_testudata(L, 1, DT_TASK_MT);
   if (!t)
     return await_error(L, lua_pushfstring(L, "bad argument #1 to 'await' (%s expected, got %s)",
                                           DT_TASK_MT, luaL_typename(L, 1)));
+  int check_only = lua_toboolean(L, 2);
   lua_settop(L, 1);
   if (t->ended) {
-    remove_waiter(L, t);
+    if (!check_only) remove_waiter(L, t);
     return push_outcome(L, t);
   }
-  if (compat_isyieldable(L)) {
-    add_waiter(L);
+  if (check_only || compat_isyieldable(L)) {
+    if (!check_only) add_waiter(L);
     lua_pushinteger(L, 0);
     return 1;
   }
@@ -478,12 +480,74 @@ static int l_await_step(lua_State *L) {
 
 static int l_await_yield(lua_State *L) { return lua_yield(L, 0); }
 
+/* OpenResty's poller: poll(0) unless the loop is already being driven;
+ * returns the number of tasks not yet ended. */
+static int l_await_tick(lua_State *L) {
+  dt_state *st = state_get(L);
+  if (st->depth == 0 && !st->in_run && dispatch_poll(L, st, 0) != LUA_OK) return lua_error(L);
+  lua_pushinteger(L, st->live);
+  return 1;
+}
+
 /* await's Lua half. Only 5.2+ can continue a C function after a yield, and
  * each version its own way; a Lua loop is the same everywhere, and makes a
- * resume by anyone but the dispatcher (the task has not ended) wait again. */
+ * resume by anyone but the dispatcher (the task has not ended) wait again.
+ *
+ * In an OpenResty request or timer (a phase where ngx.sleep may yield), a
+ * plain yield would hand the request's coroutine to nginx's scheduler, and
+ * blocking would stall the worker. There, one timer per worker polls every
+ * TICK seconds while tasks remain (listeners run in that timer, never in a
+ * request), and await waits on an ngx.semaphore that the timer posts once
+ * the task has ended. */
 static const char AWAIT_LUA[] =
-    "local await, yield = ...\n"
+    "local await, yield, tick = ...\n"
+    "local TICK = 0.005\n"
+    "local NGX_WAIT = {rewrite = true, server_rewrite = true, access = true, content = true,\n"
+    "  timer = true, ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,\n"
+    "  preread = true}\n"
+    "local waiting, ticking = {}, false\n"
+    "local function ngx_tick(premature)\n"
+    "  local ngx = ngx\n"
+    "  if premature then ticking = false return end\n"
+    "  local ok, live = pcall(tick)\n"
+    "  if not ok then ngx.log(ngx.ERR, 'downloadtask: ', tostring(live)) end\n"
+    "  for task, w in pairs(waiting) do\n"
+    "    if await(task, true) ~= 0 then waiting[task] = nil w.sema:post(w.n) end\n"
+    "  end\n"
+    "  if (ok and live > 0) or next(waiting) ~= nil then\n"
+    "    local okt, err = ngx.timer.at(TICK, ngx_tick)\n"
+    "    if okt then return end\n"
+    "    ngx.log(ngx.ERR, 'downloadtask: cannot schedule the poller: ', tostring(err))\n"
+    "  end\n"
+    "  ticking = false\n"
+    "end\n"
+    "local function ngx_await(self, ngx)\n"
+    "  local n, a, b = await(self, true)\n"
+    "  if n == 0 then\n"
+    "    local w = waiting[self]\n"
+    "    if not w then\n"
+    "      w = {sema = require('ngx.semaphore').new(), n = 0}\n"
+    "      waiting[self] = w\n"
+    "    end\n"
+    "    if not ticking then\n"
+    "      local ok, err = ngx.timer.at(0, ngx_tick)\n"
+    "      if not ok then error('downloadtask: cannot start the poller: ' .. tostring(err), 3) end\n"
+    "      ticking = true\n"
+    "    end\n"
+    "    w.n = w.n + 1\n"
+    "    while n == 0 do\n"
+    "      w.sema:wait(3600)\n"
+    "      n, a, b = await(self, true)\n"
+    "    end\n"
+    "  end\n"
+    "  if n == 1 then return a end\n"
+    "  return a, b\n"
+    "end\n"
     "return function(self)\n"
+    "  local ngx = rawget(_G, 'ngx')\n"
+    "  if type(ngx) == 'table' and ngx.get_phase and NGX_WAIT[ngx.get_phase()] then\n"
+    "    return ngx_await(self, ngx)\n"
+    "  end\n"
     "  local n, a, b = await(self)\n"
     "  while n == 0 do\n"
     "    yield()\n"
@@ -499,7 +563,8 @@ static void push_await(lua_State *L) {
     lua_error(L);
   lua_pushcfunction(L, l_await_step);
   lua_pushcfunction(L, l_await_yield);
-  lua_call(L, 2, 1);
+  lua_pushcfunction(L, l_await_tick);
+  lua_call(L, 3, 1);
 }
 
 /* ---- metamethods ------------------------------------------------------ */
