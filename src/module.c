@@ -13,6 +13,51 @@
 #include <string.h>
 #include <unistd.h>
 
+/***
+ * The mini-program `downloadFile` / `DownloadTask` API for Lua, on libcurl.
+ *
+ * `dt.downloadFile{...}` starts a download and returns a @{DownloadTask} at once; the transfer
+ * runs on a native thread of the module's own. Callbacks and listeners run only inside
+ * @{poll}, @{run} or @{DownloadTask:await}, on the thread that called them. Names follow the
+ * mini-program API (`errMsg`, `statusCode`, ...); what this module adds is marked **(ext)**.
+ *
+ * **Events, in order, for one task:**
+ *
+ * 1. the @{DownloadTask:onHeadersReceived} listeners, once, for the final response
+ *    (see @{headersEvent});
+ * 2. the @{DownloadTask:onProgressUpdate} listeners (see @{progressEvent}), at most one event
+ *    per `progressInterval` (@{configure}), never going down, the last one before `success`
+ *    showing every byte;
+ * 3. `success(res)` (a response was received, **whatever its status code**: see @{res}) or
+ *    `fail(err)` (no usable response: see @{err} and @{errno});
+ * 4. `complete` with the same table;
+ * 5. the coroutines waiting in @{DownloadTask:await} are resumed, in the order they started
+ *    waiting.
+ *
+ * Once `success` or `fail` has fired, nothing else fires for that task but `complete`.
+ * An event goes to the listeners registered when its delivery began; a listener may abort
+ * tasks, start downloads, add or remove listeners, call @{poll}, or `await` in a coroutine.
+ * @{run}, and a blocking `await` outside a coroutine, raise an error while the loop is being
+ * driven. An error raised by a listener, a callback or a resumed coroutine propagates out of
+ * the `poll`/`run`/`await` call that ran it, with its traceback; the module stays usable and
+ * the next call delivers what is left.
+ *
+ * Misuse (a wrong type, an unknown option) raises a Lua error at the call; network and file
+ * problems are results: they reach `fail` and `await`'s `nil, err`.
+ *
+ * @module downloadtask
+ * @usage
+ * local dt = require "downloadtask"
+ * local task = dt.downloadFile{
+ *   url = "https://example.org/pack.zip",
+ *   filePath = "cache/pack.zip",
+ *   success = function(res) print(res.statusCode, res.filePath, res.dataLength) end,
+ *   fail = function(err) print(err.errMsg, err.errno) end,
+ * }
+ * task:onProgressUpdate(function(p) io.write(("\r%3d%%"):format(p.progress)) end)
+ * dt.run() -- or dt.poll() once a frame, or task:await() in a coroutine
+ */
+
 static const char STATE_KEY = 's';
 
 static void set_string(lua_State *L, char **slot, const char *s) {
@@ -95,6 +140,23 @@ static void state_new(lua_State *L) {
   st->anchors = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
+/***
+ * Delivers what is ready: headers and progress events, `success`/`fail`/`complete`, and
+ * resumes the coroutines of finished @{DownloadTask:await}s. Call it once a frame in a game
+ * loop, or when @{fd} is readable. Work that listeners create during the call (the `fail` of
+ * a task they abort, say) is delivered by the next call, so `poll` always returns.
+ * Allowed inside a listener.
+ * @function poll
+ * @tparam[opt=0] integer ms how long to wait for something to be ready (0: do not wait);
+ * must not be negative
+ * @treturn integer the number of tasks not yet ended
+ * @raise an error raised by a listener, callback or resumed coroutine, with its traceback
+ * @usage
+ * while game_running do
+ *   dt.poll()          -- deliver, do not wait
+ *   draw_frame()
+ * end
+ */
 /* dt.poll([ms]) -> number of tasks not yet ended */
 static int l_poll(lua_State *L) {
   dt_state *st = state_get(L);
@@ -106,6 +168,14 @@ static int l_poll(lua_State *L) {
   return 1;
 }
 
+/***
+ * Delivers until no task is left: waits for events and runs the listeners and callbacks,
+ * including those of tasks they start. Refused with an error when the loop is already being
+ * driven (`run` inside `run`, or inside a listener): use @{poll} there.
+ * @function run
+ * @raise an error raised by a listener or callback (the module stays usable), or the
+ * "already being driven" error
+ */
 /* dt.run(): deliver until no task is left */
 static int l_run(lua_State *L) {
   dt_state *st = state_get(L);
@@ -141,6 +211,22 @@ static const char *config_str(lua_State *L, const char *name) {
   return s;
 }
 
+/***
+ * Sets module-wide settings. Every name is checked first: a bad call (an unknown name, a
+ * wrong type or value) raises an error and changes nothing. `userAgent`, `tempDir` and
+ * `progressInterval` apply to downloads created afterwards; `maxConcurrent` at once.
+ * @function configure
+ * @tparam table settings
+ * @tparam[opt=10] integer settings.maxConcurrent downloads running at once (at least 1); the
+ * rest wait in the queue (`task.state == "queued"`) and start in order
+ * @tparam[opt=100] integer settings.progressInterval ms between two progress events of one
+ * task (at least 0)
+ * @tparam[opt] string settings.userAgent the `User-Agent` header sent; default
+ * `"downloadtask/<version>"`
+ * @tparam[opt] string settings.tempDir where bodies without `filePath` (and non-2xx bodies)
+ * go: the directory of `res.tempFilePath`; default `$TMPDIR`, else `/tmp`
+ * @usage dt.configure{maxConcurrent = 4, progressInterval = 250}
+ */
 /* dt.configure{maxConcurrent, progressInterval, userAgent, tempDir} */
 static int l_configure(lua_State *L) {
   dt_state *st = state_get(L);
@@ -176,6 +262,20 @@ static int l_configure(lua_State *L) {
   return 0;
 }
 
+/***
+ * **(ext)** A descriptor (the read end of a pipe) that becomes readable when something is
+ * ready to deliver, for luv, cqueues, copas or epoll loops: wait on it, then call `poll(0)`,
+ * which drains it. If a listener raised an error out of `poll(0)`, call `poll(0)` again:
+ * what was not delivered is still waiting, but the descriptor was already drained.
+ * Starts the engine if it is not running yet.
+ * @function fd
+ * @treturn integer the file descriptor
+ * @usage
+ * local watcher = uv.new_poll(dt.fd())
+ * watcher:start("r", function()
+ *   if dt.poll(0) == 0 then watcher:stop(); watcher:close() end
+ * end)
+ */
 /* dt.fd() -> descriptor readable when poll(0) has something to deliver */
 static int l_fd(lua_State *L) {
   dt_state *st = state_get(L);
@@ -198,6 +298,11 @@ static void pin_library(void) {
 #else
 #define DT_EXPORT
 #endif
+
+/***
+ * The module's version string, like `"0.1.0"`.
+ * @field version
+ */
 
 DT_EXPORT int luaopen_downloadtask(lua_State *L);
 DT_EXPORT int luaopen_downloadtask(lua_State *L) {

@@ -14,6 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/***
+ * downloadFile, its options and results, and the DownloadTask methods.
+ * @module downloadtask
+ */
+
 static const char *const STATE_NAMES[] = {"queued", "running", "done", "failed", "aborted"};
 
 const char *task_state_name(int s) { return STATE_NAMES[s]; }
@@ -21,6 +26,63 @@ const char *task_state_name(int s) { return STATE_NAMES[s]; }
 static dt_task *check_task(lua_State *L) { return luaL_checkudata(L, 1, DT_TASK_MT); }
 
 /* ---- options ---------------------------------------------------------- */
+
+/***
+ * The options of @{downloadFile}. Bad options raise a Lua error at the call that names the
+ * option: a wrong type (`downloadFile: bad option 'timeout' (integer expected, got string)`),
+ * a missing `url`, an unknown name (`downloadFile: unknown option 'filepath'`), a negative
+ * number, a header name that is not an HTTP token, a header value with CR, LF or a zero byte.
+ * A well-formed call whose URL is invalid or of another scheme returns a task that fails
+ * with errno 600009. Integer options take an integral number on every Lua version
+ * (`2000.0` is accepted, `1.5` is not).
+ * @table options
+ * @tfield string url required; `http://` or `https://` only (also for every redirect; a
+ * redirect from https to http is refused)
+ * @tfield[opt] string filePath the destination (non-empty; its directory must exist, else
+ * `fail` with 603300). The body goes to a temporary file beside it and replaces it only when
+ * the download succeeds with a 2xx (and its checksum matches). Absent: the body goes to a
+ * new private (0600) temporary file under `tempDir` (@{configure}), returned as
+ * `res.tempFilePath`
+ * @tfield[opt] table header request headers, name (an HTTP token) → string or number value
+ * (no CR, LF or zero byte); an empty string sends the header with an empty value
+ * @tfield[opt=60000] integer timeout ms, limit on the whole download, counted from when it
+ * leaves the queue (each attempt, with `retry`); `0` = none. Fails with errno 5
+ * @tfield[opt] function success `success(res)`: a response was received, whatever its
+ * status code; see @{res}
+ * @tfield[opt] function fail `fail(err)`: no usable response; see @{err}
+ * @tfield[opt] function complete `complete(result)`: after `success` or `fail`, with the same
+ * table
+ * @tfield[opt=30000] integer connectTimeout **(ext)** ms, limit on connecting; `0` = none
+ * @tfield[opt=10] integer maxRedirects **(ext)** redirects followed; `0` = none (a 3xx is then
+ * the final response). More fail with errno 600008
+ * @tfield[opt] integer maxFileSize **(ext)** bytes; fail with errno 603301 as soon as more
+ * would be written. Default: no limit
+ * @tfield[opt=false] boolean insecure **(ext)** skip TLS peer and host verification
+ * @tfield[opt] string caFile **(ext)** trust this CA bundle instead of the system's
+ * @tfield[opt] string proxy **(ext)** proxy URL; without it libcurl's usual `http_proxy`,
+ * `https_proxy` and `no_proxy` variables apply
+ * @tfield[opt=0] integer stallTimeout **(ext)** ms; fail with errno 5 when no body byte arrives
+ * for this long (waiting for the response counts, pauses made by `rateLimit` do not);
+ * `0` = off
+ * @tfield[opt] string sha256 **(ext)** 64 hexadecimal digits (either case): the body is hashed
+ * while written; for a 2xx response a mismatch fails with errno 603304 and leaves the
+ * destination untouched. `res.sha256` holds the digest
+ * @tfield[opt=0] integer rateLimit **(ext)** bytes/s, cap this download's speed; `0` = off
+ * @tfield[opt] string etag **(ext)** sent as `If-None-Match` (no line breaks). A `304` is a
+ * `success` with `statusCode = 304`, no `filePath`, no `tempFilePath`, the destination
+ * untouched
+ * @tfield[opt] integer ifModifiedSince **(ext)** epoch seconds, sent as `If-Modified-Since`;
+ * a `304` as for `etag`
+ * @tfield[opt=false] boolean resume **(ext)** needs `filePath`: the body goes to
+ * `<filePath>.part` (its validator to `<filePath>.part.info`), kept when the download fails
+ * or is aborted, and continued with `Range`/`If-Range` by the next download of the same
+ * `filePath` with `resume = true` (or the next `retry` attempt)
+ * @tfield[opt=0] integer retry **(ext)** retries of transient failures (could not connect,
+ * connection reset or cut short, timeouts, statuses 408, 429 and 5xx), with exponential
+ * backoff (250 ms doubling up to 30 s, ±20 % jitter) that a `Retry-After` (up to 300 s)
+ * replaces. When attempts run out on a status, that response is delivered to `success`;
+ * on a network error, `fail` gets the last error
+ */
 
 /* Every name downloadFile accepts; the ones from `unimplemented` on are in
  * SPEC.md but not built yet, and say so rather than being ignored. */
@@ -232,6 +294,24 @@ static dt_opts *build_options(lua_State *L, dt_state *st) {
   return o;
 }
 
+/***
+ * Starts a download and returns at once; it waits in the queue while `maxConcurrent`
+ * (@{configure}) downloads run. The work happens off the Lua thread; callbacks and listeners
+ * run only inside @{poll}, @{run} or @{DownloadTask:await}. A task nobody references keeps
+ * running until it ends and its callbacks fire.
+ * @function downloadFile
+ * @tparam options options see @{options}
+ * @treturn DownloadTask the task, in state `"queued"`
+ * @raise on a bad option (wrong type, missing `url`, unknown name), naming the option
+ * @usage
+ * local task = dt.downloadFile{
+ *   url = "http://127.0.0.1:8080/pack.zip", filePath = "cache/pack.zip",
+ *   timeout = 30000, retry = 3,
+ *   success = function(res) print(res.statusCode, res.dataLength) end,
+ *   fail = function(err) print(err.errno, err.errMsg) end,
+ *   complete = function(r) print("done:", r.errMsg) end,
+ * }
+ */
 /* dt.downloadFile(options) -> DownloadTask */
 int task_new(lua_State *L) {
   check_options(L);
@@ -276,6 +356,104 @@ int task_new(lua_State *L) {
   return 1;
 }
 
+/***
+ * The table given to `success(res)` (and then to `complete`), and returned by
+ * @{DownloadTask:await}: a response was received, **whatever its status code**.
+ * @table res
+ * @tfield integer statusCode HTTP status of the final response (after redirects)
+ * @tfield[opt] string filePath the destination, when `filePath` was given and the status is
+ * 2xx (not for a 304), or a 416 that found a `resume` part file complete
+ * @tfield[opt] string tempFilePath the file holding the body, when no `filePath` was given or
+ * the status is not 2xx (a non-2xx body never replaces the destination); not for a 304. The
+ * file is the caller's: remove it when done
+ * @tfield table header response headers of the final response; names in lower case,
+ * repeated headers joined with `", "`
+ * @tfield integer dataLength bytes written
+ * @tfield table profile timings and connection facts: see @{profile}
+ * @tfield[opt] string sha256 **(ext)** hex digest (lower case) of the body, when the `sha256`
+ * option was given
+ * @tfield[opt] integer attempts **(ext)** requests made, when the `retry` option was given
+ * @tfield string errMsg `"downloadFile:ok"`
+ */
+
+/***
+ * The table given to `fail(err)` (and then to `complete`), and returned by
+ * @{DownloadTask:await} after `nil`: no usable response was received.
+ * @table err
+ * @tfield string errMsg `"downloadFile:fail <reason>"`; exactly `"downloadFile:fail abort"`
+ * after @{DownloadTask:abort}
+ * @tfield integer errno the kind of failure: see @{errno}
+ * @tfield[opt] integer attempts **(ext)** requests made, when the `retry` option was given
+ */
+
+/***
+ * The values of `err.errno` (@{err}), with the reasons of `errMsg`.
+ * @table errno
+ * @field 600000 any other network error (libcurl's message, e.g. `transfer closed with 10
+ * bytes remaining to read`)
+ * @field 600001 `could not resolve host`, `connection refused`, `connection reset`,
+ * `could not connect: ...`, `TLS error: ...`
+ * @field 600003 `abort`
+ * @field 5 `timeout` (the whole-download, connect or stall limit: `timeout`,
+ * `connectTimeout`, `stallTimeout`)
+ * @field 600008 `too many redirects`
+ * @field 600009 `invalid url`, `unsupported protocol` (also a redirect to another scheme),
+ * `redirect from https to http refused`
+ * @field 603300 `save file error: <reason>` (`directory does not exist`, `destination is a
+ * directory`, `No space left on device`, ...)
+ * @field 603301 `exceed max file size`
+ * @field 603303 `permission denied`
+ * @field 603304 **(ext)** `checksum mismatch`
+ */
+
+/***
+ * `res.profile` (@{res}): timings, in ms since the epoch (0 where it did not happen), and
+ * connection facts, named as in the mini-program profile.
+ * @table profile
+ * @tfield number fetchStart
+ * @tfield number domainLookUpStart
+ * @tfield number domainLookUpEnd
+ * @tfield number connectStart
+ * @tfield number connectEnd
+ * @tfield number SSLconnectionStart
+ * @tfield number SSLconnectionEnd
+ * @tfield number requestStart
+ * @tfield number requestEnd
+ * @tfield number responseStart
+ * @tfield number responseEnd
+ * @tfield number redirectStart
+ * @tfield number redirectEnd
+ * @tfield string peerIP the server's address
+ * @tfield integer port the server's port
+ * @tfield string protocol `"http1.0"`, `"http1.1"`, `"h2"` or `"h3"`
+ * @tfield boolean socketReused a connection was reused
+ * @tfield integer sendBytesCount bytes sent
+ * @tfield integer receivedBytedCount bytes received (sic, as in the mini-program API)
+ * @tfield number throughputKbps
+ */
+
+/***
+ * The table given to @{DownloadTask:onProgressUpdate} listeners.
+ * Values never go down; at most one event per `progressInterval` (@{configure}), with the
+ * latest values; an event with the same values as the previous one is not repeated. The last
+ * event before `success` shows every byte.
+ * @table progressEvent
+ * @tfield integer progress percentage, 0–100 (0 while the size is unknown)
+ * @tfield integer totalBytesWritten bytes written so far (with `resume`, counting those
+ * already in the part file)
+ * @tfield integer totalBytesExpectedToWrite the expected size, -1 while unknown; a download
+ * of unknown size ends with an event where it equals `totalBytesWritten` and `progress` is 100
+ */
+
+/***
+ * The table given to @{DownloadTask:onHeadersReceived} listeners, once, for the final
+ * response, before any progress event.
+ * @table headersEvent
+ * @tfield table header response headers; names in lower case, repeated headers joined with
+ * `", "`
+ * @tfield integer statusCode HTTP status
+ */
+
 /* ---- ending ----------------------------------------------------------- */
 
 /* Lets go of everything the task holds but its Lua values; idempotent. */
@@ -305,6 +483,25 @@ void task_release(lua_State *L, dt_task *t) {
 
 /* ---- methods ---------------------------------------------------------- */
 
+/***
+ * A download, returned by @{downloadFile}. Its methods live in the metatable
+ * `"downloadtask.DownloadTask"`, which also has `__tostring`, `__close` (Lua 5.4's `<close>`)
+ * and `__gc` (the finalizer: a task is anchored until it ends, so it is only collected
+ * after that). Listeners may be added and removed at any time, also from inside a
+ * listener (taking effect from the next event); adding the same function twice calls it
+ * twice.
+ * @type DownloadTask
+ */
+
+/***
+ * Stops the download: `fail` fires once with `"downloadFile:fail abort"` (errno 600003) at
+ * the next `poll`/`run`/`await`, then `complete`, then nothing. `task.state` becomes
+ * `"aborted"` at once. A no-op once `success`/`fail` has been delivered, and when called
+ * twice. Inside a headers or progress listener, the remaining listeners of that event are
+ * skipped. The destination is left as it was, even when the transfer had finished but
+ * `success` was not yet delivered.
+ * @function abort
+ */
 static int l_abort(lua_State *L) {
   dt_task *t = check_task(L);
   if (t->result_delivered || t->state == TS_ABORTED) return 0;
@@ -364,6 +561,35 @@ static int listeners_off(lua_State *L, int slot) {
   lua_rawseti(L, -3, slot);
   return 0;
 }
+
+/***
+ * Adds a progress listener.
+ * @function onProgressUpdate
+ * @tparam function listener called as `listener(p)` with a @{progressEvent}
+ * `{progress, totalBytesWritten, totalBytesExpectedToWrite}`
+ * @usage task:onProgressUpdate(function(p)
+ *   io.write(("\r%3d%% %d/%d"):format(p.progress, p.totalBytesWritten, p.totalBytesExpectedToWrite))
+ * end)
+ */
+
+/***
+ * Removes a progress listener: every registration of `listener`, or all listeners.
+ * @function offProgressUpdate
+ * @tparam[opt] function listener the listener to remove; absent: remove them all
+ */
+
+/***
+ * Adds a listener for the headers of the final response (once, before any progress event).
+ * With `retry`, responses that are retried are not reported.
+ * @function onHeadersReceived
+ * @tparam function listener called as `listener(h)` with a @{headersEvent} `{header, statusCode}`
+ */
+
+/***
+ * Removes a headers listener: every registration of `listener`, or all listeners.
+ * @function offHeadersReceived
+ * @tparam[opt] function listener the listener to remove; absent: remove them all
+ */
 
 static int l_on_progress(lua_State *L) { return listeners_on(L, UV_PROGRESS); }
 static int l_off_progress(lua_State *L) { return listeners_off(L, UV_PROGRESS); }
@@ -557,6 +783,23 @@ static const char AWAIT_LUA[] =
     "  return a, b\n"
     "end\n";
 
+/***
+ * **(ext)** Waits for the task to end. In a coroutine: yields until the task has ended (the
+ * dispatcher resumes it after `complete`; a resume by anyone else just waits again). Outside
+ * a coroutine: drives the loop (as @{poll}) until the task ends; refused with an error while
+ * the loop is being driven (inside a listener or @{run}). In an OpenResty request or timer
+ * it waits on an `ngx.semaphore` instead of blocking the worker.
+ * @function await
+ * @treturn[1] table @{res} when `success` was delivered
+ * @treturn[2] nil
+ * @treturn[2] table @{err} when `fail` was delivered (also after @{DownloadTask:abort})
+ * @usage
+ * coroutine.wrap(function()
+ *   local res, err = dt.downloadFile{url = url, filePath = "a.bin"}:await()
+ *   if res then print(res.statusCode) else print(err.errMsg) end
+ * end)()
+ * dt.run()
+ */
 /* pushes the await method */
 static void push_await(lua_State *L) {
   if (luaL_loadbuffer(L, AWAIT_LUA, sizeof AWAIT_LUA - 1, "=downloadtask.await") != LUA_OK)
@@ -568,6 +811,14 @@ static void push_await(lua_State *L) {
 }
 
 /* ---- metamethods ------------------------------------------------------ */
+
+/***
+ * **(ext)** What Lua has seen of the task (read-only): `"queued"` while it waits for a slot
+ * under `maxConcurrent`, `"running"` once it has one, `"done"` when `success` has been
+ * delivered (any status code), `"failed"` when `fail` has been delivered, `"aborted"` after
+ * @{DownloadTask:abort} (at once). It changes inside `poll`, except `aborted`.
+ * @tfield string state
+ */
 
 static int l_index(lua_State *L) {
   dt_task *t = check_task(L);
@@ -581,6 +832,11 @@ static int l_index(lua_State *L) {
   return 1;
 }
 
+/***
+ * `tostring(task)` names the state and URL: `"DownloadTask (running): http://..."`.
+ * @function __tostring
+ * @treturn string
+ */
 static int l_tostring(lua_State *L) {
   dt_task *t = check_task(L);
   compat_getuservalue(L, 1);
@@ -589,6 +845,11 @@ static int l_tostring(lua_State *L) {
   return 1;
 }
 
+/***
+ * Lua 5.4's `local t <close> = dt.downloadFile{...}`: aborts the task when the scope is left,
+ * unless it has ended (as @{DownloadTask:abort}).
+ * @function __close
+ */
 static int l_close(lua_State *L) {
   dt_task *t = check_task(L);
   if (!t->result_delivered && t->state != TS_ABORTED) {
