@@ -148,3 +148,20 @@ torture: downloadtask.so build/torture/torture build/asan/downloadtask.so build/
 soak: downloadtask.so
 	BUSTED=tools/soak.lua DT_TEST_LUA=$(LUA) spec/support/run-specs.sh $(SOAK_ARGS)
 bench: downloadtask.so $(eval .PHONY: bench) ; $(LUA) bench/run.lua $(BENCH_ARGS)
+
+# ---- Reference (issue 5): HTML from the /*** comments of src/module.c and src/task.c -----
+# LDoc (Debian lua-ldoc) with Markdown by lua-discount, configured by config.ld; both come
+# with `./dev deps`. Installs nothing itself. DOC_DIR picks the output directory.
+LDOC ?= ldoc
+DOC_DIR ?= doc/html
+
+.PHONY: doc
+
+doc:
+	@command -v $(firstword $(LDOC)) >/dev/null 2>&1 || { echo "make doc: '$(firstword $(LDOC))' not found; install Debian's lua-ldoc and lua-discount (./dev deps)" >&2; exit 1; }
+	@mkdir -p $(DOC_DIR)
+	@out=$$($(LDOC) --fatalwarnings --testing -d $(abspath $(DOC_DIR)) . 2>&1); rc=$$?; \
+	if [ $$rc -ne 0 ]; then printf '%s\n' "$$out" >&2; echo "make doc: ldoc failed" >&2; exit 1; fi; \
+	if printf '%s\n' "$$out" | grep -q 'not found'; then printf '%s\n' "$$out" >&2; \
+	  echo "make doc: no Markdown formatter for ldoc; install Debian's lua-discount (./dev deps)" >&2; exit 1; fi; \
+	echo "make doc: $(DOC_DIR)/index.html"
