@@ -160,7 +160,7 @@ DOC_DIR ?= doc/html
 doc:
 	@command -v $(firstword $(LDOC)) >/dev/null 2>&1 || { echo "make doc: '$(firstword $(LDOC))' not found; install Debian's lua-ldoc and lua-discount (./dev deps)" >&2; exit 1; }
 	@mkdir -p $(DOC_DIR)
-	@out=$$($(LDOC) --fatalwarnings --testing -d $(abspath $(DOC_DIR)) . 2>&1); rc=$$?; \
+	@out=$$($(LDOC) --fatalwarnings -d $(abspath $(DOC_DIR)) . 2>&1); rc=$$?; \
 	if [ $$rc -ne 0 ]; then printf '%s\n' "$$out" >&2; echo "make doc: ldoc failed" >&2; exit 1; fi; \
 	if printf '%s\n' "$$out" | grep -q 'not found'; then printf '%s\n' "$$out" >&2; \
 	  echo "make doc: no Markdown formatter for ldoc; install Debian's lua-discount (./dev deps)" >&2; exit 1; fi; \
