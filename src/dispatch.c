@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- the FIFO --------------------------------------------------------- */
@@ -232,6 +233,13 @@ static int msgh(lua_State *L) {
 
 static void uv_set(lua_State *L, int uv, int slot) { lua_rawseti(L, uv, slot); }
 
+/* whether uv[slot] holds at least one listener */
+static int has_listeners(lua_State *L, int uv, int slot) {
+  int any = compat_rawgeti(L, uv, slot) == LUA_TTABLE && lua_rawlen(L, -1) > 0;
+  lua_pop(L, 1);
+  return any;
+}
+
 /* Picks the task's next event and prepares it in UV_EVENT/UV_SNAP.
  * Returns 0 when nothing is left to deliver. */
 static int next_stage(lua_State *L, dt_task *t, int uv) {
@@ -243,12 +251,13 @@ static int next_stage(lua_State *L, dt_task *t, int uv) {
     return 1;
   }
   if (t->inbox & DT_EV_HEADERS) {
+    t->inbox &= ~DT_EV_HEADERS;
+    if (!has_listeners(L, uv, UV_HEADERS)) return next_stage(L, t, uv);
     lua_createtable(L, 0, 2);
     push_header_table(L, t->headers);
     lua_setfield(L, -2, "header");
     set_int(L, "statusCode", t->headers->status);
     uv_set(L, uv, UV_EVENT);
-    t->inbox &= ~DT_EV_HEADERS;
     lua_rawgeti(L, uv, UV_HEADERS);
     uv_set(L, uv, UV_SNAP);
     t->stage = SG_HEADERS;
@@ -264,6 +273,8 @@ static int next_stage(lua_State *L, dt_task *t, int uv) {
     t->progress_sent = 1;
     t->sent_now = t->now;
     t->sent_total = t->total;
+    /* nobody listens: no event table (1000 downloads' progress in one poll) */
+    if (!has_listeners(L, uv, UV_PROGRESS)) return next_stage(L, t, uv);
     lua_Integer pct = 0;
     if (t->total > 0) pct = (lua_Integer)(t->now >= t->total ? 100 : t->now * 100 / t->total);
     else if (t->total == 0) pct = 100;
@@ -400,16 +411,27 @@ static int deliver(lua_State *L, dt_state *st, dt_task *t) {
   return rc;
 }
 
+static double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 int dispatch_run(lua_State *L, dt_state *st) {
   /* tasks queued by listeners during this run wait for the next one, so a
    * listener that keeps creating work cannot keep poll() from returning */
   size_t budget = 0;
   for (dt_task *t = st->fifo_head; t; t = t->fifo_next) budget++;
   luaL_checkstack(L, 8, "downloadtask dispatcher");
+  /* poll(0) in a frame: after its time budget, the tasks left wait for the
+   * next poll (each task's events stay whole and in order; progress values
+   * that pile up meanwhile are coalesced) */
+  double deadline = st->depth == 1 ? st->deadline : 0;
   dt_task *t;
   while (budget-- > 0 && (t = first_ready(st))) {
     int rc = deliver(L, st, t);
     if (rc != LUA_OK) return rc;
+    if (deadline > 0 && mono_s() >= deadline) break;
   }
   return LUA_OK;
 }
@@ -430,6 +452,8 @@ int dispatch_poll(lua_State *L, dt_state *st, int wait_ms) {
     dispatch_take(st);
   }
   st->depth++;
+  if (st->depth == 1)
+    st->deadline = wait_ms == 0 && st->poll_budget_us > 0 ? mono_s() + (double)st->poll_budget_us / 1e6 : 0;
   lua_pushcfunction(L, run_p);
   lua_pushlightuserdata(L, st);
   int rc = lua_pcall(L, 1, 0, 0);

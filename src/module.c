@@ -126,6 +126,7 @@ static void state_new(lua_State *L) {
   st->anchors = LUA_NOREF;
   st->max_concurrent = 10;
   st->progress_interval = 100;
+  st->poll_budget_us = 500;
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, state_gc);
   lua_setfield(L, -2, "__gc");
@@ -225,15 +226,19 @@ static const char *config_str(lua_State *L, const char *name) {
  * `"downloadtask/<version>"`
  * @tparam[opt] string settings.tempDir where bodies without `filePath` (and non-2xx bodies)
  * go: the directory of `res.tempFilePath`; default `$TMPDIR`, else `/tmp`
+ * @tparam[opt=500] integer settings.pollBudget **(ext)** microseconds `poll(0)` may spend
+ * delivering: once they are spent, the tasks not reached yet are delivered by the next poll
+ * (each task's events stay whole and in order; progress piling up meanwhile is coalesced).
+ * 0: no limit. `poll(ms)` with ms > 0, `run` and `await` have no budget.
  * @usage dt.configure{maxConcurrent = 4, progressInterval = 250}
  */
-/* dt.configure{maxConcurrent, progressInterval, userAgent, tempDir} */
+/* dt.configure{maxConcurrent, progressInterval, userAgent, tempDir, pollBudget} */
 static int l_configure(lua_State *L) {
   dt_state *st = state_get(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   /* check every name first, so a bad call changes nothing */
   static const char *const names[] = {"maxConcurrent", "progressInterval", "userAgent", "tempDir",
-                                      NULL};
+                                      "pollBudget", NULL};
   lua_pushnil(L);
   while (lua_next(L, 1)) {
     lua_pop(L, 1);
@@ -244,15 +249,17 @@ static int l_configure(lua_State *L) {
       return luaL_error(L, "downloadtask.configure: unknown option '%s'",
                         k ? k : luaL_typename(L, -1));
   }
-  lua_Integer maxc = -1, interval = -1;
+  lua_Integer maxc = -1, interval = -1, budget = -1;
   const char *ua = NULL, *tmp = NULL;
   if (compat_getfield(L, 1, "maxConcurrent") != LUA_TNIL) maxc = config_int(L, "maxConcurrent", 1);
   if (compat_getfield(L, 1, "progressInterval") != LUA_TNIL)
     interval = config_int(L, "progressInterval", 0);
+  if (compat_getfield(L, 1, "pollBudget") != LUA_TNIL) budget = config_int(L, "pollBudget", 0);
   if (compat_getfield(L, 1, "userAgent") != LUA_TNIL) ua = config_str(L, "userAgent");
   if (compat_getfield(L, 1, "tempDir") != LUA_TNIL) tmp = config_str(L, "tempDir");
   if (ua) set_string(L, &st->user_agent, ua);
   if (tmp) set_string(L, &st->temp_dir, tmp);
+  if (budget >= 0) st->poll_budget_us = budget > 60000000 ? 60000000 : (long)budget;
   if (interval >= 0) st->progress_interval = interval > LONG_MAX ? LONG_MAX : (long)interval;
   if (maxc > 0) {
     st->max_concurrent = maxc > 1000000 ? 1000000 : (long)maxc;
