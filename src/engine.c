@@ -39,8 +39,18 @@
 /* What a server may send before it reaches Lua. */
 #define MAX_HEADERS 1000
 #define MAX_HEADER_BYTES (256 * 1024)
-/* libcurl's receive buffer: large reads mean few write(2) calls. */
-#define RECV_BUFFER (512 * 1024)
+/* libcurl's receive buffer. It hands the body over in pieces of at most
+ * 16 KiB whatever its size; above glibc's mmap threshold (128 KiB) every
+ * transfer would map and unmap its own buffer, which costs page faults and
+ * holds the process's memory-map lock against the Lua thread. */
+#define RECV_BUFFER (100 * 1024)
+/* Bodies of at least GATHER_MIN bytes (by Content-Length) are gathered into
+ * GATHER_BUF-byte writes: one write(2) where libcurl's pieces would make 16.
+ * The buffers come from a pool of GATHER_POOL, made on first use and kept
+ * by the engine thread; a transfer that finds none writes each piece. */
+#define GATHER_BUF (256 * 1024)
+#define GATHER_POOL 4
+#define GATHER_MIN (1024 * 1024)
 
 enum { PH_NEW, PH_WAITING, PH_RUNNING, PH_SLEEPING, PH_DONE };
 
@@ -72,6 +82,8 @@ struct dt_xfer {
   CURL *easy;
   struct curl_slist *slist;
   int fd;
+  char *wbuf;  /* gathered body bytes not yet written (a pool buffer), or NULL */
+  size_t wlen;
   char *part_path; /* temporary file beside the destination */
   char *body_path; /* the file the body goes to */
   int to_dest;
@@ -115,6 +127,8 @@ struct dt_engine {
 
   /* engine thread only */
   xlist waiting, running, sleeping;
+  char *gather_free[GATHER_POOL]; /* pool buffers not in use */
+  int gather_nfree, gather_made;
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -330,9 +344,61 @@ static int open_private(dt_xfer *x) {
   return fd;
 }
 
+/* ---- gathered writes (engine thread) ---------------------------------- */
+
+static int write_all(int fd, const char *buf, size_t len) {
+  size_t off = 0;
+  while (off < len) {
+    ssize_t w = write(fd, buf + off, len - off);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return 0;
+    }
+    off += (size_t)w;
+  }
+  return 1;
+}
+
+/* A pool buffer for x's body, when it is worth one and one is free. */
+static void gather_begin(dt_engine *e, dt_xfer *x) {
+  if (x->wbuf || x->fd < 0 || x->total < GATHER_MIN) return;
+  if (e->gather_nfree > 0) x->wbuf = e->gather_free[--e->gather_nfree];
+  else if (e->gather_made < GATHER_POOL && (x->wbuf = malloc(GATHER_BUF)) != NULL) e->gather_made++;
+  x->wlen = 0;
+}
+
+/* Writes what x has gathered; 0 (with errno) when that failed. */
+static int gather_flush(dt_xfer *x) {
+  size_t n = x->wlen;
+  x->wlen = 0;
+  return n == 0 || write_all(x->fd, x->wbuf, n);
+}
+
+/* Gives x's buffer back to the pool; what it held is dropped. */
+static void gather_end(dt_xfer *x) {
+  if (!x->wbuf) return;
+  dt_engine *e = x->engine;
+  e->gather_free[e->gather_nfree++] = x->wbuf;
+  x->wbuf = NULL;
+  x->wlen = 0;
+}
+
+/* The end of a body received whole: its last gathered bytes are written.
+ * 0, or -1 with errno. */
+static int gather_flush_end(dt_xfer *x) {
+  int ok = !x->wbuf || gather_flush(x);
+  int saved = errno;
+  gather_end(x);
+  errno = saved;
+  return ok ? 0 : -1;
+}
+
 /* Closes the body's file and removes it; with `resume` the part file beside
- * the destination is kept on purpose, for the next attempt or download. */
+ * the destination is kept on purpose, for the next attempt or download,
+ * with every byte received. */
 static void close_body(dt_xfer *x) {
+  if (x->wbuf && x->fd >= 0 && x->opts->resume && x->to_dest) (void)gather_flush(x);
+  gather_end(x);
   if (x->fd >= 0) {
     close(x->fd);
     x->fd = -1;
@@ -572,6 +638,7 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
   int partial = status == 206 && x->to_dest && had > 0;
   x->written = partial ? had : 0; /* progress counts the bytes already there */
   x->total = cl < 0 ? -1 : (partial ? had + cl : cl);
+  if (!x->discard) gather_begin(e, x);
   dt_headers *h = make_headers(x, status);
   if (!h) {
     set_fail(x, DT_ERR_SAVE, "save file error: %s", "out of memory");
@@ -608,15 +675,20 @@ static size_t write_body(char *buf, size_t size, size_t n, void *ud) {
     set_fail(x, DT_ERR_SAVE, "save file error: %s", "checksum computation failed");
     return 0;
   }
-  size_t off = 0;
-  while (off < len) {
-    ssize_t w = write(x->fd, buf + off, len - off);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      set_fail(x, DT_ERR_SAVE, "save file error: %s", strerror(errno));
-      return 0;
-    }
-    off += (size_t)w;
+  int ok;
+  if (!x->wbuf) {
+    ok = write_all(x->fd, buf, len);
+  } else if (x->wlen + len <= GATHER_BUF) {
+    memcpy(x->wbuf + x->wlen, buf, len);
+    x->wlen += len;
+    ok = x->wlen < GATHER_BUF || gather_flush(x);
+  } else {
+    ok = gather_flush(x) && (len >= GATHER_BUF ? write_all(x->fd, buf, len)
+                                               : (memcpy(x->wbuf, buf, len), x->wlen = len, 1));
+  }
+  if (!ok) {
+    set_fail(x, DT_ERR_SAVE, "save file error: %s", strerror(errno));
+    return 0;
   }
   x->written += (int64_t)len;
   if (x->last_byte - x->last_progress >= (double)x->opts->progress_interval_ms) {
@@ -941,7 +1013,8 @@ static void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc) {
     return;
   }
   if (rc == CURLE_OK && x->fd >= 0) {
-    int c = close(x->fd);
+    int c = gather_flush_end(x);
+    if (close(x->fd) != 0) c = -1;
     x->fd = -1;
     if (c != 0) {
       set_fail(x, DT_ERR_SAVE, "save file error: %s", strerror(errno));
@@ -1156,6 +1229,7 @@ static void *engine_main(void *arg) {
   while (e->running.head) drop(e, e->running.head);
   while (e->sleeping.head) drop(e, e->sleeping.head);
   while (e->waiting.head) drop(e, e->waiting.head);
+  while (e->gather_nfree > 0) free(e->gather_free[--e->gather_nfree]);
   return NULL;
 }
 
