@@ -107,6 +107,22 @@ local function can_connect(port)
   return ok == 1
 end
 
+-- Instances still running, kept in the registry (busted's insulation reloads this file per
+-- spec file); busted's 'exit' stops them if a spec did not (run-specs.sh would otherwise).
+local REGISTRY_KEY = "downloadtask.spec.support.openresty"
+local live = debug.getregistry()[REGISTRY_KEY]
+if not live then
+  live = {}
+  debug.getregistry()[REGISTRY_KEY] = live
+  local ok, busted = pcall(require, "busted")
+  if ok and type(busted) == "table" and type(busted.subscribe) == "function" then
+    pcall(busted.subscribe, { "exit" }, function()
+      for o in pairs(live) do OR.stop(o) end
+      return nil, true
+    end)
+  end
+end
+
 -- Starts an instance; opts.workers (default 1), opts.reuseport (one listening socket per
 -- worker, so the kernel spreads connections over the workers).
 function OR.start(opts)
@@ -138,10 +154,12 @@ function OR.start(opts)
       record_pid(pid)
       local deadline = socket.gettime() + 5
       while not can_connect(port) and socket.gettime() < deadline do socket.sleep(0.01) end
-      return {
+      local o = {
         port = port, pid = pid, dir = dir, files = dir .. "/files", errlog = errlog,
         url = function(path) return ("http://%s:%d%s"):format(HOST, port, path) end,
       }
+      live[o] = true
+      return o
     end
   end
   error("could not start nginx with the Lua module; see " .. dir .. "/start.log and " .. errlog
@@ -172,6 +190,7 @@ end
 function OR.stop(o, sig, timeout)
   if not o or o.stopped then return true end
   o.stopped = true
+  live[o] = nil
   bash(("kill -%s %d 2>/dev/null"):format(sig or "TERM", o.pid))
   local deadline = socket.gettime() + (timeout or 5)
   while socket.gettime() < deadline do
