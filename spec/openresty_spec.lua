@@ -197,14 +197,11 @@ describe("OpenResty, two workers", function()
   end)
 end)
 
--- Two cases the poller of src/task.c (AWAIT_LUA) gets wrong today, reported with a patch;
--- DT_TEST_OPENRESTY_FIXES=1 runs them:
+-- The poller's edge cases (src/task.c, AWAIT_LUA):
 -- - a graceful stop (SIGQUIT, and for the old workers of a reload SIGHUP) runs the poller's
---   pending timer "premature", and the poller stops: a request awaiting a download waits
---   for its semaphore's 3600 s timeout, and the worker stays "shutting down" as long;
--- - an error in a listener stops the poller when no await is pending at that moment, though
---   downloads remain: their callbacks wait for the next await in that worker.
-local fixed_it = os.getenv("DT_TEST_OPENRESTY_FIXES") == "1" and it or pending
+--   pending timer "premature": it keeps polling until no request awaits, so the requests
+--   get their results and the worker exits;
+-- - an error in a listener does not stop the poller while downloads remain.
 
 describe("OpenResty, poller edge cases", function()
   local available, why = OR.available()
@@ -213,7 +210,7 @@ describe("OpenResty, poller edge cases", function()
     return
   end
 
-  fixed_it("a graceful stop lets a request awaiting a download complete, then the worker exits", function()
+  it("a graceful stop lets a request awaiting a download complete, then the worker exits", function()
     local f = S.fault()
     local o = OR.start { workers = 1 }
     local ok, err = pcall(function()
@@ -229,7 +226,7 @@ describe("OpenResty, poller edge cases", function()
     assert(ok, err)
   end)
 
-  fixed_it("polling goes on after a listener error while only unawaited downloads remain", function()
+  it("polling goes on after a listener error while only unawaited downloads remain", function()
     local ng, f = S.nginx(), S.fault()
     local o = OR.start { workers = 1 }
     local ok, err = pcall(function()
