@@ -60,34 +60,20 @@ enum { PH_NEW, PH_WAITING, PH_RUNNING, PH_SLEEPING, PH_DONE };
 #define RETRY_MAX_MS 30000.0
 #define RETRY_AFTER_MAX_S 300
 
-struct dt_xfer {
-  atomic_int refs;
-  dt_opts *opts; /* immutable */
-  dt_engine *engine;
-  dt_result *res; /* allocated up front: finishing never fails for memory */
-
-  /* under e->mu */
-  void *owner;
-  dt_pub pub;
-  int in_ready, in_cmd, abort_req;
-  int abort_now; /* engine thread only: abort_req as seen under mu when commands were taken */
-  dt_xfer *next_ready, *next_cmd;
-  /* lists taken from under mu, walked after unlock; one link per list, since
-   * the engine walks taken commands while the binding takes the ready list */
-  dt_xfer *next_taken_cmd, *next_taken_ready;
-
-  /* engine thread only */
-  int phase;
-  dt_xfer *prev, *next; /* on the waiting or running list */
+/* What only a transfer that has left the queue needs: made by start() the
+ * first time, kept across retries (attempt, fetch_start), freed when the
+ * transfer finishes or is dropped. A queued transfer is only its dt_xfer and
+ * its dt_opts. */
+typedef struct xrun {
+  dt_result *res; /* what finish() publishes */
   CURL *easy;
   struct curl_slist *slist;
   int fd;
+  int to_dest;
   char *wbuf;  /* gathered body bytes not yet written (a pool buffer), or NULL */
   size_t wlen;
   char *part_path; /* temporary file beside the destination */
   char *body_path; /* the file the body goes to */
-  int to_dest;
-  int body_started;
   int64_t written, total;
   double last_progress;
   char *hbuf; /* final response headers so far: name\0value\0... */
@@ -97,14 +83,38 @@ struct dt_xfer {
   double rate_start; /* rateLimit: when the first body byte came */
   long attempt;      /* requests started so far */
   double retry_at;   /* PH_SLEEPING: when to try again */
+  int body_started;
   int discard;       /* the body is ignored (a retry follows, or a 416 on a complete part) */
   int retry_pending; /* a retryable status with attempts left */
+  int fail_err; /* set by our callbacks: the reason libcurl was stopped */
   int64_t offset;    /* resume: bytes already in the part file */
   double resume_at;  /* rateLimit: paused until then (0: not paused) */
-  int fail_err; /* set by our callbacks: the reason libcurl was stopped */
-  char fail_reason[256];
   double fetch_start;
+  char fail_reason[256];
   char errbuf[CURL_ERROR_SIZE];
+} xrun;
+
+struct dt_xfer {
+  atomic_int refs;
+  /* flags under e->mu; bytes, not bit-fields, so that each is a memory
+   * location of its own */
+  unsigned char in_ready, in_cmd, abort_req;
+  unsigned char abort_now; /* engine thread only: abort_req as seen under mu when commands were taken */
+  unsigned char phase;     /* engine thread only */
+  dt_opts *opts; /* immutable */
+  dt_engine *engine;
+
+  /* under e->mu */
+  void *owner;
+  dt_pub pub;
+  dt_xfer *next_ready, *next_cmd;
+  /* lists taken from under mu, walked after unlock; one link per list, since
+   * the engine walks taken commands while the binding takes the ready list */
+  dt_xfer *next_taken_cmd, *next_taken_ready;
+
+  /* engine thread only */
+  dt_xfer *prev, *next; /* on the waiting or running list */
+  xrun *run; /* from the first start() until finish() or drop() */
 };
 
 typedef struct xlist {
@@ -203,15 +213,46 @@ void dt_result_discard(dt_result *r) {
   dt_result_free(r);
 }
 
+/* The running part and its result, made together: a transfer that cannot
+ * have both stays queued. Allocated here rather than at submit, a queued
+ * transfer costs only its dt_xfer and dt_opts. */
+static int run_new(dt_xfer *x) {
+  if (x->run) return 1;
+  xrun *r = calloc(1, sizeof *r);
+  dt_result *res = calloc(1, sizeof *res);
+  if (!r || !res) {
+    free(r);
+    free(res);
+    return 0;
+  }
+  r->res = res;
+  r->fd = -1;
+  r->total = -1;
+  r->last_progress = -1e18;
+  x->run = r;
+  return 1;
+}
+
+/* Frees what is left of the running part; the easy handle, the body's file
+ * and the pool buffer are gone by now (finish(), drop(), retry_later()). */
+static void run_free(dt_xfer *x) {
+  xrun *r = x->run;
+  if (!r) return;
+  x->run = NULL;
+  dt_result_discard(r->res);
+  curl_slist_free_all(r->slist);
+  free(r->part_path);
+  free(r->body_path);
+  free(r->hbuf);
+  EVP_MD_CTX_free(r->md);
+  free(r);
+}
+
 static void xfer_free(dt_xfer *x) {
   free(x->pub.headers);
   dt_result_discard(x->pub.result);
-  dt_result_discard(x->res);
+  run_free(x);
   dt_opts_free(x->opts);
-  free(x->part_path);
-  free(x->body_path);
-  free(x->hbuf);
-  EVP_MD_CTX_free(x->md);
   free(x);
 }
 
@@ -265,8 +306,8 @@ static void publish(dt_engine *e, dt_xfer *x, unsigned ev, dt_headers *h,
   }
   x->pub.events |= ev;
   if (ev & DT_EV_PROGRESS) {
-    x->pub.now = x->written;
-    x->pub.total = x->total;
+    x->pub.now = x->run->written;
+    x->pub.total = x->run->total;
   }
   if (h) x->pub.headers = h;
   if (r) x->pub.result = r;
@@ -278,8 +319,8 @@ static void publish(dt_engine *e, dt_xfer *x, unsigned ev, dt_headers *h,
 /* ---- files ------------------------------------------------------------ */
 
 static void set_fail(dt_xfer *x, int err, const char *fmt, const char *arg) {
-  x->fail_err = err;
-  snprintf(x->fail_reason, sizeof x->fail_reason, fmt, arg);
+  x->run->fail_err = err;
+  snprintf(x->run->fail_reason, sizeof x->run->fail_reason, fmt, arg);
 }
 
 static void file_error(dt_xfer *x, int e) {
@@ -313,7 +354,7 @@ static int open_part(dt_xfer *x) {
     snprintf(p, n, "%s.%08x.part", dest, next_rand());
     int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);
     if (fd >= 0) {
-      x->part_path = p;
+      x->run->part_path = p;
       return fd;
     }
     if (errno != EEXIST) break;
@@ -339,8 +380,8 @@ static int open_private(dt_xfer *x) {
     free(p);
     return -1;
   }
-  free(x->body_path);
-  x->body_path = p;
+  free(x->run->body_path);
+  x->run->body_path = p;
   return fd;
 }
 
@@ -361,32 +402,32 @@ static int write_all(int fd, const char *buf, size_t len) {
 
 /* A pool buffer for x's body, when it is worth one and one is free. */
 static void gather_begin(dt_engine *e, dt_xfer *x) {
-  if (x->wbuf || x->fd < 0 || x->total < GATHER_MIN) return;
-  if (e->gather_nfree > 0) x->wbuf = e->gather_free[--e->gather_nfree];
-  else if (e->gather_made < GATHER_POOL && (x->wbuf = malloc(GATHER_BUF)) != NULL) e->gather_made++;
-  x->wlen = 0;
+  if (x->run->wbuf || x->run->fd < 0 || x->run->total < GATHER_MIN) return;
+  if (e->gather_nfree > 0) x->run->wbuf = e->gather_free[--e->gather_nfree];
+  else if (e->gather_made < GATHER_POOL && (x->run->wbuf = malloc(GATHER_BUF)) != NULL) e->gather_made++;
+  x->run->wlen = 0;
 }
 
 /* Writes what x has gathered; 0 (with errno) when that failed. */
 static int gather_flush(dt_xfer *x) {
-  size_t n = x->wlen;
-  x->wlen = 0;
-  return n == 0 || write_all(x->fd, x->wbuf, n);
+  size_t n = x->run->wlen;
+  x->run->wlen = 0;
+  return n == 0 || write_all(x->run->fd, x->run->wbuf, n);
 }
 
 /* Gives x's buffer back to the pool; what it held is dropped. */
 static void gather_end(dt_xfer *x) {
-  if (!x->wbuf) return;
+  if (!x->run->wbuf) return;
   dt_engine *e = x->engine;
-  e->gather_free[e->gather_nfree++] = x->wbuf;
-  x->wbuf = NULL;
-  x->wlen = 0;
+  e->gather_free[e->gather_nfree++] = x->run->wbuf;
+  x->run->wbuf = NULL;
+  x->run->wlen = 0;
 }
 
 /* The end of a body received whole: its last gathered bytes are written.
  * 0, or -1 with errno. */
 static int gather_flush_end(dt_xfer *x) {
-  int ok = !x->wbuf || gather_flush(x);
+  int ok = !x->run->wbuf || gather_flush(x);
   int saved = errno;
   gather_end(x);
   errno = saved;
@@ -397,20 +438,20 @@ static int gather_flush_end(dt_xfer *x) {
  * the destination is kept on purpose, for the next attempt or download,
  * with every byte received. */
 static void close_body(dt_xfer *x) {
-  if (x->wbuf && x->fd >= 0 && x->opts->resume && x->to_dest) (void)gather_flush(x);
+  if (x->run->wbuf && x->run->fd >= 0 && x->opts->resume && x->run->to_dest) (void)gather_flush(x);
   gather_end(x);
-  if (x->fd >= 0) {
-    close(x->fd);
-    x->fd = -1;
+  if (x->run->fd >= 0) {
+    close(x->run->fd);
+    x->run->fd = -1;
   }
   int keep = x->opts->resume;
-  if (x->body_path && (!x->part_path || strcmp(x->body_path, x->part_path) != 0))
-    unlink(x->body_path); /* a private file */
-  if (x->part_path && !keep) unlink(x->part_path);
-  free(x->body_path);
-  x->body_path = NULL;
-  free(x->part_path);
-  x->part_path = NULL;
+  if (x->run->body_path && (!x->run->part_path || strcmp(x->run->body_path, x->run->part_path) != 0))
+    unlink(x->run->body_path); /* a private file */
+  if (x->run->part_path && !keep) unlink(x->run->part_path);
+  free(x->run->body_path);
+  x->run->body_path = NULL;
+  free(x->run->part_path);
+  x->run->part_path = NULL;
 }
 
 /* ---- resume ----------------------------------------------------------- */
@@ -459,8 +500,8 @@ static void write_validator(const char *dest, const char *v) {
 
 /* The value of a final-response header collected so far, or NULL. */
 static const char *find_header(dt_xfer *x, const char *name) {
-  const char *p = x->hbuf;
-  for (size_t i = 0; p && i < x->hcount; i++) {
+  const char *p = x->run->hbuf;
+  for (size_t i = 0; p && i < x->run->hcount; i++) {
     const char *v = p + strlen(p) + 1;
     if (strcmp(p, name) == 0) return v;
     p = v + strlen(v) + 1;
@@ -471,16 +512,16 @@ static const char *find_header(dt_xfer *x, const char *name) {
 /* Feeds the bytes already in the part file to the checksum. */
 static int hash_existing(dt_xfer *x) {
   char buf[65536];
-  for (int64_t off = 0; off < x->offset;) {
-    ssize_t n = pread(x->fd, buf, sizeof buf, (off_t)off);
-    if (n <= 0 || !EVP_DigestUpdate(x->md, buf, (size_t)n)) return 0;
+  for (int64_t off = 0; off < x->run->offset;) {
+    ssize_t n = pread(x->run->fd, buf, sizeof buf, (off_t)off);
+    if (n <= 0 || !EVP_DigestUpdate(x->run->md, buf, (size_t)n)) return 0;
     off += n;
   }
   return 1;
 }
 
 /* Opens "<file_path>.part" to continue it; returns the descriptor and sets
- * x->offset (0 when there is nothing it may safely continue). */
+ * x->run->offset (0 when there is nothing it may safely continue). */
 static int open_resume_part(dt_xfer *x, char **validator) {
   const char *dest = x->opts->file_path;
   struct stat st;
@@ -499,40 +540,40 @@ static int open_resume_part(dt_xfer *x, char **validator) {
     free(p);
     return -1;
   }
-  x->part_path = p;
+  x->run->part_path = p;
   off_t end = lseek(fd, 0, SEEK_END);
   *validator = end > 0 ? read_validator(dest) : NULL;
   if (end <= 0 || !*validator) { /* nothing, or nothing to guard a splice with */
     if (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0) end = 0;
     end = 0;
   }
-  x->offset = end;
+  x->run->offset = end;
   return fd;
 }
 
 /* ---- headers ---------------------------------------------------------- */
 
 static int hbuf_add(dt_xfer *x, const char *s, size_t n) {
-  if (x->hlen + n + 1 > x->hcap) {
-    size_t cap = x->hcap ? x->hcap * 2 : 1024;
-    while (cap < x->hlen + n + 1) cap *= 2;
-    char *b = realloc(x->hbuf, cap);
+  if (x->run->hlen + n + 1 > x->run->hcap) {
+    size_t cap = x->run->hcap ? x->run->hcap * 2 : 1024;
+    while (cap < x->run->hlen + n + 1) cap *= 2;
+    char *b = realloc(x->run->hbuf, cap);
     if (!b) return 0;
-    x->hbuf = b;
-    x->hcap = cap;
+    x->run->hbuf = b;
+    x->run->hcap = cap;
   }
-  memcpy(x->hbuf + x->hlen, s, n);
-  x->hbuf[x->hlen + n] = '\0';
-  x->hlen += n + 1;
+  memcpy(x->run->hbuf + x->run->hlen, s, n);
+  x->run->hbuf[x->run->hlen + n] = '\0';
+  x->run->hlen += n + 1;
   return 1;
 }
 
 static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
   dt_xfer *x = ud;
   size_t len = size * n;
-  if (x->body_started) return len; /* trailers are not the response's headers */
+  if (x->run->body_started) return len; /* trailers are not the response's headers */
   if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) { /* a new response begins */
-    x->hlen = x->hcount = 0;
+    x->run->hlen = x->run->hcount = 0;
     return len;
   }
   size_t end = len;
@@ -545,25 +586,25 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
   while (v < end && (buf[v] == ' ' || buf[v] == '\t')) v++;
   size_t vend = end;
   while (vend > v && (buf[vend - 1] == ' ' || buf[vend - 1] == '\t')) vend--;
-  if (x->hcount >= MAX_HEADERS || x->hlen + end + 2 > MAX_HEADER_BYTES) return len;
-  size_t at = x->hlen;
+  if (x->run->hcount >= MAX_HEADERS || x->run->hlen + end + 2 > MAX_HEADER_BYTES) return len;
+  size_t at = x->run->hlen;
   if (!hbuf_add(x, buf, nlen) || !hbuf_add(x, buf + v, vend - v)) return 0;
   for (size_t i = 0; i < nlen; i++) {
-    char c = x->hbuf[at + i];
-    if (c >= 'A' && c <= 'Z') x->hbuf[at + i] = (char)(c + 32);
+    char c = x->run->hbuf[at + i];
+    if (c >= 'A' && c <= 'Z') x->run->hbuf[at + i] = (char)(c + 32);
   }
-  x->hcount++;
+  x->run->hcount++;
   return len;
 }
 
 static dt_headers *make_headers(dt_xfer *x, long status) {
-  dt_headers *h = malloc(sizeof *h + x->hlen + 1);
+  dt_headers *h = malloc(sizeof *h + x->run->hlen + 1);
   if (!h) return NULL;
   h->status = status;
-  h->count = x->hcount;
-  h->len = x->hlen;
-  if (x->hlen) memcpy(h->data, x->hbuf, x->hlen);
-  h->data[x->hlen] = '\0';
+  h->count = x->run->hcount;
+  h->len = x->run->hlen;
+  if (x->run->hlen) memcpy(h->data, x->run->hbuf, x->run->hlen);
+  h->data[x->run->hlen] = '\0';
   return h;
 }
 
@@ -573,33 +614,33 @@ static int retry_status(long status) { return status >= 500 || status == 429 || 
 
 static int begin_body(dt_engine *e, dt_xfer *x) {
   long status = 0;
-  curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
-  x->body_started = 1;
-  if (retry_status(status) && x->attempt <= x->opts->retry) {
-    x->discard = x->retry_pending = 1; /* another attempt follows: nobody sees this one */
+  curl_easy_getinfo(x->run->easy, CURLINFO_RESPONSE_CODE, &status);
+  x->run->body_started = 1;
+  if (retry_status(status) && x->run->attempt <= x->opts->retry) {
+    x->run->discard = x->run->retry_pending = 1; /* another attempt follows: nobody sees this one */
     return 1;
   }
-  int64_t had = x->offset;
-  if (x->opts->resume && x->part_path) {
+  int64_t had = x->run->offset;
+  if (x->opts->resume && x->run->part_path) {
     const char *range = find_header(x, "content-range");
     long long size = -1;
     if (status == 416 && had > 0 && range && sscanf(range, "bytes */%lld", &size) == 1 &&
         size == had) { /* the part file was complete already */
-      x->discard = 1;
-      x->to_dest = 1;
-      x->written = had;
-      x->body_path = strdup(x->part_path);
-      close(x->fd);
-      x->fd = -1;
-      return x->body_path != NULL;
+      x->run->discard = 1;
+      x->run->to_dest = 1;
+      x->run->written = had;
+      x->run->body_path = strdup(x->run->part_path);
+      close(x->run->fd);
+      x->run->fd = -1;
+      return x->run->body_path != NULL;
     }
     if (status != 206 && status / 100 == 2 && had > 0) { /* a whole new body: start over */
-      if (ftruncate(x->fd, 0) != 0 || lseek(x->fd, 0, SEEK_SET) != 0) {
+      if (ftruncate(x->run->fd, 0) != 0 || lseek(x->run->fd, 0, SEEK_SET) != 0) {
         set_fail(x, DT_ERR_SAVE, "save file error: %s", strerror(errno));
         return 0;
       }
-      x->offset = had = 0;
-      if (x->md && !EVP_DigestInit_ex(x->md, EVP_sha256(), NULL)) return 0;
+      x->run->offset = had = 0;
+      if (x->run->md && !EVP_DigestInit_ex(x->run->md, EVP_sha256(), NULL)) return 0;
     }
     if (status / 100 == 2) {
       const char *v = find_header(x, "etag");
@@ -608,37 +649,37 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
     }
   }
   if (status == DT_NOT_MODIFIED) { /* the caller's copy is current: no file at all */
-    if (x->part_path) {
-      close(x->fd);
-      x->fd = -1;
-      if (!x->opts->resume) unlink(x->part_path);
-      free(x->part_path);
-      x->part_path = NULL;
+    if (x->run->part_path) {
+      close(x->run->fd);
+      x->run->fd = -1;
+      if (!x->opts->resume) unlink(x->run->part_path);
+      free(x->run->part_path);
+      x->run->part_path = NULL;
     }
-  } else if (status / 100 == 2 && x->part_path) {
-    x->to_dest = 1;
-    x->body_path = strdup(x->part_path);
-    if (!x->body_path) {
+  } else if (status / 100 == 2 && x->run->part_path) {
+    x->run->to_dest = 1;
+    x->run->body_path = strdup(x->run->part_path);
+    if (!x->run->body_path) {
       set_fail(x, DT_ERR_SAVE, "save file error: %s", "out of memory");
       return 0;
     }
   } else {
-    if (x->part_path) { /* this body never replaces the destination */
-      close(x->fd);
-      x->fd = -1;
-      if (!x->opts->resume) unlink(x->part_path);
-      free(x->part_path);
-      x->part_path = NULL;
+    if (x->run->part_path) { /* this body never replaces the destination */
+      close(x->run->fd);
+      x->run->fd = -1;
+      if (!x->opts->resume) unlink(x->run->part_path);
+      free(x->run->part_path);
+      x->run->part_path = NULL;
     }
-    x->fd = open_private(x);
-    if (x->fd < 0) return 0;
+    x->run->fd = open_private(x);
+    if (x->run->fd < 0) return 0;
   }
   curl_off_t cl = -1;
-  curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
-  int partial = status == 206 && x->to_dest && had > 0;
-  x->written = partial ? had : 0; /* progress counts the bytes already there */
-  x->total = cl < 0 ? -1 : (partial ? had + cl : cl);
-  if (!x->discard) gather_begin(e, x);
+  curl_easy_getinfo(x->run->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+  int partial = status == 206 && x->run->to_dest && had > 0;
+  x->run->written = partial ? had : 0; /* progress counts the bytes already there */
+  x->run->total = cl < 0 ? -1 : (partial ? had + cl : cl);
+  if (!x->run->discard) gather_begin(e, x);
   dt_headers *h = make_headers(x, status);
   if (!h) {
     set_fail(x, DT_ERR_SAVE, "save file error: %s", "out of memory");
@@ -653,46 +694,46 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
 static size_t write_body(char *buf, size_t size, size_t n, void *ud) {
   dt_xfer *x = ud;
   size_t len = size * n;
-  if (!x->body_started && !begin_body(x->engine, x)) return 0;
-  if (x->discard) return len;
-  if (x->opts->max_file_size >= 0 && x->written + (int64_t)len > x->opts->max_file_size) {
+  if (!x->run->body_started && !begin_body(x->engine, x)) return 0;
+  if (x->run->discard) return len;
+  if (x->opts->max_file_size >= 0 && x->run->written + (int64_t)len > x->opts->max_file_size) {
     set_fail(x, DT_ERR_MAXSIZE, "%s", "exceed max file size");
     return 0;
   }
-  x->last_byte = mono_ms();
-  if (x->fd < 0) return len; /* a 304's stray body */
+  x->run->last_byte = mono_ms();
+  if (x->run->fd < 0) return len; /* a 304's stray body */
   if (x->opts->rate_limit > 0) {
     /* rateLimit: take this chunk only once the bytes before it are due; until
      * then libcurl keeps it and stops reading, so TCP slows the sender down */
-    if (x->rate_start == 0) x->rate_start = x->last_byte;
-    double due = x->rate_start + (double)x->written * 1000.0 / (double)x->opts->rate_limit;
-    if (due > x->last_byte + 1) {
-      x->resume_at = due;
+    if (x->run->rate_start == 0) x->run->rate_start = x->run->last_byte;
+    double due = x->run->rate_start + (double)x->run->written * 1000.0 / (double)x->opts->rate_limit;
+    if (due > x->run->last_byte + 1) {
+      x->run->resume_at = due;
       return CURL_WRITEFUNC_PAUSE;
     }
   }
-  if (x->md && !EVP_DigestUpdate(x->md, buf, len)) {
+  if (x->run->md && !EVP_DigestUpdate(x->run->md, buf, len)) {
     set_fail(x, DT_ERR_SAVE, "save file error: %s", "checksum computation failed");
     return 0;
   }
   int ok;
-  if (!x->wbuf) {
-    ok = write_all(x->fd, buf, len);
-  } else if (x->wlen + len <= GATHER_BUF) {
-    memcpy(x->wbuf + x->wlen, buf, len);
-    x->wlen += len;
-    ok = x->wlen < GATHER_BUF || gather_flush(x);
+  if (!x->run->wbuf) {
+    ok = write_all(x->run->fd, buf, len);
+  } else if (x->run->wlen + len <= GATHER_BUF) {
+    memcpy(x->run->wbuf + x->run->wlen, buf, len);
+    x->run->wlen += len;
+    ok = x->run->wlen < GATHER_BUF || gather_flush(x);
   } else {
-    ok = gather_flush(x) && (len >= GATHER_BUF ? write_all(x->fd, buf, len)
-                                               : (memcpy(x->wbuf, buf, len), x->wlen = len, 1));
+    ok = gather_flush(x) && (len >= GATHER_BUF ? write_all(x->run->fd, buf, len)
+                                               : (memcpy(x->run->wbuf, buf, len), x->run->wlen = len, 1));
   }
   if (!ok) {
     set_fail(x, DT_ERR_SAVE, "save file error: %s", strerror(errno));
     return 0;
   }
-  x->written += (int64_t)len;
-  if (x->last_byte - x->last_progress >= (double)x->opts->progress_interval_ms) {
-    x->last_progress = x->last_byte;
+  x->run->written += (int64_t)len;
+  if (x->run->last_byte - x->run->last_progress >= (double)x->opts->progress_interval_ms) {
+    x->run->last_progress = x->run->last_byte;
     publish(x->engine, x, DT_EV_PROGRESS, NULL, NULL);
   }
   return len;
@@ -703,10 +744,10 @@ static size_t write_body(char *buf, size_t size, size_t n, void *ud) {
 static void finish(dt_engine *e, dt_xfer *x);
 
 static void fail(dt_engine *e, dt_xfer *x, int err, const char *reason) {
-  x->res->ok = 0;
-  x->res->err = err;
-  free(x->res->reason);
-  x->res->reason = strdup(reason);
+  x->run->res->ok = 0;
+  x->run->res->err = err;
+  free(x->run->res->reason);
+  x->run->res->reason = strdup(reason);
   finish(e, x);
 }
 
@@ -722,10 +763,10 @@ static int add_header(dt_xfer *x, const char *name, const char *value) {
   struct curl_slist *s = NULL;
   if (line) {
     snprintf(line, n, "%s: %s", name, value);
-    s = curl_slist_append(x->slist, line);
+    s = curl_slist_append(x->run->slist, line);
     free(line);
   }
-  if (s) x->slist = s;
+  if (s) x->run->slist = s;
   return s != NULL;
 }
 
@@ -733,15 +774,15 @@ static void start(dt_engine *e, dt_xfer *x) {
   const dt_opts *o = x->opts;
   x->phase = PH_RUNNING;
   xlist_push(&e->running, x);
-  if (x->attempt++ == 0) x->fetch_start = epoch_ms();
+  if (x->run->attempt++ == 0) x->run->fetch_start = epoch_ms();
   /* what an earlier attempt left */
-  x->body_started = x->discard = x->retry_pending = x->to_dest = x->fail_err = 0;
-  x->hlen = x->hcount = 0;
-  x->written = x->offset = 0;
-  x->total = -1;
-  x->rate_start = x->resume_at = 0;
-  x->errbuf[0] = '\0';
-  if (x->attempt == 1) publish(e, x, DT_EV_STARTED, NULL, NULL);
+  x->run->body_started = x->run->discard = x->run->retry_pending = x->run->to_dest = x->run->fail_err = 0;
+  x->run->hlen = x->run->hcount = 0;
+  x->run->written = x->run->offset = 0;
+  x->run->total = -1;
+  x->run->rate_start = x->run->resume_at = 0;
+  x->run->errbuf[0] = '\0';
+  if (x->run->attempt == 1) publish(e, x, DT_EV_STARTED, NULL, NULL);
 
   if (!scheme_ok(o->url)) {
     fail(e, x, DT_ERR_URL, strstr(o->url, "://") ? "unsupported protocol" : "invalid url");
@@ -749,23 +790,23 @@ static void start(dt_engine *e, dt_xfer *x) {
   }
   char *validator = NULL;
   if (o->file_path) {
-    x->fd = o->resume ? open_resume_part(x, &validator) : open_part(x);
-    if (x->fd < 0) {
-      fail(e, x, x->fail_err, x->fail_reason);
+    x->run->fd = o->resume ? open_resume_part(x, &validator) : open_part(x);
+    if (x->run->fd < 0) {
+      fail(e, x, x->run->fail_err, x->run->fail_reason);
       return;
     }
   }
-  if (o->sha256 && (!(x->md || (x->md = EVP_MD_CTX_new())) ||
-                    !EVP_DigestInit_ex(x->md, EVP_sha256(), NULL) || !hash_existing(x))) {
+  if (o->sha256 && (!(x->run->md || (x->run->md = EVP_MD_CTX_new())) ||
+                    !EVP_DigestInit_ex(x->run->md, EVP_sha256(), NULL) || !hash_existing(x))) {
     free(validator);
     fail(e, x, DT_ERR_SAVE, "save file error: cannot compute the checksum");
     return;
   }
-  CURL *c = x->easy = curl_easy_init();
+  CURL *c = x->run->easy = curl_easy_init();
   int ok = c != NULL;
-  if (ok && x->offset > 0) { /* continue, unless the file changed meanwhile */
+  if (ok && x->run->offset > 0) { /* continue, unless the file changed meanwhile */
     char range[64];
-    snprintf(range, sizeof range, "bytes=%lld-", (long long)x->offset);
+    snprintf(range, sizeof range, "bytes=%lld-", (long long)x->run->offset);
     ok = add_header(x, "Range", range) && add_header(x, "If-Range", validator);
   }
   free(validator);
@@ -778,12 +819,12 @@ static void start(dt_engine *e, dt_xfer *x) {
     return;
   }
   for (size_t i = 0; i < o->nheaders; i++) {
-    struct curl_slist *s = curl_slist_append(x->slist, o->headers[i]);
+    struct curl_slist *s = curl_slist_append(x->run->slist, o->headers[i]);
     if (!s) {
       fail(e, x, DT_ERR_NETWORK, "out of memory");
       return;
     }
-    x->slist = s;
+    x->run->slist = s;
   }
   curl_easy_setopt(c, CURLOPT_URL, o->url);
   curl_easy_setopt(c, CURLOPT_PRIVATE, (void *)x);
@@ -795,9 +836,9 @@ static void start(dt_engine *e, dt_xfer *x) {
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, o->timeout_ms);
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
   curl_easy_setopt(c, CURLOPT_USERAGENT, o->user_agent);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, x->slist);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, x->run->slist);
   curl_easy_setopt(c, CURLOPT_BUFFERSIZE, (long)RECV_BUFFER);
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, x->errbuf);
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, x->run->errbuf);
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, (void *)x);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_body);
@@ -821,7 +862,7 @@ static void start(dt_engine *e, dt_xfer *x) {
   /* never from https down to http */
   if (strncasecmp(o->url, "https://", 8) == 0)
     curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "https");
-  x->last_byte = mono_ms();
+  x->run->last_byte = mono_ms();
   if (curl_multi_add_handle(e->multi, c) != CURLM_OK)
     fail(e, x, DT_ERR_NETWORK, "could not start the transfer");
 }
@@ -837,7 +878,7 @@ static const char *protocol_name(long v) {
 }
 
 static void fill_profile(dt_xfer *x, dt_profile *p) {
-  CURL *c = x->easy;
+  CURL *c = x->run->easy;
   curl_off_t t_lookup = 0, t_connect = 0, t_app = 0, t_pre = 0, t_start = 0, t_total = 0,
              t_redirect = 0, speed = 0, dl = 0;
   long redirects = 0, hsize = 0, rsize = 0, port = 0, version = 0, nconn = 0;
@@ -862,7 +903,7 @@ static void fill_profile(dt_xfer *x, dt_profile *p) {
    * but after redirects each phase's time is the sum over all hops; so the
    * final hop's phases start at the redirect time and each is clamped to
    * come no earlier than the one before: the order always holds. */
-  double s = x->fetch_start;
+  double s = x->run->fetch_start;
 #define AT(us) ((us) > 0 ? s + (double)(us) / 1000.0 : 0.0)
 #define LATEST(a, b) ((a) > (b) ? (a) : (b))
   p->fetch_start = s;
@@ -893,17 +934,17 @@ static void fill_profile(dt_xfer *x, dt_profile *p) {
 
 static int map_error(dt_xfer *x, CURLcode rc, char *reason, size_t n) {
   long oserr = 0;
-  const char *detail = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
-  if (x->easy) curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &oserr);
-  if (x->fail_err) {
-    snprintf(reason, n, "%s", x->fail_reason);
-    return x->fail_err;
+  const char *detail = x->run->errbuf[0] ? x->run->errbuf : curl_easy_strerror(rc);
+  if (x->run->easy) curl_easy_getinfo(x->run->easy, CURLINFO_OS_ERRNO, &oserr);
+  if (x->run->fail_err) {
+    snprintf(reason, n, "%s", x->run->fail_reason);
+    return x->run->fail_err;
   }
   switch (rc) {
   case CURLE_UNSUPPORTED_PROTOCOL:
     /* libcurl says this also of a reply that is not HTTP at all (it takes it
      * for HTTP/0.9, which it refuses): that is the server's fault, not the URL's */
-    if (strstr(x->errbuf, "HTTP/0.9")) {
+    if (strstr(x->run->errbuf, "HTTP/0.9")) {
       snprintf(reason, n, "the server's reply is not HTTP");
       return DT_ERR_NETWORK;
     }
@@ -986,53 +1027,53 @@ static int transient(CURLcode rc) {
  * the next attempt continues it. */
 static void retry_later(dt_engine *e, dt_xfer *x) {
   curl_off_t after = -1;
-  curl_easy_getinfo(x->easy, CURLINFO_RETRY_AFTER, &after);
+  curl_easy_getinfo(x->run->easy, CURLINFO_RETRY_AFTER, &after);
   double delay = RETRY_BASE_MS;
-  for (long i = 1; i < x->attempt && delay < RETRY_MAX_MS; i++) delay *= 2;
+  for (long i = 1; i < x->run->attempt && delay < RETRY_MAX_MS; i++) delay *= 2;
   if (delay > RETRY_MAX_MS) delay = RETRY_MAX_MS;
   delay *= 0.8 + 0.4 * (double)(next_rand() % 1001) / 1000.0;
   if (after > 0) delay = 1000.0 * (double)(after > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : after);
-  curl_multi_remove_handle(e->multi, x->easy);
-  curl_easy_cleanup(x->easy);
-  x->easy = NULL;
-  curl_slist_free_all(x->slist);
-  x->slist = NULL;
+  curl_multi_remove_handle(e->multi, x->run->easy);
+  curl_easy_cleanup(x->run->easy);
+  x->run->easy = NULL;
+  curl_slist_free_all(x->run->slist);
+  x->run->slist = NULL;
   close_body(x);
   xlist_remove(&e->running, x);
   x->phase = PH_SLEEPING;
-  x->retry_at = mono_ms() + delay;
+  x->run->retry_at = mono_ms() + delay;
   xlist_push(&e->sleeping, x);
 }
 
 static void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc) {
-  dt_result *r = x->res;
-  if (rc == CURLE_OK && !x->body_started && !begin_body(e, x)) rc = CURLE_WRITE_ERROR;
-  if ((rc == CURLE_OK && x->retry_pending) ||
-      (rc != CURLE_OK && !x->fail_err && transient(rc) && x->attempt <= x->opts->retry)) {
+  dt_result *r = x->run->res;
+  if (rc == CURLE_OK && !x->run->body_started && !begin_body(e, x)) rc = CURLE_WRITE_ERROR;
+  if ((rc == CURLE_OK && x->run->retry_pending) ||
+      (rc != CURLE_OK && !x->run->fail_err && transient(rc) && x->run->attempt <= x->opts->retry)) {
     retry_later(e, x);
     return;
   }
-  if (rc == CURLE_OK && x->fd >= 0) {
+  if (rc == CURLE_OK && x->run->fd >= 0) {
     int c = gather_flush_end(x);
-    if (close(x->fd) != 0) c = -1;
-    x->fd = -1;
+    if (close(x->run->fd) != 0) c = -1;
+    x->run->fd = -1;
     if (c != 0) {
       set_fail(x, DT_ERR_SAVE, "save file error: %s", strerror(errno));
       rc = CURLE_WRITE_ERROR;
     }
   }
-  if (x->easy) fill_profile(x, &r->profile);
+  if (x->run->easy) fill_profile(x, &r->profile);
   if (rc != CURLE_OK) {
     char reason[512];
     int err = map_error(x, rc, reason, sizeof reason);
     fail(e, x, err, reason);
     return;
   }
-  curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &r->status);
-  if (x->md && r->status != DT_NOT_MODIFIED) {
+  curl_easy_getinfo(x->run->easy, CURLINFO_RESPONSE_CODE, &r->status);
+  if (x->run->md && r->status != DT_NOT_MODIFIED) {
     unsigned char d[EVP_MAX_MD_SIZE];
     unsigned int dn = 0;
-    EVP_DigestFinal_ex(x->md, d, &dn);
+    EVP_DigestFinal_ex(x->run->md, d, &dn);
     for (unsigned int i = 0; i < dn && i < 32; i++) snprintf(r->sha256 + 2 * i, 3, "%02x", d[i]);
     if (r->status / 100 == 2 && strcmp(r->sha256, x->opts->sha256) != 0) {
       fail(e, x, DT_ERR_CHECKSUM, "checksum mismatch");
@@ -1040,40 +1081,41 @@ static void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc) {
     }
   }
   r->ok = 1;
-  r->length = x->written;
-  r->body_path = x->body_path; /* from here on the result owns the file */
-  x->body_path = NULL;
-  r->to_dest = x->to_dest;
-  if (x->to_dest) {
+  r->length = x->run->written;
+  r->body_path = x->run->body_path; /* from here on the result owns the file */
+  x->run->body_path = NULL;
+  r->to_dest = x->run->to_dest;
+  if (x->run->to_dest) {
     if (x->opts->resume) write_validator(x->opts->file_path, NULL);
-    free(x->part_path);
-    x->part_path = NULL;
+    free(x->run->part_path);
+    x->run->part_path = NULL;
   }
   /* the last progress shows every byte */
-  if (x->total < 0 || x->total < x->written) x->total = x->written;
+  if (x->run->total < 0 || x->run->total < x->run->written) x->run->total = x->run->written;
   finish(e, x);
 }
 
-/* Publishes x->res and lets go of everything the transfer held. */
+/* Publishes x->run->res and lets go of everything the transfer held. */
 static void finish(dt_engine *e, dt_xfer *x) {
-  dt_result *r = x->res;
-  x->res = NULL;
-  if (x->easy) {
-    curl_multi_remove_handle(e->multi, x->easy);
-    curl_easy_cleanup(x->easy);
-    x->easy = NULL;
+  dt_result *r = x->run->res;
+  x->run->res = NULL;
+  if (x->run->easy) {
+    curl_multi_remove_handle(e->multi, x->run->easy);
+    curl_easy_cleanup(x->run->easy);
+    x->run->easy = NULL;
   }
-  curl_slist_free_all(x->slist);
-  x->slist = NULL;
-  if (!r->ok && r->err == DT_ERR_CHECKSUM && x->opts->resume && x->part_path) {
-    unlink(x->part_path); /* a wrong file is nothing to continue */
+  curl_slist_free_all(x->run->slist);
+  x->run->slist = NULL;
+  if (!r->ok && r->err == DT_ERR_CHECKSUM && x->opts->resume && x->run->part_path) {
+    unlink(x->run->part_path); /* a wrong file is nothing to continue */
     write_validator(x->opts->file_path, NULL);
   }
   if (!r->ok) close_body(x);
-  if (x->opts->retry > 0) r->attempts = x->attempt; /* reported when retry was asked for */
+  if (x->opts->retry > 0) r->attempts = x->run->attempt; /* reported when retry was asked for */
   if (x->phase == PH_RUNNING) xlist_remove(&e->running, x);
   x->phase = PH_DONE;
   publish(e, x, DT_EV_DONE | (r->ok ? DT_EV_PROGRESS : 0u), NULL, r);
+  run_free(x);
   xfer_unref(x); /* the engine's reference */
 }
 
@@ -1083,15 +1125,16 @@ static void drop(dt_engine *e, dt_xfer *x) {
   if (x->phase == PH_SLEEPING) xlist_remove(&e->sleeping, x);
   if (x->phase == PH_RUNNING) {
     xlist_remove(&e->running, x);
-    if (x->easy) {
-      curl_multi_remove_handle(e->multi, x->easy);
-      curl_easy_cleanup(x->easy);
-      x->easy = NULL;
+    if (x->run->easy) {
+      curl_multi_remove_handle(e->multi, x->run->easy);
+      curl_easy_cleanup(x->run->easy);
+      x->run->easy = NULL;
     }
     close_body(x);
   }
   if (x->phase == PH_DONE) return;
   x->phase = PH_DONE;
+  run_free(x);
   xfer_unref(x);
 }
 
@@ -1142,6 +1185,10 @@ static void start_waiting(dt_engine *e) {
   pthread_mutex_unlock(&e->mu);
   while (e->waiting.head && e->running.n < max) {
     dt_xfer *x = e->waiting.head;
+    /* Out of memory for its running part: x keeps its place at the head of
+     * the queue and is tried again on a later round (the loop wakes at least
+     * once a second, check_timers), rather than failed or lost. */
+    if (!run_new(x)) break;
     xlist_remove(&e->waiting, x);
     start(e, x);
   }
@@ -1165,40 +1212,40 @@ static int check_timers(dt_engine *e) {
   double wait = 1000, now = mono_ms();
   for (dt_xfer *s = e->sleeping.head, *next; s; s = next) {
     next = s->next;
-    if (s->retry_at <= now) { /* its turn comes before the queue's */
+    if (s->run->retry_at <= now) { /* its turn comes before the queue's */
       xlist_remove(&e->sleeping, s);
       s->phase = PH_WAITING;
       xlist_push_front(&e->waiting, s);
       wait = 0;
-    } else if (s->retry_at - now < wait) {
-      wait = s->retry_at - now;
+    } else if (s->run->retry_at - now < wait) {
+      wait = s->run->retry_at - now;
     }
   }
   dt_xfer *x = e->running.head;
   while (x) {
     dt_xfer *next = x->next;
     long stall = x->opts->stall_timeout_ms;
-    if (x->resume_at > 0 && x->easy) {
+    if (x->run->resume_at > 0 && x->run->easy) {
       if (now < 0) now = mono_ms();
-      double left = x->resume_at - now;
+      double left = x->run->resume_at - now;
       if (left > 0) {
         if (left < wait) wait = left;
         x = next;
         continue;
       }
-      x->resume_at = 0;
-      x->last_byte = now; /* a pause of ours is not a stall */
-      curl_easy_pause(x->easy, CURLPAUSE_CONT); /* may call write_body, and pause again */
-      if (x->resume_at > 0) {
-        left = x->resume_at - now;
+      x->run->resume_at = 0;
+      x->run->last_byte = now; /* a pause of ours is not a stall */
+      curl_easy_pause(x->run->easy, CURLPAUSE_CONT); /* may call write_body, and pause again */
+      if (x->run->resume_at > 0) {
+        left = x->run->resume_at - now;
         if (left < wait) wait = left;
         x = next;
         continue;
       }
     }
-    if (stall > 0 && x->easy) {
+    if (stall > 0 && x->run->easy) {
       if (now < 0) now = mono_ms();
-      double left = x->last_byte + (double)stall - now;
+      double left = x->run->last_byte + (double)stall - now;
       if (left <= 0) {
         fail(e, x, DT_ERR_TIMEOUT, "timeout");
         wait = 0; /* a slot is free: start the next one now */
@@ -1324,21 +1371,14 @@ static void command_locked(dt_engine *e, dt_xfer *x) {
 
 dt_xfer *engine_submit(dt_engine *e, dt_opts *opts, void *owner) {
   dt_xfer *x = calloc(1, sizeof *x);
-  dt_result *r = calloc(1, sizeof *r);
-  if (!x || !r) {
-    free(x);
-    free(r);
+  if (!x) {
     dt_opts_free(opts);
     return NULL;
   }
-  x->res = r;
   x->engine = e;
   atomic_init(&x->refs, 2); /* the caller's and the engine's */
   x->opts = opts;
   x->owner = owner;
-  x->fd = -1;
-  x->total = -1;
-  x->last_progress = -1e18;
   x->phase = PH_NEW;
   pthread_mutex_lock(&e->mu);
   command_locked(e, x);
