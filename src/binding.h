@@ -61,7 +61,7 @@ struct dt_state {
   dt_engine *engine;
   int closed;
   long max_concurrent, progress_interval;
-  char *user_agent, *temp_dir;
+  dt_shared *shared; /* userAgent and tempDir, shared with the tasks made under them */
   dt_task *fifo_head, *fifo_tail; /* tasks with something to deliver */
   int depth;   /* nesting of dispatcher runs */
   int in_run;  /* inside run() */

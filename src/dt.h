@@ -11,6 +11,7 @@
 #ifndef DT_H
 #define DT_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,13 +43,28 @@ enum {
   DT_EV_ABORTED = 1u << 4 /* an abort has been carried out: nothing of it is left on disk */
 };
 
-/* Options fixed at creation; immutable afterwards, so both threads may read. */
+/* The settings of configure() every transfer reads: one copy shared by the
+ * transfers made while they held, not one each. Reference counted with an
+ * atomic, since the last transfer holding it may be freed on either thread. */
+typedef struct dt_shared {
+  atomic_int refs;
+  const char *user_agent; /* never NULL */
+  const char *temp_dir;   /* never NULL */
+  char data[];
+} dt_shared;
+
+dt_shared *dt_shared_new(const char *user_agent, const char *temp_dir); /* NULL: no memory */
+dt_shared *dt_shared_ref(dt_shared *s);
+void dt_shared_unref(dt_shared *s);
+
+/* Options fixed at creation; immutable afterwards, so both threads may read.
+ * One allocation holds the struct, the header array and every string (a
+ * queued task costs little), so dt_opts_free is one free() and an unref. */
 typedef struct dt_opts {
-  char *url;
-  char *file_path;  /* NULL: private temporary file under temp_dir */
-  char *temp_dir;   /* never NULL */
-  char *user_agent; /* never NULL */
-  char **headers;   /* "Name: value" lines, curl-ready */
+  const char *url;
+  const char *file_path;  /* NULL: private temporary file under shared->temp_dir */
+  dt_shared *shared;      /* userAgent, tempDir */
+  const char *const *headers; /* "Name: value" lines, curl-ready */
   size_t nheaders;
   long timeout_ms;         /* 0: none */
   long connect_timeout_ms; /* 0: none */
@@ -57,14 +73,14 @@ typedef struct dt_opts {
   long progress_interval_ms;
   long stall_timeout_ms;    /* 0: none */
   int64_t rate_limit;       /* bytes/s, 0: none */
-  char *etag;               /* If-None-Match, may be NULL */
+  const char *etag;         /* If-None-Match, may be NULL */
   int64_t if_modified_since; /* epoch seconds, < 0: none */
-  char *sha256;             /* expected hex digest (lower case), may be NULL */
+  const char *sha256;       /* expected hex digest (lower case), may be NULL */
   long retry;               /* retries of transient failures */
   int resume;               /* keep and continue "<file_path>.part" */
   int insecure;
-  char *ca_file; /* may be NULL */
-  char *proxy;   /* may be NULL: the environment decides */
+  const char *ca_file; /* may be NULL */
+  const char *proxy;   /* may be NULL: the environment decides */
 } dt_opts;
 
 /* Final response headers: `count` pairs of NUL-terminated name (lower case)

@@ -186,18 +186,30 @@ static void xlist_remove(xlist *l, dt_xfer *x) {
   l->n--;
 }
 
+dt_shared *dt_shared_new(const char *user_agent, const char *temp_dir) {
+  size_t ua = strlen(user_agent) + 1, td = strlen(temp_dir) + 1;
+  dt_shared *s = malloc(sizeof *s + ua + td);
+  if (!s) return NULL;
+  atomic_init(&s->refs, 1);
+  memcpy(s->data, user_agent, ua);
+  memcpy(s->data + ua, temp_dir, td);
+  s->user_agent = s->data;
+  s->temp_dir = s->data + ua;
+  return s;
+}
+
+dt_shared *dt_shared_ref(dt_shared *s) {
+  atomic_fetch_add(&s->refs, 1);
+  return s;
+}
+
+void dt_shared_unref(dt_shared *s) {
+  if (s && atomic_fetch_sub(&s->refs, 1) == 1) free(s);
+}
+
 void dt_opts_free(dt_opts *o) {
   if (!o) return;
-  free(o->url);
-  free(o->file_path);
-  free(o->temp_dir);
-  free(o->user_agent);
-  for (size_t i = 0; i < o->nheaders; i++) free(o->headers[i]);
-  free(o->headers);
-  free(o->ca_file);
-  free(o->proxy);
-  free(o->etag);
-  free(o->sha256);
+  dt_shared_unref(o->shared);
   free(o);
 }
 
@@ -367,13 +379,13 @@ static int open_part(dt_xfer *x) {
 /* A private (0600) file under tempDir, for bodies that are not the
  * destination's. */
 static int open_private(dt_xfer *x) {
-  size_t n = strlen(x->opts->temp_dir) + 32;
+  size_t n = strlen(x->opts->shared->temp_dir) + 32;
   char *p = malloc(n);
   if (!p) {
     set_fail(x, DT_ERR_SAVE, "save file error: %s", "out of memory");
     return -1;
   }
-  snprintf(p, n, "%s/downloadtask-XXXXXX", x->opts->temp_dir);
+  snprintf(p, n, "%s/downloadtask-XXXXXX", x->opts->shared->temp_dir);
   int fd = mkostemp(p, O_CLOEXEC);
   if (fd < 0) {
     file_error(x, errno);
@@ -835,7 +847,7 @@ static void start(dt_engine *e, dt_xfer *x) {
   curl_easy_setopt(c, CURLOPT_MAXREDIRS, o->max_redirects);
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, o->timeout_ms);
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
-  curl_easy_setopt(c, CURLOPT_USERAGENT, o->user_agent);
+  curl_easy_setopt(c, CURLOPT_USERAGENT, o->shared->user_agent);
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, x->run->slist);
   curl_easy_setopt(c, CURLOPT_BUFFERSIZE, (long)RECV_BUFFER);
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, x->run->errbuf);

@@ -60,21 +60,13 @@
 
 static const char STATE_KEY = 's';
 
-static void set_string(lua_State *L, char **slot, const char *s) {
-  char *c = strdup(s);
-  if (!c) luaL_error(L, "not enough memory");
-  free(*slot);
-  *slot = c;
-}
-
 static int state_gc(lua_State *L) {
   dt_state *st = lua_touserdata(L, 1);
   if (st->engine && engine_owned_here(st->engine)) engine_free(st->engine);
   st->engine = NULL;
   st->closed = 1;
-  free(st->user_agent);
-  free(st->temp_dir);
-  st->user_agent = st->temp_dir = NULL;
+  dt_shared_unref(st->shared);
+  st->shared = NULL;
   return 0;
 }
 
@@ -134,9 +126,8 @@ static void state_new(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
   }
   const char *tmp = getenv("TMPDIR");
-  if (!st->user_agent) st->user_agent = strdup("downloadtask/" DT_VERSION);
-  if (!st->temp_dir) st->temp_dir = strdup(tmp && *tmp ? tmp : "/tmp");
-  if (!st->user_agent || !st->temp_dir) luaL_error(L, "not enough memory");
+  if (!st->shared) st->shared = dt_shared_new("downloadtask/" DT_VERSION, tmp && *tmp ? tmp : "/tmp");
+  if (!st->shared) luaL_error(L, "not enough memory");
   lua_newtable(L);
   st->anchors = luaL_ref(L, LUA_REGISTRYINDEX);
 }
@@ -257,8 +248,12 @@ static int l_configure(lua_State *L) {
   if (compat_getfield(L, 1, "pollBudget") != LUA_TNIL) budget = config_int(L, "pollBudget", 0);
   if (compat_getfield(L, 1, "userAgent") != LUA_TNIL) ua = config_str(L, "userAgent");
   if (compat_getfield(L, 1, "tempDir") != LUA_TNIL) tmp = config_str(L, "tempDir");
-  if (ua) set_string(L, &st->user_agent, ua);
-  if (tmp) set_string(L, &st->temp_dir, tmp);
+  if (ua || tmp) { /* a new copy: the tasks made so far keep the one they hold */
+    dt_shared *s = dt_shared_new(ua ? ua : st->shared->user_agent, tmp ? tmp : st->shared->temp_dir);
+    if (!s) return luaL_error(L, "not enough memory");
+    dt_shared_unref(st->shared);
+    st->shared = s;
+  }
   if (budget >= 0) st->poll_budget_us = budget > 60000000 ? 60000000 : (long)budget;
   if (interval >= 0) st->progress_interval = interval > LONG_MAX ? LONG_MAX : (long)interval;
   if (maxc > 0) {

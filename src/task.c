@@ -228,69 +228,98 @@ static void check_options(lua_State *L) {
   }
 }
 
-static char *dup_opt(lua_State *L, const char *name, int *oom) {
+/* The string option `name` (checked already) or NULL; adds its size to *need. */
+static const char *opt_sized(lua_State *L, const char *name, size_t *need) {
   const char *s = opt_string(L, name, 0);
+  if (s) *need += strlen(s) + 1;
+  return s;
+}
+
+/* Copies s (may be NULL) to *at and moves *at past it. */
+static char *put_string(char **at, const char *s) {
   if (!s) return NULL;
-  char *c = strdup(s);
-  if (!c) *oom = 1;
+  size_t n = strlen(s) + 1;
+  char *c = memcpy(*at, s, n);
+  *at += n;
   return c;
 }
 
-/* Builds the engine's options from the checked table; NULL when out of
- * memory (nothing is left allocated then). */
+/* Pushes an array of the (checked) header table's "Name: value" lines and
+ * adds their sizes to *need; returns how many. */
+static size_t header_lines(lua_State *L, int h, size_t *need) {
+  size_t n = 0;
+  lua_newtable(L);
+  int lines = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, h)) {
+    lua_pushvalue(L, -1); /* convert a copy: lua_next needs the key untouched */
+    size_t vlen;
+    const char *v = lua_tolstring(L, -1, &vlen);
+    const char *k = lua_tostring(L, -3);
+    if (vlen == 0) lua_pushfstring(L, "%s;", k); /* how libcurl sends an empty value */
+    else lua_pushfstring(L, "%s: %s", k, v);    /* neither has a zero byte */
+    size_t len;
+    lua_tolstring(L, -1, &len);
+    *need += len + 1;
+    lua_rawseti(L, lines, (lua_Integer)++n);
+    lua_pop(L, 2);
+  }
+  return n;
+}
+
+/* Builds the engine's options from the checked table, in one allocation
+ * (see dt_opts); NULL when out of memory. Everything that may allocate in
+ * Lua (and so raise) happens before the malloc; the strings stay anchored
+ * by the options table at index 1 and the line array meanwhile. */
 static dt_opts *build_options(lua_State *L, dt_state *st) {
-  dt_opts *o = calloc(1, sizeof *o);
-  if (!o) return NULL;
-  int oom = 0;
-  o->url = dup_opt(L, "url", &oom);
-  o->file_path = dup_opt(L, "filePath", &oom);
-  o->ca_file = dup_opt(L, "caFile", &oom);
-  o->proxy = dup_opt(L, "proxy", &oom);
-  o->temp_dir = strdup(st->temp_dir);
-  o->user_agent = strdup(st->user_agent);
-  if (!o->temp_dir || !o->user_agent) oom = 1;
-  o->timeout_ms = opt_int(L, "timeout", 60000, 0);
-  o->connect_timeout_ms = opt_int(L, "connectTimeout", 30000, 0);
-  o->max_redirects = opt_int(L, "maxRedirects", 10, 0);
-  o->max_file_size = opt_int(L, "maxFileSize", -1, 0);
-  o->insecure = opt_bool(L, "insecure");
-  o->progress_interval_ms = st->progress_interval;
-  o->stall_timeout_ms = opt_int(L, "stallTimeout", 0, 0);
-  o->retry = opt_int(L, "retry", 0, 0);
-  o->resume = opt_bool(L, "resume");
-  o->rate_limit = opt_int(L, "rateLimit", 0, 0);
-  o->if_modified_since = opt_int(L, "ifModifiedSince", -1, 0);
-  o->etag = dup_opt(L, "etag", &oom);
-  o->sha256 = dup_opt(L, "sha256", &oom);
-  for (char *p = o->sha256; p && *p; p++)
-    if (*p >= 'A' && *p <= 'F') *p = (char)(*p + 32);
+  dt_opts v;
+  memset(&v, 0, sizeof v);
+  size_t need = 0;
+  const char *url = opt_sized(L, "url", &need);
+  const char *file_path = opt_sized(L, "filePath", &need);
+  const char *ca_file = opt_sized(L, "caFile", &need);
+  const char *proxy = opt_sized(L, "proxy", &need);
+  const char *etag = opt_sized(L, "etag", &need);
+  const char *sha256 = opt_sized(L, "sha256", &need);
+  v.timeout_ms = opt_int(L, "timeout", 60000, 0);
+  v.connect_timeout_ms = opt_int(L, "connectTimeout", 30000, 0);
+  v.max_redirects = opt_int(L, "maxRedirects", 10, 0);
+  v.max_file_size = opt_int(L, "maxFileSize", -1, 0);
+  v.insecure = opt_bool(L, "insecure");
+  v.progress_interval_ms = st->progress_interval;
+  v.stall_timeout_ms = opt_int(L, "stallTimeout", 0, 0);
+  v.retry = opt_int(L, "retry", 0, 0);
+  v.resume = opt_bool(L, "resume");
+  v.rate_limit = opt_int(L, "rateLimit", 0, 0);
+  v.if_modified_since = opt_int(L, "ifModifiedSince", -1, 0);
+  int top = lua_gettop(L), lines = 0;
   if (opt_get(L, "header")) {
-    int h = lua_gettop(L);
-    size_t n = check_headers(L, h);
-    o->headers = calloc(n ? n : 1, sizeof *o->headers);
-    if (!o->headers) oom = 1;
-    lua_pushnil(L);
-    while (!oom && lua_next(L, h)) {
-      size_t klen, vlen;
-      const char *k = lua_tolstring(L, -2, &klen);
-      lua_pushvalue(L, -1);
-      const char *v = lua_tolstring(L, -1, &vlen);
-      char *line = malloc(klen + vlen + 3);
-      if (!line) oom = 1;
-      else if (vlen == 0) /* "Name;" is how libcurl sends an empty value */
-        memcpy(line, k, klen), line[klen] = ';', line[klen + 1] = '\0';
-      else
-        memcpy(line, k, klen), memcpy(line + klen, ": ", 2), memcpy(line + klen + 2, v, vlen + 1);
-      if (line) o->headers[o->nheaders++] = line;
-      lua_pop(L, 2);
+    v.nheaders = header_lines(L, top + 1, &need);
+    lines = top + 2;
+  }
+  dt_opts *o = malloc(sizeof *o + v.nheaders * sizeof(char *) + need);
+  if (o) {
+    *o = v;
+    const char **hl = (const char **)(void *)(o + 1); /* sizeof *o keeps pointer alignment */
+    char *at = (char *)(hl + v.nheaders);
+    for (size_t i = 0; i < v.nheaders; i++) {
+      lua_rawgeti(L, lines, (lua_Integer)i + 1);
+      hl[i] = put_string(&at, lua_tostring(L, -1)); /* a string already: no allocation */
+      lua_pop(L, 1);
     }
-    if (oom) lua_pop(L, 2); /* the key left by an interrupted lua_next */
-    else lua_pop(L, 1);
+    if (v.nheaders) o->headers = hl;
+    o->url = put_string(&at, url);
+    o->file_path = put_string(&at, file_path);
+    o->ca_file = put_string(&at, ca_file);
+    o->proxy = put_string(&at, proxy);
+    o->etag = put_string(&at, etag);
+    char *sha = put_string(&at, sha256);
+    for (char *p = sha; p && *p; p++)
+      if (*p >= 'A' && *p <= 'F') *p = (char)(*p + 32);
+    o->sha256 = sha;
+    o->shared = dt_shared_ref(st->shared);
   }
-  if (oom) {
-    dt_opts_free(o);
-    return NULL;
-  }
+  lua_settop(L, top);
   return o;
 }
 
