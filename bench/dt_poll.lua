@@ -1,5 +1,5 @@
 -- poll(0) latency with many downloads running (child process of bench/run.lua).
---   lua5.4 bench/dt_poll.lua URL DESTDIR COUNT CALLS GAP_S LISTENER(0|1)
+--   lua5.4 bench/dt_poll.lua URL DESTDIR COUNT CALLS GAP_S LISTENER(0|1) [GCMODE]
 -- Starts COUNT downloads of a rate-limited URL (they stay running), waits until every one
 -- has received its headers, then times CALLS calls of poll(0), GAP_S seconds apart (a game
 -- loop), each with a monotonic clock (cqueues.monotime; socket.gettime if cqueues is
@@ -9,6 +9,8 @@ local socket = require "socket"
 local url, dir = arg[1], arg[2]
 local count, calls = math.tointeger(tonumber(arg[3])), math.tointeger(tonumber(arg[4]))
 local gap, listener = tonumber(arg[5]), arg[6] == "1"
+-- the host's collector: "incremental" (Lua 5.4's default) or "generational"
+collectgarbage(arg[7] or "incremental")
 local okcq, cq = pcall(require, "cqueues")
 local now = okcq and cq.monotime or socket.gettime
 
