@@ -18,43 +18,49 @@ enum { TS_QUEUED, TS_RUNNING, TS_DONE, TS_FAILED, TS_ABORTED };
  * dispatcher and the next poll() continue right after that listener. */
 enum { SG_IDLE, SG_HEADERS, SG_PROGRESS, SG_RESULT, SG_COMPLETE, SG_WAKE };
 
-/* Slots of a task's user value table. */
+/* Slots of a task's user value table. The ones downloadFile sets come first
+ * and the table is made with exactly those (UV_CREATED): a queued task
+ * carries no empty slots. The rest are added when used. */
 enum {
-  UV_PROGRESS = 1, /* array of progress listeners (replaced, never mutated) */
-  UV_HEADERS,      /* array of headers listeners (likewise) */
-  UV_SUCCESS,
+  UV_SUCCESS = 1,
   UV_FAIL,
   UV_COMPLETE,
-  UV_WAITERS, /* array of coroutines in await() */
+  UV_URL,
+  UV_CREATED = UV_URL,
+  UV_PROGRESS, /* array of progress listeners (replaced, never mutated) */
+  UV_HEADERS,  /* array of headers listeners (likewise) */
+  UV_WAITERS,  /* array of coroutines in await() */
   UV_RESULT,  /* res or err table, once built */
   UV_EVENT,   /* the event table being delivered */
-  UV_SNAP,    /* the listener array being delivered */
-  UV_URL
+  UV_SNAP     /* the listener array being delivered */
 };
 
 typedef struct dt_state dt_state;
 
+/* Small fields are bytes and bits (only the Lua thread touches a task):
+ * 10,000 queued tasks are 10,000 of these, 96 bytes each. */
 typedef struct dt_task {
   dt_state *st;
   dt_xfer *x; /* NULL once released */
-  int orphan; /* x belongs to the engine of the process we were forked from */
-  int state;
   int anchor; /* registry reference keeping the task alive until it ends */
-  int ended;  /* success/fail and complete delivered */
-  int abort_acked; /* the engine has carried out abort(): "abort" may be delivered */
-  int result_delivered;
+  int idx;    /* delivery: the listener or waiter being called */
+  unsigned short busy; /* delivery: depth of the dispatcher run calling it (C stack bounds it) */
+  unsigned char state;
+  unsigned char stage;
+  unsigned char inbox; /* DT_EV_* taken from the engine, not yet delivered */
+  unsigned orphan : 1; /* x belongs to the engine of the process we were forked from */
+  unsigned ended : 1;  /* success/fail and complete delivered */
+  unsigned abort_acked : 1; /* the engine has carried out abort(): "abort" may be delivered */
+  unsigned result_delivered : 1;
+  unsigned progress_sent : 1;
+  unsigned in_fifo : 1;
+  struct dt_task *fifo_prev, *fifo_next;
 
   /* taken from the engine, not yet delivered */
-  unsigned inbox;
   dt_headers *headers; /* kept until the end: res.header needs it */
+  dt_result *result;
   int64_t now, total;
   int64_t sent_now, sent_total; /* the last progress delivered */
-  int progress_sent;
-  dt_result *result;
-
-  /* delivery */
-  int stage, idx, busy, in_fifo;
-  struct dt_task *fifo_prev, *fifo_next;
 } dt_task;
 
 struct dt_state {

@@ -357,7 +357,7 @@ int task_new(lua_State *L) {
   luaL_setmetatable(L, DT_TASK_MT);
   int ti = lua_gettop(L);
 
-  lua_createtable(L, UV_URL, 0);
+  lua_createtable(L, UV_CREATED, 0);
   static const struct { const char *name; int slot; } cbs[] = {
       {"success", UV_SUCCESS}, {"fail", UV_FAIL}, {"complete", UV_COMPLETE}, {"url", UV_URL}};
   for (size_t i = 0; i < sizeof cbs / sizeof cbs[0]; i++) {
