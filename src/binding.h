@@ -20,7 +20,9 @@ enum { SG_IDLE, SG_HEADERS, SG_PROGRESS, SG_RESULT, SG_COMPLETE, SG_WAKE };
 
 /* Slots of a task's user value table. The ones downloadFile sets come first
  * and the table is made with exactly those (UV_CREATED): a queued task
- * carries no empty slots. The rest are added when used. */
+ * carries no empty slots. The first delivery replaces it with one that has
+ * every slot (UV_ALL) in its array part, so storing a slot while delivering
+ * never allocates. */
 enum {
   UV_SUCCESS = 1,
   UV_FAIL,
@@ -32,7 +34,8 @@ enum {
   UV_WAITERS,  /* array of coroutines in await() */
   UV_RESULT,  /* res or err table, once built */
   UV_EVENT,   /* the event table being delivered */
-  UV_SNAP     /* the listener array being delivered */
+  UV_SNAP,    /* the listener array being delivered */
+  UV_ALL = UV_SNAP
 };
 
 typedef struct dt_state dt_state;
@@ -54,6 +57,7 @@ typedef struct dt_task {
   unsigned result_delivered : 1;
   unsigned progress_sent : 1;
   unsigned in_fifo : 1;
+  unsigned uv_full : 1; /* the user value table has every slot (dispatch.c, deliver) */
   struct dt_task *fifo_prev, *fifo_next;
 
   /* taken from the engine, not yet delivered */

@@ -395,6 +395,20 @@ static int deliver(lua_State *L, dt_state *st, dt_task *t) {
   lua_rawgeti(L, -1, t->anchor); /* keeps t alive while we work */
   compat_getuservalue(L, -1);
   int uv = lua_gettop(L);
+  if (!t->uv_full) {
+    /* Every slot in the array part before anything is handed over: a memory
+     * error from a slot store further on would lose a result whose body file
+     * is already Lua's. Failing here changes nothing; the next poll retries. */
+    lua_createtable(L, UV_ALL, 0);
+    for (int i = 1; i <= UV_ALL; i++) {
+      lua_rawgeti(L, uv, i);
+      lua_rawseti(L, -2, i);
+    }
+    lua_pushvalue(L, -1);
+    compat_setuservalue(L, uv - 1);
+    lua_replace(L, uv);
+    t->uv_full = 1;
+  }
   lua_pushcfunction(L, msgh);
   int h = lua_gettop(L);
   t->busy = st->depth;
