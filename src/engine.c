@@ -318,7 +318,7 @@ static void publish(dt_engine *e, dt_xfer *x, unsigned ev, dt_headers *h,
   }
   x->pub.events |= ev;
   if (ev & DT_EV_PROGRESS) {
-    x->pub.now = x->run->written;
+    x->pub.now = x->run->written - (int64_t)x->run->wlen; /* what the file holds */
     x->pub.total = x->run->total;
   }
   if (h) x->pub.headers = h;

@@ -468,8 +468,8 @@ int task_new(lua_State *L) {
  * event before `success` shows every byte.
  * @table progressEvent
  * @tfield integer progress percentage, 0–100 (0 while the size is unknown)
- * @tfield integer totalBytesWritten bytes written so far (with `resume`, counting those
- * already in the part file)
+ * @tfield integer totalBytesWritten bytes in the file so far (with `resume`, counting those
+ * already in the part file); a body of 1 MiB or more is written in 256 KiB pieces
  * @tfield integer totalBytesExpectedToWrite the expected size, -1 while unknown; a download
  * of unknown size ends with an event where it equals `totalBytesWritten` and `progress` is 100
  */
