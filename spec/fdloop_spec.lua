@@ -53,4 +53,58 @@ describe("dt.fd() in a luv loop", function()
     uv.run()
     assert.is_false(readable)
   end)
+
+  -- whether dt.fd() becomes readable within ms, asked through the luv loop
+  local function readable_within(ms)
+    local readable = false
+    local watcher, timer = uv.new_poll(dt.fd()), uv.new_timer()
+    local function stop() watcher:stop(); watcher:close(); timer:stop(); timer:close() end
+    watcher:start("r", function() readable = true; stop() end)
+    uv.update_time() -- the loop's clock stood still while the spec slept
+    timer:start(ms, 0, stop)
+    uv.run()
+    return readable
+  end
+
+  it("stays readable when poll(0) stopped at its time budget with news left", function()
+    local ng = S.nginx()
+    local done = 0
+    for _ = 1, 20 do
+      dt.downloadFile { url = ng.url("small.txt"), success = function(r) done = done + 1; os.remove(r.tempFilePath) end }
+    end
+    require("socket").sleep(1.5) -- all 20 finish in the engine meanwhile
+    dt.configure { pollBudget = 1 }
+    local ok, err = pcall(function()
+      dt.poll(0)
+      assert.is_true(done > 0 and done < 20, "delivered " .. done)
+      local rounds = 0
+      while done < 20 and rounds < 100 do
+        assert.is_true(readable_within(500), ("fd not readable with %d of 20 delivered"):format(done))
+        dt.poll(0)
+        rounds = rounds + 1
+      end
+      assert.are.equal(20, done)
+      assert.is_false(readable_within(100))
+    end)
+    dt.configure { pollBudget = 500 }
+    assert(ok, err)
+  end)
+
+  it("stays readable after a listener's error left news undelivered", function()
+    local ng = S.nginx()
+    local calls = 0
+    for _ = 1, 2 do
+      dt.downloadFile { url = ng.url("small.txt"), success = function(r)
+        calls = calls + 1
+        os.remove(r.tempFilePath)
+        if calls == 1 then error("boom") end
+      end }
+    end
+    require("socket").sleep(1)
+    assert.has_error(function() dt.poll(0) end)
+    assert.are.equal(1, calls)
+    assert.is_true(readable_within(500), "fd not readable after the error")
+    assert.are.equal(0, dt.poll(0))
+    assert.are.equal(2, calls)
+  end)
 end)

@@ -475,5 +475,9 @@ int dispatch_poll(lua_State *L, dt_state *st, int wait_ms) {
     for (dt_task *t = st->fifo_head; t; t = t->fifo_next)
       if (t->busy >= st->depth) t->busy = 0;
   st->depth--;
+  /* a poll cut short (its time budget, a listener's error) leaves news that
+   * the descriptor no longer shows: a loop waiting on dt.fd() must wake */
+  if (st->depth == 0 && dispatch_pending(st) && st->engine && engine_owned_here(st->engine))
+    engine_rearm(st->engine);
   return rc;
 }

@@ -154,6 +154,9 @@ void engine_take(dt_engine *e, dt_take_fn fn, void *ud);
 
 /* Waits up to ms (-1: forever) for the descriptor to become readable. */
 void engine_wait(dt_engine *e, int ms);
+/* Makes the descriptor readable again: the binding still has news that
+ * engine_take drained the descriptor for (a poll cut short). */
+void engine_rearm(dt_engine *e);
 
 void dt_opts_free(dt_opts *o);
 void dt_result_free(dt_result *r);

@@ -141,6 +141,23 @@ struct dt_engine {
   int gather_nfree, gather_made;
 };
 
+/* getpid() is a system call, and the binding asks at every poll: the pid
+ * is kept, and forgotten in a child (pthread_atfork, registered by the
+ * first engine_new) */
+static atomic_int cached_pid;
+static void forget_pid(void) { atomic_store_explicit(&cached_pid, 0, memory_order_relaxed); }
+static void watch_fork(void) { (void)pthread_atfork(NULL, NULL, forget_pid); }
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static pid_t self_pid(void) {
+  pid_t p = (pid_t)atomic_load_explicit(&cached_pid, memory_order_relaxed);
+  if (p == 0) {
+    p = getpid();
+    atomic_store_explicit(&cached_pid, (int)p, memory_order_relaxed);
+  }
+  return p;
+}
+
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc;
 static void init_curl(void) { curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
@@ -1314,6 +1331,7 @@ dt_engine *engine_new(const char **why) {
   e->wake_r = p[0];
   e->wake_w = p[1];
   e->max_concurrent = 10;
+  pthread_once(&fork_once, watch_fork);
   e->pid = getpid();
   pthread_mutex_init(&e->mu, NULL);
   e->multi = curl_multi_init();
@@ -1354,7 +1372,15 @@ void engine_free(dt_engine *e) {
   free(e);
 }
 
-int engine_owned_here(dt_engine *e) { return e->pid == getpid(); }
+int engine_owned_here(dt_engine *e) { return e->pid == self_pid(); }
+
+void engine_rearm(dt_engine *e) {
+  pthread_mutex_lock(&e->mu);
+  int wake = !e->wake_sent;
+  e->wake_sent = 1;
+  pthread_mutex_unlock(&e->mu);
+  if (wake) wake_lua(e);
+}
 
 /* The parent's engine in a fork()ed child: its thread does not exist here and
  * its mutex may be held forever, so only the descriptors are closed. */
@@ -1418,7 +1444,7 @@ void engine_release(dt_engine *e, dt_xfer *x) {
 
 void engine_take(dt_engine *e, dt_take_fn fn, void *ud) {
   char buf[64];
-  while (read(e->wake_r, buf, sizeof buf) > 0) {}
+  while (read(e->wake_r, buf, sizeof buf) == (ssize_t)sizeof buf) {} /* it holds a byte or two */
   pthread_mutex_lock(&e->mu);
   dt_xfer *list = e->ready_head;
   e->ready_head = e->ready_tail = NULL;

@@ -267,8 +267,8 @@ static int l_configure(lua_State *L) {
 /***
  * **(ext)** A descriptor (the read end of a pipe) that becomes readable when something is
  * ready to deliver, for luv, cqueues, copas or epoll loops: wait on it, then call `poll(0)`,
- * which drains it. If a listener raised an error out of `poll(0)`, call `poll(0)` again:
- * what was not delivered is still waiting, but the descriptor was already drained.
+ * which drains it. While news is left undelivered (`poll(0)` stopped at its `pollBudget`, or
+ * a listener raised an error out of it), the descriptor stays readable.
  * Starts the engine if it is not running yet.
  * @function fd
  * @treturn integer the file descriptor
