@@ -137,6 +137,7 @@ struct dt_engine {
 
   /* engine thread only */
   xlist waiting, running, sleeping;
+  int wake_due; /* news was published: the pipe gets its byte at the end of this round */
   char *gather_free[GATHER_POOL]; /* pool buffers not in use */
   int gather_nfree, gather_made;
 };
@@ -342,7 +343,7 @@ static void publish(dt_engine *e, dt_xfer *x, unsigned ev, dt_headers *h,
   if (r) x->pub.result = r;
   int wake = ready_locked(e, x);
   pthread_mutex_unlock(&e->mu);
-  if (wake) wake_lua(e);
+  if (wake) e->wake_due = 1; /* written once, at the end of the engine's round */
 }
 
 /* ---- files ------------------------------------------------------------ */
@@ -1299,6 +1300,10 @@ static void *engine_main(void *arg) {
     reap(e);
     start_waiting(e);
     int wait = check_timers(e); /* last: it sees the pauses this round made */
+    if (e->wake_due) {
+      e->wake_due = 0;
+      wake_lua(e);
+    }
     curl_multi_poll(e->multi, NULL, 0, wait, NULL);
   }
   take_commands(e);
