@@ -68,6 +68,18 @@ describe("rateLimit", function()
       ("%.2f s for %.2f s expected"):format(out.secs, expected))
   end)
 
+  it("progress keeps its interval on a body of 1 MiB or more (written in 256 KiB pieces)", function()
+    -- 1.3 MB at 650 kB/s: about 2 s, so about 20 events at the default 100 ms; if progress
+    -- waited for 256 KiB pieces to fill there would be 5
+    local dir = S.tmpdir()
+    local n, events = 1300000, 0
+    local t = dt.downloadFile { url = f.url("/bytes?n=" .. n), filePath = dir .. "/x.bin", rateLimit = 650000 }
+    t:onProgressUpdate(function() events = events + 1 end)
+    local res = t:await()
+    assert.are.equal(n, res.dataLength)
+    assert.is_true(events >= 10, events .. " progress events")
+  end)
+
   it("keeps stallTimeout from firing during its own pauses", function()
     -- 16 KiB reads at 20000 B/s: each pause (~0.8 s) is longer than the stall limit
     local out = fetch { url = f.url("/bytes?n=40000"), rateLimit = 20000, stallTimeout = 300 }

@@ -763,6 +763,12 @@ static size_t write_body(char *buf, size_t size, size_t n, void *ud) {
   }
   x->run->written += (int64_t)len;
   if (x->run->last_byte - x->run->last_progress >= (double)x->opts->progress_interval_ms) {
+    /* progress counts what the file holds: on a slow link or with rateLimit,
+     * 256 KiB would take longer than progressInterval to gather */
+    if (x->run->wlen > 0 && !gather_flush(x)) {
+      set_fail(x, DT_ERR_SAVE, "save file error: %s", strerror(errno));
+      return 0;
+    }
     x->run->last_progress = x->run->last_byte;
     publish(x->engine, x, DT_EV_PROGRESS, NULL, NULL);
   }
