@@ -120,6 +120,16 @@ describe("OpenResty, one worker", function()
     assert.are.equal("200", r2.fields.status, r2.body)
   end)
 
+  it("await() inside a listener raises a clear error (logged), the request still gets its result", function()
+    local r = OR.get(o, fetch_target { url = ng.url("small.txt"), boom = "await" })
+    assert.are.equal("200", r.fields.status, r.body)
+    local log = wait_until("the error in error.log", function()
+      local text = errlog(o)
+      return text:find("cannot wait inside a listener in OpenResty", 1, true) and text
+    end)
+    assert.truthy(log:find("[error]", 1, true), log)
+  end)
+
   it("abort() from another request ends the awaiting one", function()
     local h = OR.send(o, fetch_target { url = f.url("/hang"), id = "H" })
     wait_pending(o, "H")

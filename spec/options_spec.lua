@@ -537,5 +537,26 @@ describe("options", function()
     it("timeout = 2.0 (an integral float) is accepted", function()
       expect_ok(fetch { url = ng.url("small.txt"), timeout = 2000.0 })
     end)
+
+    it("options from __index (fresh strings each read) are copied before anything frees them", function()
+      -- the url below exists only while downloadFile holds it; copying 200 header lines
+      -- allocates, and with the collector at its most eager a string not kept on the
+      -- stack was freed before the copy (valgrind and ASan saw it)
+      local headers = {}
+      for i = 1, 200 do headers["X-H" .. i] = ("v"):rep(i) end
+      local base = f.url("/echo")
+      local opts = setmetatable({ header = headers }, { __index = function(_, k)
+        if k == "url" then return base .. "?" .. ("q"):rep(300) end
+      end })
+      local pause = collectgarbage("setpause", 0)
+      local ok, out = pcall(fetch, opts)
+      collectgarbage("setpause", pause)
+      assert(ok, out)
+      expect_ok(out)
+      local h = echoed(out.res.tempFilePath)
+      assert.are.equal(("v"):rep(200), h["x-h200"])
+      assert.are.equal(("v"):rep(1), h["x-h1"])
+      os.remove(out.res.tempFilePath)
+    end)
   end)
 end)

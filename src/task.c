@@ -228,19 +228,24 @@ static void check_options(lua_State *L) {
   }
 }
 
-/* The string option `name` (checked already) or NULL; adds its size to *need. */
-static const char *opt_sized(lua_State *L, const char *name, size_t *need) {
-  const char *s = opt_string(L, name, 0);
-  if (s) *need += strlen(s) + 1;
-  return s;
+/* A string option of the engine's (checked already): it stays on the stack
+ * until copied, since an __index function may return a string nothing else
+ * holds, which the collection a later allocation runs would free. */
+typedef struct sized { const char *s; size_t n; } sized;
+
+static sized opt_sized(lua_State *L, const char *name, size_t *need) {
+  sized v = {NULL, 0};
+  if (!opt_get(L, name)) return v;
+  v.s = lua_tolstring(L, -1, &v.n); /* left on the stack */
+  *need += v.n + 1;
+  return v;
 }
 
-/* Copies s (may be NULL) to *at and moves *at past it. */
-static char *put_string(char **at, const char *s) {
+/* Copies s (may be NULL) with its terminator to *at and moves *at past it. */
+static char *put_string(char **at, const char *s, size_t n) {
   if (!s) return NULL;
-  size_t n = strlen(s) + 1;
-  char *c = memcpy(*at, s, n);
-  *at += n;
+  char *c = memcpy(*at, s, n + 1);
+  *at += n + 1;
   return c;
 }
 
@@ -269,18 +274,20 @@ static size_t header_lines(lua_State *L, int h, size_t *need) {
 
 /* Builds the engine's options from the checked table, in one allocation
  * (see dt_opts); NULL when out of memory. Everything that may allocate in
- * Lua (and so raise) happens before the malloc; the strings stay anchored
- * by the options table at index 1 and the line array meanwhile. */
+ * Lua (and so raise) happens before the malloc; the strings stay on the
+ * stack (and the lines in their array) until they are copied. */
 static dt_opts *build_options(lua_State *L, dt_state *st) {
   dt_opts v;
   memset(&v, 0, sizeof v);
   size_t need = 0;
-  const char *url = opt_sized(L, "url", &need);
-  const char *file_path = opt_sized(L, "filePath", &need);
-  const char *ca_file = opt_sized(L, "caFile", &need);
-  const char *proxy = opt_sized(L, "proxy", &need);
-  const char *etag = opt_sized(L, "etag", &need);
-  const char *sha256 = opt_sized(L, "sha256", &need);
+  int base = lua_gettop(L);
+  luaL_checkstack(L, 12, "downloadFile options");
+  sized url = opt_sized(L, "url", &need);
+  sized file_path = opt_sized(L, "filePath", &need);
+  sized ca_file = opt_sized(L, "caFile", &need);
+  sized proxy = opt_sized(L, "proxy", &need);
+  sized etag = opt_sized(L, "etag", &need);
+  sized sha256 = opt_sized(L, "sha256", &need);
   v.timeout_ms = opt_int(L, "timeout", 60000, 0);
   v.connect_timeout_ms = opt_int(L, "connectTimeout", 30000, 0);
   v.max_redirects = opt_int(L, "maxRedirects", 10, 0);
@@ -304,22 +311,24 @@ static dt_opts *build_options(lua_State *L, dt_state *st) {
     char *at = (char *)(hl + v.nheaders);
     for (size_t i = 0; i < v.nheaders; i++) {
       lua_rawgeti(L, lines, (lua_Integer)i + 1);
-      hl[i] = put_string(&at, lua_tostring(L, -1)); /* a string already: no allocation */
+      size_t n;
+      const char *line = lua_tolstring(L, -1, &n); /* a string already: no allocation */
+      hl[i] = put_string(&at, line, n);
       lua_pop(L, 1);
     }
     if (v.nheaders) o->headers = hl;
-    o->url = put_string(&at, url);
-    o->file_path = put_string(&at, file_path);
-    o->ca_file = put_string(&at, ca_file);
-    o->proxy = put_string(&at, proxy);
-    o->etag = put_string(&at, etag);
-    char *sha = put_string(&at, sha256);
+    o->url = put_string(&at, url.s, url.n);
+    o->file_path = put_string(&at, file_path.s, file_path.n);
+    o->ca_file = put_string(&at, ca_file.s, ca_file.n);
+    o->proxy = put_string(&at, proxy.s, proxy.n);
+    o->etag = put_string(&at, etag.s, etag.n);
+    char *sha = put_string(&at, sha256.s, sha256.n);
     for (char *p = sha; p && *p; p++)
       if (*p >= 'A' && *p <= 'F') *p = (char)(*p + 32);
     o->sha256 = sha;
     o->shared = dt_shared_ref(st->shared);
   }
-  lua_settop(L, top);
+  lua_settop(L, base);
   return o;
 }
 
@@ -760,9 +769,11 @@ static const char AWAIT_LUA[] =
     "local NGX_WAIT = {rewrite = true, server_rewrite = true, access = true, content = true,\n"
     "  timer = true, ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,\n"
     "  preread = true}\n"
-    "local waiting, ticking = {}, false\n"
+    "local waiting, ticking, in_tick = {}, false, false\n"
     "local function poll_and_wake(ngx)\n"
+    "  in_tick = true\n"
     "  local ok, live = pcall(tick)\n"
+    "  in_tick = false\n"
     "  if not ok then ngx.log(ngx.ERR, 'downloadtask: ', tostring(live)) end\n"
     "  for task, w in pairs(waiting) do\n"
     "    if await(task, true) ~= 0 then waiting[task] = nil w.sema:post(w.n) end\n"
@@ -790,6 +801,10 @@ static const char AWAIT_LUA[] =
     "end\n"
     "local function ngx_await(self, ngx)\n"
     "  local n, a, b = await(self, true)\n"
+    "  if n == 0 and in_tick then\n"
+    "    error('DownloadTask:await: cannot wait inside a listener in OpenResty (listeners run in '\n"
+    "      .. 'the poller timer); await in a timer of your own (ngx.timer.at)', 3)\n"
+    "  end\n"
     "  if n == 0 then\n"
     "    local w = waiting[self]\n"
     "    if not w then\n"
@@ -811,8 +826,15 @@ static const char AWAIT_LUA[] =
     "      end\n"
     "    end\n"
     "    while n == 0 do\n"
-    "      w.sema:wait(3600)\n"
+    "      w.sema:wait(1)\n"
     "      n, a, b = await(self, true)\n"
+    "      if n == 0 and not ticking then\n"
+    "        -- the poller could not schedule its next round (timers exhausted): start\n"
+    "        -- it again, or poll from here\n"
+    "        ticking = true\n"
+    "        if not ngx.timer.at(0, ngx_tick) then ticking = false poll_and_wake(ngx) end\n"
+    "        n, a, b = await(self, true)\n"
+    "      end\n"
     "    end\n"
     "  end\n"
     "  if n == 1 then return a end\n"
