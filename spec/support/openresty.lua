@@ -30,24 +30,9 @@ local LUA_MODULE = "/usr/share/nginx/modules/ngx_http_lua_module.so"
 local NDK_MODULE = "/usr/share/nginx/modules/ndk_http_module.so"
 local HOST = "127.0.0.1"
 
-local HERE = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
-HERE = HERE:gsub("^%./", "")
-if HERE:sub(1, 1) ~= "/" then HERE = lfs.currentdir() .. (HERE == "." and "" or "/" .. HERE) end
+local HERE = S.SUPPORT_DIR
 local REPO = HERE:gsub("/spec/support$", "")
-
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", [['\'']]) .. "'"
-end
-
-local function bash(script)
-  local ok = os.execute("bash -c " .. quote(script))
-  return ok == true or ok == 0         -- 5.1 and LuaJIT return the status
-end
-
--- Close inherited descriptors above 2 (as servers.lua does): luasocket and libcurl
--- sockets are not close-on-exec, and nginx must not hold a spec's connection open.
-local CLOSE_FDS = [[for fd in $(ls /proc/$$/fd); do ]]
-  .. [[[ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null; done; ]]
+local quote, bash, CLOSE_FDS = S.quote, S.bash, S.CLOSE_FDS
 
 function OR.escape(s)
   return (tostring(s):gsub("[^%w%-%._~]", function(ch) return ("%%%02X"):format(ch:byte()) end))

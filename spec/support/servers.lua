@@ -77,6 +77,9 @@ local CLOSE_FDS = [[for fd in $(ls /proc/$$/fd); do ]]
 
 local function sleep(seconds) socket.sleep(seconds) end
 
+-- for other spec helpers (spec/support/openresty.lua)
+S.quote, S.bash, S.CLOSE_FDS, S.SUPPORT_DIR = quote, bash, CLOSE_FDS, HERE
+
 function S.readfile(path)
   local f = io.open(path, "rb")
   if not f then return nil end
