@@ -434,15 +434,15 @@ static double mono_s(void) {
 int dispatch_run(lua_State *L, dt_state *st) {
   /* tasks queued by listeners during this run wait for the next one, so a
    * listener that keeps creating work cannot keep poll() from returning */
-  size_t budget = 0;
-  for (dt_task *t = st->fifo_head; t; t = t->fifo_next) budget++;
+  size_t turns = 0;
+  for (dt_task *t = st->fifo_head; t; t = t->fifo_next) turns++;
   luaL_checkstack(L, 8, "downloadtask dispatcher");
   /* poll(0) in a frame: after its time budget, the tasks left wait for the
    * next poll (each task's events stay whole and in order; progress values
    * that pile up meanwhile are coalesced) */
   double deadline = st->depth == 1 ? st->deadline : 0;
   dt_task *t;
-  while (budget-- > 0 && (t = first_ready(st))) {
+  while (turns-- > 0 && (t = first_ready(st))) {
     int rc = deliver(L, st, t);
     if (rc != LUA_OK) return rc;
     if (deadline > 0 && mono_s() >= deadline) break;
