@@ -186,21 +186,25 @@ describe("lifecycle", function()
     -- from run to run) and all others (files, pipes, ...), which must come
     -- back exactly.
     local function fds()
-      local sockets, others = 0, 0
+      local sockets, others, list = 0, 0, {}
       for name in lfs.dir("/proc/self/fd") do
         if name ~= "." and name ~= ".." then
           local target = lfs.symlinkattributes("/proc/self/fd/" .. name, "target") or ""
-          if target:match("^socket:") then sockets = sockets + 1 else others = others + 1 end
+          if target:match("^socket:") then sockets = sockets + 1
+          else others = others + 1; list[#list + 1] = name .. "=" .. target end
         end
       end
-      return others, sockets
+      table.sort(list)
+      return others, sockets, table.concat(list, " ")
     end
 
+    -- Read whole and closed here: an io.lines loop left early keeps its file
+    -- open until a collection, and fds() would count it.
     local function rss_kb()
-      for line in io.lines("/proc/self/status") do
-        local v = line:match("^VmRSS:%s*(%d+)")
-        if v then return tonumber(v) end
-      end
+      local f = assert(io.open("/proc/self/status"))
+      local text = f:read("a")
+      f:close()
+      return tonumber(text:match("VmRSS:%s*(%d+)"))
     end
 
     it("1000 tiny downloads all succeed without growing memory or descriptors", function()
@@ -226,21 +230,21 @@ describe("lifecycle", function()
       collectgarbage()
       collectgarbage()
       local mem0, rss0 = collectgarbage("count"), rss_kb()
-      local fds0, sockets0 = fds()
+      local fds0, sockets0, list0 = fds()
 
       submit(400)                   -- all queued at once, maxConcurrent default
       for _ = 1, 5 do submit(100) end
       collectgarbage()
       collectgarbage()
       local mem1, rss1 = collectgarbage("count"), rss_kb()
-      local fds1, sockets1 = fds()
+      local fds1, sockets1, list1 = fds()
 
       assert.are.same({}, failed)
       assert.are.equal(1000, ok)
       assert.are.equal(0, dt.poll(0))
       assert.is_true(mem1 - mem0 < 300, ("Lua memory grew by %.1f KB"):format(mem1 - mem0))
-      assert.are.equal(fds0, fds1, ("descriptors other than sockets: %d after the first 100, %d after 1000")
-        :format(fds0, fds1))
+      assert.are.equal(fds0, fds1, ("descriptors other than sockets: %d after the first 100 (%s), %d after 1000 (%s)")
+        :format(fds0, list0, fds1, list1))
       assert.is_true(sockets1 <= sockets0 + DEFAULTS.maxConcurrent,
         ("sockets: %d after the first 100, %d after 1000"):format(sockets0, sockets1))
       -- C-side leaks do not show in collectgarbage: a coarse look at RSS
