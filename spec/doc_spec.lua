@@ -80,7 +80,9 @@ describe("make doc", function()
   local dir, html, out, rc
 
   setup(function()
-    dir = assert(io.popen("mktemp -d \"${TMPDIR:-/tmp}/dt-doc.XXXXXX\"")):read("*l")
+    local p = assert(io.popen("mktemp -d \"${TMPDIR:-/tmp}/dt-doc.XXXXXX\""))
+    dir = p:read("*l")
+    p:close()   -- closed now, not at some collection in a later spec that counts descriptors
     out, rc = sh(("make -s doc DOC_DIR=%q"):format(dir))
     local f = io.open(dir .. "/index.html", "rb")
     if f then
