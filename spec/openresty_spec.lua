@@ -161,6 +161,20 @@ describe("OpenResty, one worker", function()
     assert.is_true(S.file_matches_pattern(o.files .. "/bg.bin", 100000))
   end)
 
+  it("a download nobody awaits completes; its callbacks run in the poller timer", function()
+    local r = OR.get(o, "/fire?id=fire&file=fire.bin&url=" .. OR.escape(f.url("/bytes?n=100000&rate=400000")))
+    assert.are.equal("started", r.body:match("^[^\n]*"))
+    assert.are.equal("none", OR.get(o, "/result?id=fire").fields.result)  -- still downloading
+    local res = wait_until("the unawaited download's success", function()
+      local x = OR.get(o, "/result?id=fire")
+      return x.fields.status and x
+    end)
+    assert.are.equal("200", res.fields.status, res.body)
+    assert.are.equal("100000", res.fields.length)
+    assert.are.equal("timer", res.fields.phase)
+    assert.is_true(S.file_matches_pattern(o.files .. "/fire.bin", 100000))
+  end)
+
   it("loads in init_by_lua, in the master; a download there before the fork does not hurt", function()
     local r = OR.get(o, "/init")
     assert.are.equal("ok 200 19", r.fields.init, r.body)

@@ -79,6 +79,7 @@ struct dt_state {
   long poll_budget_us; /* poll(0) stops delivering after this long (0: never) */
   double deadline;     /* of the running poll(0), monotonic seconds; 0: none */
   int anchors; /* registry reference of the anchor table */
+  int ngx;     /* loaded under nginx's Lua module: downloadFile starts the poller */
 };
 
 /* module.c */

@@ -351,6 +351,8 @@ static dt_opts *build_options(lua_State *L, dt_state *st) {
  * }
  */
 /* dt.downloadFile(options) -> DownloadTask */
+static void ngx_kick(lua_State *L, dt_state *st);
+
 int task_new(lua_State *L) {
   check_options(L);
   lua_settop(L, 1);
@@ -391,6 +393,7 @@ int task_new(lua_State *L) {
   }
   st->live++;
   lua_settop(L, ti);
+  ngx_kick(L, st);
   return 1;
 }
 
@@ -762,7 +765,8 @@ static int l_await_tick(lua_State *L) {
  * blocking would stall the worker. There, one timer per worker polls every
  * TICK seconds while tasks remain (listeners run in that timer, never in a
  * request), and await waits on an ngx.semaphore that the timer posts once
- * the task has ended. */
+ * the task has ended. downloadFile starts the timer through kick (the
+ * chunk's second result) when it is not running. */
 static const char AWAIT_LUA[] =
     "local await, yield, tick = ...\n"
     "local TICK = 0.005\n"
@@ -804,6 +808,13 @@ static const char AWAIT_LUA[] =
     "  local ok, err = ngx.timer.at(0, ngx_tick)\n"
     "  ticking = ok and true or false\n"
     "  return ticking, err\n"
+    "end\n"
+    "-- downloadFile's hook, in a worker: a download nobody awaits is driven too\n"
+    "local function kick()\n"
+    "  local ngx = rawget(_G, 'ngx')\n"
+    "  if not ticking and type(ngx) == 'table' and ngx.get_phase and ngx.get_phase() ~= 'init' then\n"
+    "    start_poller(ngx)\n"
+    "  end\n"
     "end\n"
     "local function ngx_await(self, ngx)\n"
     "  local n, a, b = await(self, true)\n"
@@ -850,7 +861,7 @@ static const char AWAIT_LUA[] =
     "  end\n"
     "  if n == 1 then return a end\n"
     "  return a, b\n"
-    "end\n";
+    "end, function() pcall(kick) end\n";
 
 /***
  * **(ext)** Waits for the task to end. In a coroutine: yields until the task has ended (the
@@ -869,14 +880,47 @@ static const char AWAIT_LUA[] =
  * end)()
  * dt.run()
  */
-/* pushes the await method */
+static const char KICK_KEY = 'k';
+
+/* Whether global `name` is a table, looked up without calling anything: raw,
+ * then through __index tables (nginx's Lua module may give a coroutine
+ * globals of its own that inherit the real ones that way). */
+static int global_is_table(lua_State *L, const char *name) {
+  int top = lua_gettop(L), found = 0;
+  lua_pushglobaltable(L);
+  for (int depth = 0; depth < 4 && lua_istable(L, -1); depth++) {
+    lua_pushstring(L, name);
+    lua_rawget(L, -2);
+    if (!lua_isnil(L, -1)) {
+      found = lua_istable(L, -1);
+      break;
+    }
+    lua_pop(L, 1);
+    if (!lua_getmetatable(L, -1)) break;
+    lua_pushliteral(L, "__index");
+    lua_rawget(L, -2);
+  }
+  lua_settop(L, top);
+  return found;
+}
+
+/* pushes the await method and OpenResty's poller kick */
 static void push_await(lua_State *L) {
   if (luaL_loadbuffer(L, AWAIT_LUA, sizeof AWAIT_LUA - 1, "=downloadtask.await") != LUA_OK)
     lua_error(L);
   lua_pushcfunction(L, l_await_step);
   lua_pushcfunction(L, l_await_yield);
   lua_pushcfunction(L, l_await_tick);
-  lua_call(L, 3, 1);
+  lua_call(L, 3, 2);
+}
+
+/* Under nginx's Lua module (a global ngx table when the module is loaded),
+ * downloadFile starts the worker's poller, so that a download nobody awaits
+ * is driven too. Elsewhere this costs a flag test per download. */
+static void ngx_kick(lua_State *L, dt_state *st) {
+  if (!st->ngx) return;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &KICK_KEY);
+  lua_call(L, 0, 0);
 }
 
 /* ---- metamethods ------------------------------------------------------ */
@@ -955,6 +999,9 @@ void task_open(lua_State *L) {
   luaL_setfuncs(L, meta, 0);
   luaL_newlib(L, methods);
   push_await(L);
+  dt_state *st = state_get(L);
+  st->ngx = global_is_table(L, "ngx");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &KICK_KEY);
   lua_setfield(L, -2, "await");
   lua_pushcclosure(L, l_index, 1);
   lua_setfield(L, -2, "__index");
