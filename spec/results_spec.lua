@@ -85,8 +85,8 @@ end
 -- Runs a Lua chunk in a child of the Lua under test (the module under test
 -- first in its cpath); returns its output and exit status. `prefix` is put
 -- before the command (setpriv ...).
-local function child(script, prefix)
-  local code = ("package.cpath = %q .. package.cpath\n"):format(S.MODULE_CPATH .. ";") .. script
+local function child(script, prefix, cpath)
+  local code = ("package.cpath = %q .. package.cpath\n"):format((cpath or S.MODULE_CPATH) .. ";") .. script
   local p = assert(io.popen(("cd %s && %s timeout 30 %s -e %s 2>&1; echo \"rc=$?\"")
     :format(quote(ROOT), prefix or "", S.LUA, quote(code))))
   local out = p:read("*a")
@@ -519,27 +519,32 @@ describe("results", function()
 
     it("603303: permission denied (directory not writable for the user)", function()
       -- The child runs as nobody: it needs to reach the interpreter and the module under
-      -- test. A clone inside a private (0700) directory, as CI makes, is out of its reach;
-      -- the read-only tmpfs case above covers 603303 there.
-      local probe = S.MODULE_CPATH:gsub("%?", "downloadtask")
-      if not sh(("setpriv --reuid=65534 --regid=65534 --clear-groups test -r %s 2>/dev/null")
-          :format(quote(probe))) then
-        print("603303 (unprivileged child): skipped, nobody cannot reach " .. probe)
-        pending("the module under test is not reachable for an unprivileged user")
-        return
-      end
+      -- test. The clone may sit in a private (0700) directory, as CI's does: the child
+      -- loads a copy of the module from a directory of its own that nobody can read.
       local p = assert(io.popen("mktemp -d /tmp/dt-perm.XXXXXX"))
       local dir = p:read("*l")
       p:close()
-      sh(("chmod 755 %s"):format(quote(dir)))
+      local libdir = dir .. "/lib"
+      local module = S.MODULE_CPATH:gsub("%?", "downloadtask")
+      assert(sh(("mkdir %s && cp %s %s/ && chmod 755 %s %s && chmod 644 %s/*")
+        :format(quote(libdir), quote(module), quote(libdir), quote(dir), quote(libdir), quote(libdir))))
+      if not sh(("setpriv --reuid=65534 --regid=65534 --clear-groups test -r %s/downloadtask.so 2>/dev/null")
+          :format(quote(libdir))) then
+        sh(("rm -rf %s"):format(quote(dir)))
+        print("603303 (unprivileged child): skipped, nobody cannot reach " .. libdir)
+        pending("the module under test is not reachable for an unprivileged user")
+        return
+      end
+      local dest = dir .. "/dest"
+      assert(sh(("mkdir %s && chmod 755 %s"):format(quote(dest), quote(dest))))
       local out, rc = child(([[
         local dt = require "downloadtask"
         dt.configure { tempDir = %q }
         local res, err = dt.downloadFile{url = %q, filePath = %q}:await()
         print("RESULT", err and err.errno, err and err.errMsg)
-      ]]):format(dir, f.url("/bytes?n=100"), dir .. "/f"),
-        "setpriv --reuid=65534 --regid=65534 --clear-groups")
-      local listing = S.listdir(dir)
+      ]]):format(dest, f.url("/bytes?n=100"), dest .. "/f"),
+        "setpriv --reuid=65534 --regid=65534 --clear-groups", libdir .. "/?.so")
+      local listing = S.listdir(dest)
       sh(("rm -rf %s"):format(quote(dir)))
       if rc ~= 0 and out:match("setpriv") then
         print("603303 (unprivileged child): skipped, setpriv failed: " .. out)
