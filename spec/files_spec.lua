@@ -38,7 +38,7 @@ local function umask()
   -- read whole and closed: an io.lines loop left early keeps the file open
   -- until a collection, and the descriptor-counting specs would see it
   local f = assert(io.open("/proc/self/status"))
-  local text = f:read("a")
+  local text = f:read("*a")
   f:close()
   local m = text:match("Umask:%s*(%d+)")
   if not m then error("no Umask in /proc/self/status") end

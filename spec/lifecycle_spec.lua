@@ -167,9 +167,9 @@ describe("lifecycle", function()
           pcall(dt.poll, 0)
           print("gc done")
         end
-        local keep                  -- 5.1 and LuaJIT: no __gc on tables, a proxy (kept alive)
-        if newproxy then keep = newproxy(true); getmetatable(keep).__gc = gc
-        else setmetatable({}, { __gc = gc }) end
+        local keep                  -- kept alive: finalized at the close, not by a collection
+        if newproxy then keep = newproxy(true); getmetatable(keep).__gc = gc  -- 5.1, LuaJIT
+        else keep = setmetatable({}, { __gc = gc }) end
         dt = require "downloadtask"
         t = dt.downloadFile { url = %q }
         dt.poll(50)
@@ -202,7 +202,7 @@ describe("lifecycle", function()
     -- open until a collection, and fds() would count it.
     local function rss_kb()
       local f = assert(io.open("/proc/self/status"))
-      local text = f:read("a")
+      local text = f:read("*a")
       f:close()
       return tonumber(text:match("VmRSS:%s*(%d+)"))
     end
