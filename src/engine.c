@@ -458,9 +458,7 @@ static void gather_end(dt_xfer *x) {
  * 0, or -1 with errno. */
 static int gather_flush_end(dt_xfer *x) {
   int ok = !x->run->wbuf || gather_flush(x);
-  int saved = errno;
-  gather_end(x);
-  errno = saved;
+  gather_end(x); /* only returns the buffer to the pool: errno stays */
   return ok ? 0 : -1;
 }
 
