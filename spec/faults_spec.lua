@@ -11,28 +11,9 @@
 -- TLS is in tls_spec.lua. Only 127.0.0.1 and localhost are ever contacted.
 local dt = require "downloadtask"
 local S = require "spec.support.servers"
-local socket = require "socket"
-local lfs = require "lfs"
+local H = require "spec.support.helpers"
 
-local DEFAULT_TMP = (os.getenv("TMPDIR") and os.getenv("TMPDIR") ~= "") and os.getenv("TMPDIR") or "/tmp"
-local DEFAULTS = {
-  maxConcurrent = 10,
-  progressInterval = 100,
-  userAgent = "downloadtask/" .. dt.version,
-  tempDir = DEFAULT_TMP,
-}
-local ROOT = lfs.currentdir()
-local now = socket.gettime
-local OLD = "old content that must survive\n"
-
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", [['\'']]) .. "'"
-end
-
-local function sh(cmd)
-  local ok = os.execute(cmd)
-  return ok == true or ok == 0       -- 5.1 and LuaJIT return the status
-end
+local ROOT, OLD, now, quote, sh = H.ROOT, H.OLD, H.now, H.quote, H.sh
 
 local function count_keys(t)
   local n = 0
@@ -44,38 +25,18 @@ end
 -- Helpers.
 
 local ng, f, tmp
-local tasks = {}
+local T = H.tracker()
 
 -- Runs one download to its end, then polls 150 ms more so that a second
 -- terminal event would be seen. out.calls lists success/fail/complete in order.
 local function fetch(opts)
-  local out = { calls = {}, progress = {}, headers = {} }
-  opts.success = function(r) out.res = r; out.calls[#out.calls + 1] = "success" end
-  opts.fail = function(e) out.err = e; out.calls[#out.calls + 1] = "fail" end
-  opts.complete = function(r) out.complete = r; out.calls[#out.calls + 1] = "complete" end
-  local t0 = now()
-  local t = dt.downloadFile(opts)
-  tasks[#tasks + 1] = t
-  out.task = t
-  t:onHeadersReceived(function(h) out.headers[#out.headers + 1] = h end)
-  t:onProgressUpdate(function(p) out.progress[#out.progress + 1] = p end)
-  local deadline = t0 + 30
-  while not out.complete and now() < deadline do dt.poll(20) end
-  out.elapsed = now() - t0
-  assert(out.complete, "download did not end within 30 s: " .. tostring(opts.url):sub(1, 200))
-  local quiet = now() + 0.15
-  while now() < quiet do dt.poll(10) end
-  return out
+  return T.fetch(opts, { quiet = 0.15, listen = true })
 end
 
 -- A small download works: the module is still usable. (To a filePath of its
 -- own: some cases leave tempDir pointing at a full or read-only file system.)
 local function expect_usable()
-  local path = S.tmpdir() .. "/usable.txt"
-  local res, err = dt.downloadFile { url = ng.url("small.txt"), filePath = path }:await()
-  assert(res, "module not usable any more: " .. tostring(err and err.errMsg))
-  assert.are.equal(200, res.statusCode)
-  assert.are.equal(S.SMALL_TXT, S.readfile(path))
+  H.expect_usable(200)
 end
 
 local function expect_one_terminal(out, kind)
@@ -90,11 +51,7 @@ end
 --   or expect.status [, expect.check(path_of_body)]
 -- Returns out; the case's directory is out.dir.
 local function case(opts, expect)
-  local dir = S.tmpdir()
-  local dest = dir .. "/dest.bin"
-  S.writefile(dest, OLD)
-  opts.filePath = dest
-  local out = fetch(opts)
+  local out, dir, dest = H.fetch_over_old(fetch, opts)
   out.dir = dir
   if expect.errno then
     expect_one_terminal(out, "fail")
@@ -137,8 +94,7 @@ end
 -- The caller unmounts it with finally().
 local function tmpfs(options)
   local mnt = S.tmpdir() .. "/mnt"
-  assert(lfs.mkdir(mnt))
-  if not sh(("mount -t tmpfs -o %s tmpfs %s 2>/dev/null"):format(options, quote(mnt))) then
+  if not H.mount_tmpfs(mnt, options) then
     return nil
   end
   finally(function()
@@ -161,24 +117,9 @@ end
 ------------------------------------------------------------------------------
 
 describe("fault matrix", function()
-  setup(function()
-    ng, f = S.nginx(), S.fault()
-  end)
-
-  before_each(function()
-    tmp = S.tmpdir()
-    dt.configure { tempDir = tmp }
-  end)
-
-  after_each(function()
-    for _, t in ipairs(tasks) do
-      if t.state == "queued" or t.state == "running" then t:abort() end
-    end
-    tasks = {}
-    local deadline = now() + 10
-    while dt.poll(20) > 0 and now() < deadline do end
-    dt.configure(DEFAULTS)
-  end)
+  setup(function() ng, f = S.nginx(), S.fault() end)
+  before_each(function() tmp = H.fresh_tempdir() end)
+  after_each(T.cleanup)
 
   ----------------------------------------------------------------------------
   describe("bodies cut short or mis-framed", function()
@@ -236,7 +177,7 @@ describe("fault matrix", function()
         success = function() calls[#calls + 1] = "success" end,
         complete = function() calls[#calls + 1] = "complete" end,
       }
-      tasks[#tasks + 1] = t
+      T.track(t)
       local deadline = now() + 0.3
       while now() < deadline do dt.poll(10) end
       assert.are.equal("running", t.state)
@@ -552,7 +493,7 @@ int luaopen_dtforkhelper(lua_State *L) {
         fail = function(e) calls[#calls + 1] = "fail:" .. e.errno .. ":" .. e.errMsg end,
         complete = function() calls[#calls + 1] = "complete" end,
       }
-      tasks[#tasks + 1] = t
+      T.track(t)
       local written = 0
       t:onProgressUpdate(function(p) written = p.totalBytesWritten end)
       local deadline = now() + 5

@@ -5,42 +5,14 @@ local dt = require "downloadtask"
 local S = require "spec.support.servers"
 local socket = require "socket"
 local lfs = require "lfs"
+local H = require "spec.support.helpers"
 
-local DEFAULT_TMP = (os.getenv("TMPDIR") and os.getenv("TMPDIR") ~= "") and os.getenv("TMPDIR") or "/tmp"
-local DEFAULTS = {
-  maxConcurrent = 10,
-  progressInterval = 100,
-  userAgent = "downloadtask/" .. dt.version,
-  tempDir = DEFAULT_TMP,
-}
-local ROOT = lfs.currentdir()
-local now = socket.gettime
-local OLD = "old content that must survive\n"
-
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", [['\'']]) .. "'"
-end
-
-local function sh(cmd)
-  local ok = os.execute(cmd)
-  return ok == true or ok == 0       -- 5.1 and LuaJIT return the status
-end
-
-local function mode_of(path)
-  local p = assert(io.popen("stat -c %a " .. quote(path) .. " 2>/dev/null"))
-  local m = p:read("*l")
-  p:close()
-  return m
-end
+local ROOT, OLD, now, settle = H.ROOT, H.OLD, H.now, H.settle
+local quote, sh, mode_of = H.quote, H.sh, H.mode_of
 
 -- This process's umask, from /proc.
 local function umask()
-  -- read whole and closed: an io.lines loop left early keeps the file open
-  -- until a collection, and the descriptor-counting specs would see it
-  local f = assert(io.open("/proc/self/status"))
-  local text = f:read("*a")
-  f:close()
-  local m = text:match("Umask:%s*(%d+)")
+  local m = H.proc_status("Umask")
   if not m then error("no Umask in /proc/self/status") end
   return tonumber(m, 8)
 end
@@ -55,29 +27,8 @@ local function clear_bits(a, b)
   return r
 end
 
-local tasks = {}
-local function start(opts)
-  local t = dt.downloadFile(opts)
-  tasks[#tasks + 1] = t
-  return t
-end
-
-local function settle(seconds)
-  local deadline = now() + (seconds or 10)
-  while dt.poll(20) > 0 and now() < deadline do end
-end
-
-local function fetch(opts)
-  local out = { calls = {} }
-  opts.success = function(r) out.res = r; out.calls[#out.calls + 1] = "success" end
-  opts.fail = function(e) out.err = e; out.calls[#out.calls + 1] = "fail" end
-  opts.complete = function(r) out.complete = r; out.calls[#out.calls + 1] = "complete" end
-  out.task = start(opts)
-  local deadline = now() + 30
-  while not out.complete and now() < deadline do dt.poll(20) end
-  assert(out.complete, "download did not end within 30 s: " .. tostring(opts.url))
-  return out
-end
+local T = H.tracker()
+local start, fetch = T.start, T.fetch
 
 -- Waits (up to `seconds`) for the directory listing to equal `expected`;
 -- returns the last listing.
@@ -95,23 +46,9 @@ end
 describe("files", function()
   local ng, f, tmp
 
-  setup(function()
-    ng, f = S.nginx(), S.fault()
-  end)
-
-  before_each(function()
-    tmp = S.tmpdir()
-    dt.configure { tempDir = tmp }
-  end)
-
-  after_each(function()
-    for _, t in ipairs(tasks) do
-      if t.state == "queued" or t.state == "running" then t:abort() end
-    end
-    tasks = {}
-    settle()
-    dt.configure(DEFAULTS)
-  end)
+  setup(function() ng, f = S.nginx(), S.fault() end)
+  before_each(function() tmp = H.fresh_tempdir() end)
+  after_each(T.cleanup)
 
   describe("after a failure, the directory holds only what was there before", function()
     -- { name, options (filePath added), expected errno }
@@ -192,13 +129,12 @@ describe("files", function()
     it("permission denied (read-only file system): the destination is untouched", function()
       local dir = S.tmpdir()
       local mnt = dir .. "/ro"
-      assert(lfs.mkdir(mnt))
-      if not sh(("mount -t tmpfs -o size=1m tmpfs %s 2>/dev/null"):format(quote(mnt))) then
+      if not H.mount_tmpfs(mnt, "size=1m") then
         print("permission denied: skipped, mount -t tmpfs is not permitted here")
         pending("cannot mount a tmpfs")
         return
       end
-      local ok, err = pcall(function()
+      H.then_umount(mnt, function()
         S.writefile(mnt .. "/dest.bin", OLD)
         assert(sh(("mount -o remount,ro %s"):format(quote(mnt))), "remount read-only failed")
         local out = fetch { url = ng.url("1k.bin"), filePath = mnt .. "/dest.bin" }
@@ -206,28 +142,23 @@ describe("files", function()
         assert.are.same({ "dest.bin" }, S.listdir(mnt))
         assert.are.equal(OLD, S.readfile(mnt .. "/dest.bin"))
       end)
-      sh(("umount %s"):format(quote(mnt)))
-      assert(ok, err)
     end)
 
     it("disk full: the partial file is removed", function()
       local dir = S.tmpdir()
       local mnt = dir .. "/small-fs"
-      assert(lfs.mkdir(mnt))
-      if not sh(("mount -t tmpfs -o size=64k tmpfs %s 2>/dev/null"):format(quote(mnt))) then
+      if not H.mount_tmpfs(mnt, "size=64k") then
         print("disk full: skipped, mount -t tmpfs is not permitted here")
         pending("cannot mount a small tmpfs")
         return
       end
-      local ok, err = pcall(function()
+      H.then_umount(mnt, function()
         S.writefile(mnt .. "/dest.bin", OLD)
         local out = fetch { url = ng.url("1m.bin"), filePath = mnt .. "/dest.bin" }
         assert.are.equal(603300, out.err.errno)
         assert.are.same({ "dest.bin" }, S.listdir(mnt))
         assert.are.equal(OLD, S.readfile(mnt .. "/dest.bin"))
       end)
-      sh(("umount %s"):format(quote(mnt)))
-      assert(ok, err)
     end)
   end)
 
@@ -278,15 +209,11 @@ describe("files", function()
     for _, m in ipairs { { "077", "600" }, { "002", "664" }, { "022", "644" } } do
       it("the destination gets mode " .. m[2] .. " under umask " .. m[1] .. " (child process)", function()
         local dir = S.tmpdir()
-        local code = ("package.cpath = %q .. package.cpath\n"):format(S.MODULE_CPATH .. ";") .. ([[
+        local out = H.child(([[
           local dt = require "downloadtask"
           local res, err = dt.downloadFile{url = %q, filePath = %q}:await()
           print(res and res.statusCode or err.errMsg)
-        ]]):format(ng.url("small.txt"), dir .. "/f")
-        local p = assert(io.popen(("cd %s && umask %s && timeout 30 %s -e %s 2>&1")
-          :format(quote(ROOT), m[1], S.LUA, quote(code))))
-        local out = p:read("*a")
-        p:close()
+        ]]):format(ng.url("small.txt"), dir .. "/f"), "umask " .. m[1] .. " &&")
         assert.are.equal("200\n", out)
         assert.are.equal(m[2], mode_of(dir .. "/f"))
       end)

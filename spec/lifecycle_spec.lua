@@ -3,36 +3,16 @@
 -- descriptors.
 local dt = require "downloadtask"
 local S = require "spec.support.servers"
-local socket = require "socket"
 local lfs = require "lfs"
+local H = require "spec.support.helpers"
 
-local DEFAULT_TMP = (os.getenv("TMPDIR") and os.getenv("TMPDIR") ~= "") and os.getenv("TMPDIR") or "/tmp"
-local DEFAULTS = {
-  maxConcurrent = 10,
-  progressInterval = 100,
-  userAgent = "downloadtask/" .. dt.version,
-  tempDir = DEFAULT_TMP,
-}
-local ROOT = lfs.currentdir()
-local now = socket.gettime
-
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", [['\'']]) .. "'"
-end
+local DEFAULTS, now = H.DEFAULTS, H.now
 
 -- Runs `code` with `<the Lua under test> -e` from the repo root (same
 -- LUA_PATH/LUA_CPATH, the module under test first). Returns stdout+stderr,
 -- exit status, seconds.
 local function child(code)
-  code = ("package.cpath = %q .. package.cpath\n"):format(S.MODULE_CPATH .. ";" .. "./?.so;") .. code
-  local t0 = now()
-  local p = assert(io.popen(("cd %s && timeout 30 %s -e %s 2>&1; echo \"rc=$?\"")
-    :format(quote(ROOT), S.LUA, quote(code))))
-  local out = p:read("*a")
-  p:close()
-  local elapsed = now() - t0
-  local rc = tonumber(out:match("rc=(%d+)%s*$"))
-  return out:gsub("rc=%d+%s*$", ""), rc, elapsed
+  return H.child(code, nil, S.MODULE_CPATH .. ";" .. "./?.so")
 end
 
 -- The child: 20 trickled downloads into `dir` (+ 5 without filePath, whose
@@ -94,8 +74,7 @@ describe("lifecycle", function()
   end)
 
   after_each(function()
-    local deadline = now() + 10
-    while dt.poll(20) > 0 and now() < deadline do end
+    H.settle()
     dt.configure(DEFAULTS)
   end)
 
@@ -201,10 +180,7 @@ describe("lifecycle", function()
     -- Read whole and closed here: an io.lines loop left early keeps its file
     -- open until a collection, and fds() would count it.
     local function rss_kb()
-      local f = assert(io.open("/proc/self/status"))
-      local text = f:read("*a")
-      f:close()
-      return tonumber(text:match("VmRSS:%s*(%d+)"))
+      return tonumber(H.proc_status("VmRSS"))
     end
 
     it("1000 tiny downloads all succeed without growing memory or descriptors", function()

@@ -3,51 +3,22 @@
 local dt = require "downloadtask"
 local S = require "spec.support.servers"
 local socket = require "socket"
+local H = require "spec.support.helpers"
 
-local DEFAULT_TMP = (os.getenv("TMPDIR") and os.getenv("TMPDIR") ~= "") and os.getenv("TMPDIR") or "/tmp"
-local DEFAULTS = {
-  maxConcurrent = 10,
-  progressInterval = 100,
-  userAgent = "downloadtask/" .. dt.version,
-  tempDir = DEFAULT_TMP,
-}
-
-local now = socket.gettime
+local DEFAULTS, now, settle = H.DEFAULTS, H.now, H.settle
 
 -- Tasks started by the current test; after_each aborts what is left.
-local tasks = {}
-local function start(opts)
-  local t = dt.downloadFile(opts)
-  tasks[#tasks + 1] = t
-  return t
-end
-
--- Polls until no task is live (or the deadline passes).
-local function settle(seconds)
-  local deadline = now() + (seconds or 10)
-  while dt.poll(20) > 0 and now() < deadline do end
-end
+local T = H.tracker()
+local start = T.start
 
 -- Runs one download to its end. Returns a record with res/err, the order of
 -- the callbacks, the task and the elapsed time. Never hangs: 20 s deadline.
 local function fetch(opts)
-  local out = { calls = {} }
-  opts.success = function(r) out.res = r; out.calls[#out.calls + 1] = "success" end
-  opts.fail = function(e) out.err = e; out.calls[#out.calls + 1] = "fail" end
-  opts.complete = function(r) out.complete = r; out.calls[#out.calls + 1] = "complete" end
-  local t0 = now()
-  out.task = start(opts)
-  local deadline = t0 + 20
-  while not out.complete and now() < deadline do dt.poll(20) end
-  out.elapsed = now() - t0
-  assert(out.complete, "download did not end within 20 s: " .. tostring(opts.url))
-  return out
+  return T.fetch(opts, { timeout = 20 })
 end
 
 local function expect_ok(out, status)
-  assert.are.same({ "success", "complete" }, out.calls)
-  assert.are.equal(status or 200, out.res.statusCode)
-  assert.are.equal("downloadFile:ok", out.res.errMsg)
+  H.expect_ok(out, status)
 end
 
 local function expect_fail(out, errno, reason)
@@ -95,17 +66,10 @@ describe("options", function()
   end)
 
   before_each(function()
-    dt.configure { tempDir = S.tmpdir() }   -- private files of this test land here
+    H.fresh_tempdir()   -- private files of this test land here
   end)
 
-  after_each(function()
-    for _, t in ipairs(tasks) do
-      if t.state == "queued" or t.state == "running" then t:abort() end
-    end
-    tasks = {}
-    settle()
-    dt.configure(DEFAULTS)
-  end)
+  after_each(T.cleanup)
 
   describe("bad options raise an error at the call naming the option", function()
     local U = "http://127.0.0.1:1/"   -- never contacted: the call must fail first

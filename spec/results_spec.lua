@@ -2,67 +2,17 @@
 -- errno of SPEC.md with its errMsg.
 local dt = require "downloadtask"
 local S = require "spec.support.servers"
-local socket = require "socket"
 local lfs = require "lfs"
+local H = require "spec.support.helpers"
 
-local DEFAULT_TMP = (os.getenv("TMPDIR") and os.getenv("TMPDIR") ~= "") and os.getenv("TMPDIR") or "/tmp"
-local DEFAULTS = {
-  maxConcurrent = 10,
-  progressInterval = 100,
-  userAgent = "downloadtask/" .. dt.version,
-  tempDir = DEFAULT_TMP,
-}
-local ROOT = lfs.currentdir()
-local now = socket.gettime
+local now, settle = H.now, H.settle
+local quote, sh, mode_of = H.quote, H.sh, H.mode_of
 
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", [['\'']]) .. "'"
-end
-
-local function sh(cmd)
-  local ok = os.execute(cmd)
-  return ok == true or ok == 0       -- 5.1 and LuaJIT return the status
-end
-
-local function mode_of(path)
-  local p = assert(io.popen("stat -c %a " .. quote(path) .. " 2>/dev/null"))
-  local m = p:read("*l")
-  p:close()
-  return m
-end
-
-local tasks = {}
-local function start(opts)
-  local t = dt.downloadFile(opts)
-  tasks[#tasks + 1] = t
-  return t
-end
-
-local function settle(seconds)
-  local deadline = now() + (seconds or 10)
-  while dt.poll(20) > 0 and now() < deadline do end
-end
-
-local function fetch(opts)
-  local out = { calls = {} }
-  opts.success = function(r) out.res = r; out.calls[#out.calls + 1] = "success" end
-  opts.fail = function(e) out.err = e; out.calls[#out.calls + 1] = "fail" end
-  opts.complete = function(r) out.complete = r; out.calls[#out.calls + 1] = "complete" end
-  local t0 = now()
-  out.task = start(opts)
-  local deadline = t0 + 30
-  while not out.complete and now() < deadline do dt.poll(20) end
-  out.elapsed = now() - t0
-  assert(out.complete, "download did not end within 30 s: " .. tostring(opts.url))
-  return out
-end
+local T = H.tracker()
+local start, fetch = T.start, T.fetch
 
 local function expect_ok(out, status)
-  assert.are.same({ "success", "complete" }, out.calls)
-  assert.are.equal(status or 200, out.res.statusCode)
-  assert.are.equal("downloadFile:ok", out.res.errMsg)
-  assert.are.equal(out.res, out.complete)               -- the same table
-  assert.are.equal("done", out.task.state)
+  H.expect_ok(out, status, true)
 end
 
 -- reason: exact text after "downloadFile:fail ", or a Lua pattern when `pattern`.
@@ -85,15 +35,7 @@ end
 -- Runs a Lua chunk in a child of the Lua under test (the module under test
 -- first in its cpath); returns its output and exit status. `prefix` is put
 -- before the command (setpriv ...).
-local function child(script, prefix, cpath)
-  local code = ("package.cpath = %q .. package.cpath\n"):format((cpath or S.MODULE_CPATH) .. ";") .. script
-  local p = assert(io.popen(("cd %s && %s timeout 30 %s -e %s 2>&1; echo \"rc=$?\"")
-    :format(quote(ROOT), prefix or "", S.LUA, quote(code))))
-  local out = p:read("*a")
-  p:close()
-  local rc = tonumber(out:match("rc=(%d+)%s*$"))
-  return out:gsub("rc=%d+%s*$", ""), rc
-end
+local child = H.child
 
 local PROFILE_TIMES = {
   "fetchStart", "domainLookUpStart", "domainLookUpEnd", "connectStart", "connectEnd",
@@ -117,23 +59,9 @@ end
 describe("results", function()
   local ng, f, tmp
 
-  setup(function()
-    ng, f = S.nginx(), S.fault()
-  end)
-
-  before_each(function()
-    tmp = S.tmpdir()
-    dt.configure { tempDir = tmp }
-  end)
-
-  after_each(function()
-    for _, t in ipairs(tasks) do
-      if t.state == "queued" or t.state == "running" then t:abort() end
-    end
-    tasks = {}
-    settle()
-    dt.configure(DEFAULTS)
-  end)
+  setup(function() ng, f = S.nginx(), S.fault() end)
+  before_each(function() tmp = H.fresh_tempdir() end)
+  after_each(T.cleanup)
 
   describe("success", function()
     it("with filePath: statusCode, filePath, no tempFilePath, dataLength, errMsg", function()
@@ -502,19 +430,16 @@ describe("results", function()
     it("603303: permission denied (read-only file system)", function()
       local dir = S.tmpdir()
       local mnt = dir .. "/ro"
-      assert(lfs.mkdir(mnt))
-      if not sh(("mount -t tmpfs -o ro,size=1m tmpfs %s 2>/dev/null"):format(quote(mnt))) then
+      if not H.mount_tmpfs(mnt, "ro,size=1m") then
         print("603303 (read-only mount): skipped, mount -t tmpfs is not permitted here")
         pending("cannot mount a read-only tmpfs")
         return
       end
-      local ok, err = pcall(function()
+      H.then_umount(mnt, function()
         local out = fetch { url = ng.url("small.txt"), filePath = mnt .. "/small.txt" }
         expect_fail(out, 603303, "permission denied")
         assert.are.same({}, S.listdir(mnt))
       end)
-      sh(("umount %s"):format(quote(mnt)))
-      assert(ok, err)
     end)
 
     it("603303: permission denied (directory not writable for the user)", function()
@@ -561,20 +486,17 @@ describe("results", function()
     it("603300: no space left on device", function()
       local dir = S.tmpdir()
       local mnt = dir .. "/small-fs"
-      assert(lfs.mkdir(mnt))
-      if not sh(("mount -t tmpfs -o size=64k tmpfs %s 2>/dev/null"):format(quote(mnt))) then
+      if not H.mount_tmpfs(mnt, "size=64k") then
         print("603300 (disk full): skipped, mount -t tmpfs is not permitted here")
         pending("cannot mount a small tmpfs")
         return
       end
-      local ok, err = pcall(function()
+      H.then_umount(mnt, function()
         local out = fetch { url = ng.url("1m.bin"), filePath = mnt .. "/1m.bin" }
         expect_fail(out, 603300)
         assert.matches("^downloadFile:fail save file error: .", out.err.errMsg)
         assert.are.same({}, S.listdir(mnt))
       end)
-      sh(("umount %s"):format(quote(mnt)))
-      assert(ok, err)
     end)
 
     it("a failure carries only errMsg and errno", function()

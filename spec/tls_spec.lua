@@ -7,55 +7,28 @@
 -- module still usable.
 local dt = require "downloadtask"
 local S = require "spec.support.servers"
-local socket = require "socket"
+local H = require "spec.support.helpers"
 
-local DEFAULT_TMP = (os.getenv("TMPDIR") and os.getenv("TMPDIR") ~= "") and os.getenv("TMPDIR") or "/tmp"
-local DEFAULTS = {
-  maxConcurrent = 10,
-  progressInterval = 100,
-  userAgent = "downloadtask/" .. dt.version,
-  tempDir = DEFAULT_TMP,
-}
-local now = socket.gettime
-local OLD = "old content that must survive\n"
+local OLD = H.OLD
 
 local ng, f, tls, tmp
-local tasks = {}
+local T = H.tracker()
 
 -- Runs one download to its end, then polls 150 ms more so that a second
 -- terminal event would be seen.
 local function fetch(opts)
-  local out = { calls = {} }
-  opts.success = function(r) out.res = r; out.calls[#out.calls + 1] = "success" end
-  opts.fail = function(e) out.err = e; out.calls[#out.calls + 1] = "fail" end
-  opts.complete = function(r) out.complete = r; out.calls[#out.calls + 1] = "complete" end
-  local t = dt.downloadFile(opts)
-  tasks[#tasks + 1] = t
-  out.task = t
-  local deadline = now() + 30
-  while not out.complete and now() < deadline do dt.poll(20) end
-  assert(out.complete, "download did not end within 30 s: " .. tostring(opts.url))
-  local quiet = now() + 0.15
-  while now() < quiet do dt.poll(10) end
-  return out
+  return T.fetch(opts, { quiet = 0.15 })
 end
 
 local function expect_usable()
-  local path = S.tmpdir() .. "/usable.txt"
-  local res, err = dt.downloadFile { url = ng.url("small.txt"), filePath = path }:await()
-  assert(res, "module not usable any more: " .. tostring(err and err.errMsg))
-  assert.are.equal(S.SMALL_TXT, S.readfile(path))
+  H.expect_usable()
 end
 
 -- Downloads into a destination that holds OLD.
 --   expect = { errno =, reason = (pattern after "downloadFile:fail ") }
 --         or { ok = true, size = n (pattern bytes; default: small.txt) }
 local function case(opts, expect)
-  local dir = S.tmpdir()
-  local dest = dir .. "/dest.bin"
-  S.writefile(dest, OLD)
-  opts.filePath = dest
-  local out = fetch(opts)
+  local out, dir, dest = H.fetch_over_old(fetch, opts)
   local what = tostring(opts.url) .. (opts.caFile and " caFile" or "") .. (opts.insecure and " insecure" or "")
   if expect.errno then
     assert.are.same({ "fail", "complete" }, out.calls, what)
@@ -86,24 +59,9 @@ end
 local TLS_ERROR = "^TLS error: %S"
 
 describe("tls", function()
-  setup(function()
-    ng, f, tls = S.nginx(), S.fault(), S.nginx_tls()
-  end)
-
-  before_each(function()
-    tmp = S.tmpdir()
-    dt.configure { tempDir = tmp }
-  end)
-
-  after_each(function()
-    for _, t in ipairs(tasks) do
-      if t.state == "queued" or t.state == "running" then t:abort() end
-    end
-    tasks = {}
-    local deadline = now() + 10
-    while dt.poll(20) > 0 and now() < deadline do end
-    dt.configure(DEFAULTS)
-  end)
+  setup(function() ng, f, tls = S.nginx(), S.fault(), S.nginx_tls() end)
+  before_each(function() tmp = H.fresh_tempdir() end)
+  after_each(T.cleanup)
 
   describe("a valid certificate", function()
     it("is accepted with caFile, by IP address and by name (localhost)", function()
