@@ -363,7 +363,7 @@ static unsigned next_rand(void) {
   static atomic_uint counter;
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  return (unsigned)ts.tv_nsec ^ ((unsigned)getpid() << 16) ^ (atomic_fetch_add(&counter, 1) * 2654435761u);
+  return (unsigned)ts.tv_nsec ^ ((unsigned)self_pid() << 16) ^ (atomic_fetch_add(&counter, 1) * 2654435761u);
 }
 
 /* Creates "<file_path>.<random>.part" exclusively, never through a symlink. */
@@ -1406,14 +1406,20 @@ void engine_set_max_concurrent(dt_engine *e, long n) {
   curl_multi_wakeup(e->multi);
 }
 
-static void command_locked(dt_engine *e, dt_xfer *x) {
-  if (x->in_cmd) return;
+/* Queues a command; returns whether the engine must be woken for it. A
+ * list that was not empty already has a wakeup on its way (curl_multi_poll
+ * keeps it until it returns) and is taken whole: 10,000 downloadFile calls
+ * in a row make one wakeup, not 10,000. */
+static int command_locked(dt_engine *e, dt_xfer *x) {
+  if (x->in_cmd) return 0;
   x->in_cmd = 1;
   atomic_fetch_add(&x->refs, 1);
   x->next_cmd = NULL;
+  int was_empty = e->cmd_head == NULL;
   if (e->cmd_tail) e->cmd_tail->next_cmd = x;
   else e->cmd_head = x;
   e->cmd_tail = x;
+  return was_empty;
 }
 
 dt_xfer *engine_submit(dt_engine *e, dt_opts *opts, void *owner) {
@@ -1428,18 +1434,18 @@ dt_xfer *engine_submit(dt_engine *e, dt_opts *opts, void *owner) {
   x->owner = owner;
   x->phase = PH_NEW;
   pthread_mutex_lock(&e->mu);
-  command_locked(e, x);
+  int wake = command_locked(e, x);
   pthread_mutex_unlock(&e->mu);
-  curl_multi_wakeup(e->multi);
+  if (wake) curl_multi_wakeup(e->multi);
   return x;
 }
 
 void engine_abort(dt_engine *e, dt_xfer *x) {
   pthread_mutex_lock(&e->mu);
   if (!x->abort_req) x->abort_req = 1;
-  command_locked(e, x);
+  int wake = command_locked(e, x);
   pthread_mutex_unlock(&e->mu);
-  curl_multi_wakeup(e->multi);
+  if (wake) curl_multi_wakeup(e->multi);
 }
 
 void engine_release(dt_engine *e, dt_xfer *x) {
