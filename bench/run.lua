@@ -4,7 +4,8 @@
 --   lua5.4 bench/run.lua [--pairs N] [--only NAME,NAME] [--no-write]
 --
 -- NAMEs: big, game, mid, many, queue, poll. --pairs (default 7) is the number of timed
--- rounds after one warm-up round; each round runs every client once, alternating the order
+-- rounds after one warm-up round (3 times as many for the short workloads, mid and many);
+-- each round runs every client once, after a `sync`, alternating the order
 -- (downloadtask first in odd rounds, last in even ones). Ratios are taken round by round
 -- (downloadtask / curl of the same round) and their median is reported.
 -- Writes bench/results.md unless --no-write or --only is given.
@@ -158,24 +159,31 @@ end
 ------------------------------------------------------------------------------
 -- Rounds: a warm-up, then opt.pairs timed rounds, alternating the order of the clients.
 
-local function rounds(label, clients)
+-- Short workloads (under a second a run) get SHORT_ROUNDS times as many rounds: their
+-- spread from one run to the next is wider than the margins we look at.
+local SHORT_ROUNDS = 3
+
+local function rounds(label, clients, n)
   -- clients: list of { key=, run=function() -> r }; each run cleans up after itself
+  n = n or opt.pairs
   local runs = {}
   for _, c in ipairs(clients) do runs[c.key] = {} end
   B.log("bench: %s: warm-up", label)
   for _, c in ipairs(clients) do c.run() end
-  for i = 1, opt.pairs do
+  for i = 1, n do
     local order = {}
     for j = 1, #clients do order[j] = clients[i % 2 == 1 and j or #clients + 1 - j] end
     local line = {}
     for _, c in ipairs(order) do
       if c.warm then B.touch_pages(T.dir .. "/scratch/warm.bin", c.warm) end
+      -- the previous run's dirty pages and journal go to disk now, untimed, not during this run
+      B.sh("sync")
       socket.sleep(0.05)
       local r = c.run()
       table.insert(runs[c.key], r)
       line[#line + 1] = ("%s %.3f s"):format(c.key, r.wall)
     end
-    B.log("bench: %s: round %d/%d: %s", label, i, opt.pairs, table.concat(line, ", "))
+    B.log("bench: %s: round %d/%d: %s", label, i, n, table.concat(line, ", "))
   end
   return runs
 end
@@ -232,7 +240,24 @@ local function w_game()
 end
 
 local function w_mid()
-  R.mid = rounds("100 MiB -> file", single(100 * MiB, "100m.bin", "plain"))
+  R.mid = rounds("100 MiB -> file", single(100 * MiB, "100m.bin", "plain"), opt.pairs * SHORT_ROUNDS)
+end
+
+-- A fresh, empty destination directory for the next run of a many-files workload. The
+-- last run's files are moved aside, not deleted, and stay until the bench ends (`cleanup`
+-- removes its temp dir; 5 GB at most): ext4 skips inodes freed in the last seconds to
+-- minutes when it allocates new ones (recently_deleted), and with 1000 files deleted just
+-- before a run that scan was a sixth to a third of the run's time (perf), whichever client
+-- came next. Deleted between runs, the 10,000-file workload took 2-4 s a run instead of 1.
+local function dest_dir(out)
+  local retired = 0
+  return function()
+    if B.sh("test -d " .. q(out)) then
+      retired = retired + 1
+      B.sh(("mv %s %s"):format(q(out), q(("%s.retired.%d"):format(out, retired))))
+    end
+    B.sh("mkdir -p " .. q(out))
+  end
 end
 
 local function w_many()
@@ -247,7 +272,7 @@ local function w_many()
   local listfile, cfgfile = T.dir .. "/many.list", T.dir .. "/many.curlrc"
   B.writefile(listfile, table.concat(list, "\n") .. "\n")
   B.writefile(cfgfile, table.concat(cfg, "\n") .. "\n")
-  local function fresh() B.sh(("rm -rf %s && mkdir -p %s"):format(q(out), q(out))) end
+  local fresh = dest_dir(out)
   local function check(who)
     for i = 1, 1000 do expect_size(("%s/s%04d.bin"):format(out, i), 100 * KiB, who) end
   end
@@ -265,7 +290,7 @@ local function w_many()
       fresh()
       return r
     end },
-  })
+  }, opt.pairs * SHORT_ROUNDS)
 end
 
 local QUEUE_N = 10000
@@ -276,7 +301,7 @@ local function w_queue()
   for i = 1, QUEUE_N do cfg[i] = ('url = "%s"\noutput = "%s/q%05d.txt"'):format(url, out, i) end
   local cfgfile = T.dir .. "/queue.curlrc"
   B.writefile(cfgfile, table.concat(cfg, "\n") .. "\n")
-  local function fresh() B.sh(("rm -rf %s && mkdir -p %s"):format(q(out), q(out))) end
+  local fresh = dest_dir(out)
   local function check(who)
     for _, i in ipairs { 1, QUEUE_N // 2, QUEUE_N } do expect_size(("%s/q%05d.txt"):format(out, i), 19, who) end
   end
@@ -419,8 +444,9 @@ local function machine()
     (os.getenv("DT_BENCH_SO") and ("- downloadtask: %s (DT_BENCH_SO); Lua: %s"):format(os.getenv("DT_BENCH_SO"),
       B.capture("lua5.4 -v")) or ("- downloadtask: commit %s%s; Lua: %s"):format(commit,
       dirty ~= "" and " with uncommitted changes in src/" or "", B.capture("lua5.4 -v"))),
-    ("- date: %s; %d timed rounds after a warm-up; wall clock: %s"):format(B.capture("date -u '+%Y-%m-%d %H:%M UTC'"),
-      opt.pairs, B.clock_name),
+    ("- date: %s; %d timed rounds after a warm-up (%d for 100 MiB and 1000 × 100 KiB), `sync` before each run; "
+      .. "wall clock: %s"):format(B.capture("date -u '+%Y-%m-%d %H:%M UTC'"),
+      opt.pairs, opt.pairs * SHORT_ROUNDS, B.clock_name),
     ("- load average at the end: %s (other work on the machine makes figures noisy)"):format(
       B.capture("cut -d' ' -f1-3 /proc/loadavg")),
   }
