@@ -146,7 +146,9 @@ static inline void compat_rawsetp(lua_State *L, int idx, const void *p) {
 #define lua_rawsetp compat_rawsetp
 
 /* the global table of the running thread */
+#ifndef lua_pushglobaltable
 #define lua_pushglobaltable(L) lua_pushvalue((L), LUA_GLOBALSINDEX)
+#endif
 
 /* 5.2's luaL_tolstring, without the __name lookup */
 static inline const char *compat_tolstring(lua_State *L, int idx, size_t *len) {

@@ -172,23 +172,32 @@ static pid_t self_pid(void) {
  * transfers instead: lock-free slots, so fork() cannot leave a lock held.
  * The hooks are installed with curl_global_init_mem, i.e. only when this
  * module is the first to initialise libcurl in the process; otherwise
- * libcurl allocates as it always does. */
+ * libcurl allocates as it always does. (libcurl 7.x, Debian 12's 7.88,
+ * allocates the buffer per transfer; a libcurl that does not never asks for
+ * a block of that size, and then nothing is kept.) */
 #define RECV_CACHE 16
 #define RECV_BLOCK (RECV_BUFFER + 1)
 static _Atomic(void *) recv_cache[RECV_CACHE];
+/* Set by the first request for a receive buffer: a libcurl that allocates
+ * them otherwise never gets blocks of about that size kept here. */
+static atomic_int recv_seen;
 
 static void *mem_malloc(size_t n) {
-  if (n == RECV_BLOCK)
+  if (n == RECV_BLOCK) {
+    if (!atomic_load_explicit(&recv_seen, memory_order_relaxed))
+      atomic_store_explicit(&recv_seen, 1, memory_order_relaxed);
     for (int i = 0; i < RECV_CACHE; i++) {
+      if (!atomic_load_explicit(&recv_cache[i], memory_order_relaxed)) continue;
       void *p = atomic_exchange_explicit(&recv_cache[i], NULL, memory_order_acquire);
       if (p) return p;
     }
+  }
   return malloc(n);
 }
 
 static void mem_free(void *p) {
   if (!p) return;
-  size_t n = malloc_usable_size(p);
+  size_t n = atomic_load_explicit(&recv_seen, memory_order_relaxed) ? malloc_usable_size(p) : 0;
   if (n >= RECV_BLOCK && n < RECV_BLOCK + 4096)
     for (int i = 0; i < RECV_CACHE; i++) {
       void *empty = NULL;

@@ -769,6 +769,7 @@ static int l_await_tick(lua_State *L) {
  * chunk's second result) when it is not running. */
 static const char AWAIT_LUA[] =
     "local await, yield, tick = ...\n"
+    "local pcall = pcall\n"
     "local TICK = 0.005\n"
     "local NGX_WAIT = {rewrite = true, server_rewrite = true, access = true, content = true,\n"
     "  timer = true, ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,\n"
@@ -813,7 +814,10 @@ static const char AWAIT_LUA[] =
     "local function kick()\n"
     "  local ngx = rawget(_G, 'ngx')\n"
     "  if not ticking and type(ngx) == 'table' and ngx.get_phase and ngx.get_phase() ~= 'init' then\n"
-    "    start_poller(ngx)\n"
+    "    local ok, err = start_poller(ngx)\n"
+    "    if not ok and not ngx.worker.exiting() then\n"
+    "      ngx.log(ngx.WARN, 'downloadtask: cannot start the poller: ', tostring(err))\n"
+    "    end\n"
     "  end\n"
     "end\n"
     "local function ngx_await(self, ngx)\n"
@@ -920,7 +924,9 @@ static void push_await(lua_State *L) {
 static void ngx_kick(lua_State *L, dt_state *st) {
   if (!st->ngx) return;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &KICK_KEY);
-  lua_call(L, 0, 0);
+  /* the task exists and runs: nothing here may raise (the Lua side has a
+   * pcall of its own, this one also covers a stack or memory error) */
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) lua_pop(L, 1);
 }
 
 /* ---- metamethods ------------------------------------------------------ */
@@ -999,9 +1005,9 @@ void task_open(lua_State *L) {
   luaL_setfuncs(L, meta, 0);
   luaL_newlib(L, methods);
   push_await(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &KICK_KEY);
   dt_state *st = state_get(L);
   st->ngx = global_is_table(L, "ngx");
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &KICK_KEY);
   lua_setfield(L, -2, "await");
   lua_pushcclosure(L, l_index, 1);
   lua_setfield(L, -2, "__index");
