@@ -32,6 +32,14 @@ local function wait_pending(o, id)
   end)
 end
 
+-- Waits until /result has the outcome of the download registered as `id`.
+local function wait_result(o, id, what)
+  return wait_until(what, function()
+    local x = OR.get(o, "/result?id=" .. id)
+    return x.fields.result ~= "none" and x
+  end)
+end
+
 local function fetch_target(q)
   local parts = {}
   for _, k in ipairs { "url", "file", "id", "rate", "timeout", "boom" } do
@@ -152,10 +160,7 @@ describe("OpenResty, one worker", function()
       .. OR.escape(f.url("/bytes?n=100000&rate=100000")))
     assert.are.equal("started", r.body:match("^[^\n]*"))
     assert.are.equal("bg", OR.get(o, "/pong").fields.pending)  -- still downloading (~1 s)
-    local res = wait_until("the background download", function()
-      local x = OR.get(o, "/result?id=bg")
-      return x.fields.status and x
-    end)
+    local res = wait_result(o, "bg", "the background download")
     assert.are.equal("200", res.fields.status, res.body)
     assert.are.equal("100000", res.fields.length)
     assert.is_true(S.file_matches_pattern(o.files .. "/bg.bin", 100000))
@@ -165,10 +170,7 @@ describe("OpenResty, one worker", function()
     local r = OR.get(o, "/fire?id=fire&file=fire.bin&url=" .. OR.escape(f.url("/bytes?n=100000&rate=400000")))
     assert.are.equal("started", r.body:match("^[^\n]*"))
     assert.are.equal("none", OR.get(o, "/result?id=fire").fields.result)  -- still downloading
-    local res = wait_until("the unawaited download's success", function()
-      local x = OR.get(o, "/result?id=fire")
-      return x.fields.status and x
-    end)
+    local res = wait_result(o, "fire", "the unawaited download's success")
     assert.are.equal("200", res.fields.status, res.body)
     assert.are.equal("100000", res.fields.length)
     assert.are.equal("timer", res.fields.phase)
@@ -257,10 +259,7 @@ describe("OpenResty, poller edge cases", function()
       local r = OR.get(o, "/detached?id=D&boom=1&url=" .. OR.escape(f.url("/bytes?n=100000&rate=200000"))
         .. "&then=" .. OR.escape(ng.url("small.txt")))
       assert.are.equal("200", r.fields.status, r.body)
-      local x = wait_until("the detached download's success", function()
-        local x = OR.get(o, "/result?id=D")
-        return x.fields.result ~= "none" and x
-      end)
+      local x = wait_result(o, "D", "the detached download's success")
       assert.are.equal("200", x.fields.status, x.body)
       assert.are.equal("100000", x.fields.length)
       assert.truthy(errlog(o):find("boom from a detached listener", 1, true))

@@ -208,10 +208,6 @@ static void mem_free(void *p) {
   free(p);
 }
 
-static void *mem_realloc(void *p, size_t n) { return realloc(p, n); }
-static char *mem_strdup(const char *s) { return strdup(s); }
-static void *mem_calloc(size_t n, size_t size) { return calloc(n, size); }
-
 /* Under AddressSanitizer every buffer goes through its quarantine instead,
  * so that a use after free in libcurl still shows (make asan). */
 #if defined(__SANITIZE_ADDRESS__)
@@ -228,8 +224,8 @@ static void *mem_calloc(size_t n, size_t size) { return calloc(n, size); }
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc;
 static void init_curl(void) {
-  curl_init_rc = RECV_CACHE_ON ? curl_global_init_mem(CURL_GLOBAL_DEFAULT, mem_malloc, mem_free, mem_realloc,
-                                                      mem_strdup, mem_calloc)
+  curl_init_rc = RECV_CACHE_ON ? curl_global_init_mem(CURL_GLOBAL_DEFAULT, mem_malloc, mem_free, realloc,
+                                                      strdup, calloc)
                                : curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 

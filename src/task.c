@@ -769,7 +769,6 @@ static int l_await_tick(lua_State *L) {
  * chunk's second result) when it is not running. */
 static const char AWAIT_LUA[] =
     "local await, yield, tick = ...\n"
-    "local pcall = pcall\n"
     "local TICK = 0.005\n"
     "local NGX_WAIT = {rewrite = true, server_rewrite = true, access = true, content = true,\n"
     "  timer = true, ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,\n"
@@ -865,7 +864,7 @@ static const char AWAIT_LUA[] =
     "  end\n"
     "  if n == 1 then return a end\n"
     "  return a, b\n"
-    "end, function() pcall(kick) end\n";
+    "end, kick\n";
 
 /***
  * **(ext)** Waits for the task to end. In a coroutine: yields until the task has ended (the
@@ -924,8 +923,7 @@ static void push_await(lua_State *L) {
 static void ngx_kick(lua_State *L, dt_state *st) {
   if (!st->ngx) return;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &KICK_KEY);
-  /* the task exists and runs: nothing here may raise (the Lua side has a
-   * pcall of its own, this one also covers a stack or memory error) */
+  /* the task exists and runs: nothing here may raise */
   if (lua_pcall(L, 0, 0, 0) != LUA_OK) lua_pop(L, 1);
 }
 
