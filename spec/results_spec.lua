@@ -501,13 +501,14 @@ describe("results", function()
       end)
     end)
 
-    it("a failure carries only errMsg and errno", function()
+    it("a failure carries errMsg, errno and attempts (1 without retry)", function()
       local out = fetch { url = "http://127.0.0.1:1/" }
       expect_fail(out, 600001)
       local keys = {}
       for k in pairs(out.err) do keys[#keys + 1] = k end
       table.sort(keys)
-      assert.are.same({ "errMsg", "errno" }, keys)
+      assert.are.same({ "attempts", "errMsg", "errno" }, keys)
+      assert.are.equal(1, out.err.attempts)
     end)
   end)
 end)

@@ -173,31 +173,9 @@ static void push_error(lua_State *L, int err, const char *reason, long attempts)
   if (attempts > 0) set_int(L, "attempts", attempts);
 }
 
-static int save_errno(int e) {
-  return (e == EACCES || e == EPERM || e == EROFS) ? DT_ERR_PERM : DT_ERR_SAVE;
-}
-
 /* The body reaches the destination here, at delivery: a task aborted
  * before its success is delivered leaves the destination as it was. */
-static void land_body(dt_task *t) {
-  dt_result *r = t->result;
-  if (!r->ok || !r->to_dest || !r->body_path) return;
-  const char *dest = xfer_opts(t->x)->file_path;
-  if (rename(r->body_path, dest) == 0) {
-    free(r->body_path);
-    r->body_path = NULL;
-    return;
-  }
-  int e = errno;
-  char reason[300];
-  if (save_errno(e) == DT_ERR_PERM) snprintf(reason, sizeof reason, "permission denied");
-  else snprintf(reason, sizeof reason, "save file error: %s", strerror(e));
-  r->ok = 0;
-  r->err = save_errno(e);
-  free(r->reason);
-  r->reason = strdup(reason);
-  unlink(r->body_path);
-}
+static void land_body(dt_task *t) { dt_result_land(t->result); }
 
 static void push_result(lua_State *L, dt_task *t) {
   dt_result *r = t->result;

@@ -81,6 +81,7 @@ typedef struct dt_opts {
   int insecure;
   const char *ca_file; /* may be NULL */
   const char *proxy;   /* may be NULL: the environment decides */
+  int durable;         /* fsync the file before the rename and the directory after it */
 } dt_opts;
 
 /* Final response headers: `count` pairs of NUL-terminated name (lower case)
@@ -111,10 +112,13 @@ typedef struct dt_result {
   int64_t length;  /* bytes written */
   int err;         /* DT_ERR_* when !ok */
   char *reason;    /* when !ok: the reason after "downloadFile:fail " */
-  char *body_path; /* the file holding the body; NULL when !ok */
-  int to_dest;     /* body_path is to be renamed onto opts.file_path */
+  char *body_path; /* the file holding the body; NULL when !ok, or when written in place */
+  char *dest_path; /* to_dest: the resolved destination (absolute, links followed) that
+                      dt_result_land renames body_path onto; NULL when written in place */
+  int to_dest;     /* the body is the destination's (2xx with a filePath) */
+  int durable;     /* dt_result_land syncs the directory after the rename */
   char sha256[65]; /* hex digest of the body when opts.sha256 was given, else "" */
-  long attempts;   /* requests made */
+  long attempts;   /* requests made (always set) */
   dt_profile profile;
 } dt_result;
 
@@ -124,6 +128,7 @@ typedef struct dt_pub {
   unsigned events;
   dt_headers *headers;
   int64_t now, total; /* progress: bytes written, expected (-1 unknown) */
+  long attempts;       /* requests started so far (err.attempts of an abort) */
   dt_result *result;
 } dt_pub;
 
@@ -159,7 +164,14 @@ void engine_wait(dt_engine *e, int ms);
 void engine_rearm(dt_engine *e);
 
 void dt_opts_free(dt_opts *o);
+/* Frees a result without touching any file (also what a fork()ed child does
+ * with its parent's results). */
 void dt_result_free(dt_result *r);
+/* At the delivery of a success: moves the body onto its destination (a
+ * rename; nothing for a body written in place or not the destination's).
+ * When that fails the result becomes a failure (ok = 0, err, reason) and the
+ * body is removed. Plain file work, no Lua: called by the dispatcher. */
+void dt_result_land(dt_result *r);
 /* The body file left by an undelivered or abandoned result is removed. */
 void dt_result_discard(dt_result *r);
 

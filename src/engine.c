@@ -301,12 +301,32 @@ void dt_result_free(dt_result *r) {
   if (!r) return;
   free(r->reason);
   free(r->body_path);
+  free(r->dest_path);
   free(r);
 }
 
 void dt_result_discard(dt_result *r) {
   if (r && r->body_path) unlink(r->body_path);
   dt_result_free(r);
+}
+
+void dt_result_land(dt_result *r) {
+  if (!r->ok || !r->to_dest || !r->body_path || !r->dest_path) return;
+  if (rename(r->body_path, r->dest_path) == 0) {
+    free(r->body_path);
+    r->body_path = NULL;
+    return;
+  }
+  int e = errno;
+  char reason[300];
+  int perm = e == EACCES || e == EPERM || e == EROFS;
+  if (perm) snprintf(reason, sizeof reason, "permission denied: %s", r->dest_path);
+  else snprintf(reason, sizeof reason, "save file error: %s", strerror(e));
+  r->ok = 0;
+  r->err = perm ? DT_ERR_PERM : DT_ERR_SAVE;
+  free(r->reason);
+  r->reason = strdup(reason);
+  unlink(r->body_path);
 }
 
 /* The running part and its result, made together: a transfer that cannot
@@ -405,6 +425,7 @@ static void publish(dt_engine *e, dt_xfer *x, unsigned ev, dt_headers *h,
     x->pub.now = x->run->written - (int64_t)x->run->wlen; /* what the file holds */
     x->pub.total = x->run->total;
   }
+  if (x->run) x->pub.attempts = x->run->attempt;
   if (h) x->pub.headers = h;
   if (r) x->pub.result = r;
   int wake = ready_locked(e, x);
@@ -1185,6 +1206,10 @@ static void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc) {
   r->body_path = x->run->body_path; /* from here on the result owns the file */
   x->run->body_path = NULL;
   r->to_dest = x->run->to_dest;
+  if (r->to_dest && r->body_path && !(r->dest_path = strdup(x->opts->file_path))) {
+    fail(e, x, DT_ERR_SAVE, "save file error: out of memory");
+    return;
+  }
   if (x->run->to_dest) {
     if (x->opts->resume) write_validator(x->opts->file_path, NULL);
     free(x->run->part_path);
@@ -1211,7 +1236,7 @@ static void finish(dt_engine *e, dt_xfer *x) {
     write_validator(x->opts->file_path, NULL);
   }
   if (!r->ok) close_body(x);
-  if (x->opts->retry > 0) r->attempts = x->run->attempt; /* reported when retry was asked for */
+  r->attempts = x->run->attempt;
   if (x->phase == PH_RUNNING) xlist_remove(&e->running, x);
   x->phase = PH_DONE;
   publish(e, x, DT_EV_DONE | (r->ok ? DT_EV_PROGRESS : 0u), NULL, r);
