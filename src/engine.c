@@ -858,9 +858,12 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
       x->run->inplace = 0;
     }
     if (x->run->part_path) { /* this body never replaces the destination */
+      struct stat st;
+      int keep = x->opts->resume && fstat(x->run->fd, &st) == 0 && st.st_size > 0;
       close(x->run->fd);
       x->run->fd = -1;
-      if (!x->opts->resume) unlink(x->run->part_path);
+      if (!keep) unlink(x->run->part_path);
+      if (!keep && x->opts->resume) files_write_validator(&x->dest, NULL);
       free(x->run->part_path);
       x->run->part_path = NULL;
     }
