@@ -64,8 +64,8 @@ describe("issue 10 #1: a write failure is a failure in every mode", function()
     it(mode .. ": 603300, the old destination kept, nothing else left", function()
       local dir = S.tmpdir()
       S.writefile(dir .. "/dest", OLD)
-      local extra = ({ rateLimit = "rateLimit = 30000,", plain = "",
-        sha256 = ("sha256 = %q,"):format(("0"):rep(64)), resume = "resume = true, rateLimit = 30000," })[mode]
+      local extra = ({ rateLimit = "rateLimit = 20000,", plain = "",
+        sha256 = ("sha256 = %q,"):format(("0"):rep(64)), resume = "resume = true, rateLimit = 20000," })[mode]
       local out, rc = H.child(([[
         local dt = require "downloadtask"
         local res, err = dt.downloadFile{url = %q, filePath = %q, %s}:await()
