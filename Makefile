@@ -1,5 +1,21 @@
 # downloadtask: build, test, examples.  Every path and tool is a ?= variable.
-LUA ?= lua5.4
+#
+# Out-of-tree builds (issue 16): each Lua has a build directory of its own, build/<v>/
+# (v = 5.4, 5.3, 5.2, 5.1 or luajit) holding its objects and its downloadtask.so, whatever
+# the entry point (`make`, `make build/<v>/downloadtask.so`, `make test-<v>`, `luarocks
+# make`). Nothing is compiled into src/, so builds for two Lua versions never share an
+# object. The top-level downloadtask.so is a symlink to build/5.4/downloadtask.so, remade
+# by every `make`, for tools that load ./?.so: it always is the Lua 5.4 build.
+#
+# V picks the Lua that `make`, `make test` and `make example` build for and run; it follows
+# LUA (`make LUA=lua5.3` builds build/5.3 and tests with lua5.3), and LUA follows V
+# (`make test V=luajit`).
+ifeq ($(origin LUA),undefined)
+V ?= 5.4
+LUA = $(call lua_name,$(V))
+else
+V ?= $(call lua_version_of,$(firstword $(LUA)))
+endif
 LUA_PC ?= lua5.4
 PKG_CONFIG ?= pkg-config
 CC ?= cc
@@ -11,54 +27,71 @@ CRYPTO_LIBS ?= $(shell $(PKG_CONFIG) --libs libcrypto)
 OPT ?= -O2 -g
 WARN ?= -std=c11 -Wall -Wextra -Wpedantic -Wmissing-prototypes -Wshadow
 CFLAGS ?= $(OPT)
-ALL_CFLAGS = $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -D_POSIX_C_SOURCE=200809L $(LUA_CFLAGS) $(CURL_CFLAGS) $(CRYPTO_CFLAGS)
+DEFS = -fPIC -fvisibility=hidden -D_POSIX_C_SOURCE=200809L
+ALL_CFLAGS = $(WARN) $(CFLAGS) $(DEFS) $(LUA_CFLAGS) $(CURL_CFLAGS) $(CRYPTO_CFLAGS)
 LDFLAGS ?=
 LIBS = $(CURL_LIBS) $(CRYPTO_LIBS) -lpthread
 BUSTED ?= $(LUA) /usr/bin/busted
 
 SRC = src/module.c src/task.c src/dispatch.c src/engine.c src/files.c
-OBJ = $(SRC:.c=.o)
 HDR = src/dt.h src/binding.h src/compat.h src/files.h
 
-.PHONY: all test example clean deps
+# Every Lua the sources support. LUA_VERSIONS (the ones test-all runs) may be narrowed on
+# the command line; the build rules exist for all of these whatever it says.
+KNOWN_LUAS = 5.4 5.3 5.2 5.1 luajit
+LUA_VERSIONS ?= $(KNOWN_LUAS)
+lua_name = $(if $(filter luajit,$(1)),luajit,lua$(1))
+lua_version_of = $(if $(filter luajit%,$(notdir $(1))),luajit,$(patsubst lua%,%,$(notdir $(1))))
+# The headers of each Lua: pkg-config's lua5.x / luajit, or LUA_CFLAGS_<v>=-I... given by hand
+# (a Lua that pkg-config does not know, e.g. built from source into /usr/local).
+$(foreach v,$(KNOWN_LUAS),$(eval LUA_CFLAGS_$(v) ?= $$(shell $$(PKG_CONFIG) --cflags $(call lua_name,$(v)))))
 
-all: downloadtask.so
+BUILD = build/$(V)
+MODULE = $(BUILD)/downloadtask.so
 
-downloadtask.so: $(OBJ)
-	$(CC) -shared $(LDFLAGS) -o $@ $(OBJ) $(LIBS)
+.PHONY: all test example clean deps FORCE
 
-src/%.o: src/%.c $(HDR)
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+all: $(MODULE) $(if $(filter 5.4,$(V)),downloadtask.so)
+
+# A LUA whose version the name does not tell (LUA=/opt/lua/bin/lua) needs V.
+check_v = $(if $(filter $(V),$(KNOWN_LUAS)),,$(error cannot tell the Lua version of LUA='$(LUA)': set V to one of $(KNOWN_LUAS)))
+$(if $(filter $(V),$(KNOWN_LUAS)),,$(MODULE)): ; $(check_v)
+
+# build/<v>/src/*.o and build/<v>/downloadtask.so, for each Lua.
+define lua_build
+build/$(1)/src/%.o: src/%.c $$(HDR)
+	@mkdir -p $$(@D)
+	$$(CC) $$(WARN) $$(CFLAGS) $$(DEFS) $$(LUA_CFLAGS_$(1)) $$(CURL_CFLAGS) $$(CRYPTO_CFLAGS) -c -o $$@ $$<
+
+build/$(1)/downloadtask.so: $$(SRC:src/%.c=build/$(1)/src/%.o)
+	$$(CC) -shared $$(LDFLAGS) -o $$@ $$^ $$(LIBS)
+endef
+$(foreach v,$(KNOWN_LUAS),$(eval $(call lua_build,$(v))))
+
+# Remade at every make (FORCE): whatever replaced it (an old Makefile's build, a copy), it
+# points at the Lua 5.4 build again afterwards.
+downloadtask.so: build/5.4/downloadtask.so FORCE
+	@if [ "$$(readlink $@ 2>/dev/null)" != $< ]; then rm -f $@ && ln -s $< $@; fi
 
 clean:
-	rm -f downloadtask.so src/*.o
-	rm -rf $(LUA_VERSIONS:%=build/%)
+	rm -rf build downloadtask.so src/*.o
 
-# The whole suite against real servers; spec/support/run-specs.sh stops them whatever happens.
-test: downloadtask.so
-	spec/support/run-specs.sh $(BUSTED_ARGS)
+# The whole suite against real servers with the Lua V and its build;
+# spec/support/run-specs.sh stops the servers whatever happens.
+test: $(MODULE)
+	$(check_v)DT_TEST_LUA=$(LUA) DT_TEST_CPATH='$(BUILD)/?.so' spec/support/run-specs.sh $(BUSTED_ARGS)
 
-# A live progress bar against a local nginx that the runner starts and stops.
-example: downloadtask.so
-	$(LUA) examples/with-local-server.lua examples/progress.lua
+# A live progress bar against a local nginx that the runner starts and stops. The runner
+# loads build/<v>/ of the Lua that runs it.
+example: $(MODULE)
+	$(check_v)$(LUA) examples/with-local-server.lua examples/progress.lua
 
 # ---- Every Lua (issue 5): 5.4, 5.3, 5.2, 5.1 and LuaJIT 2.1 ----------------------------
-# build/<v>/downloadtask.so is built against that Lua (pkg-config lua5.x or luajit);
-# `make test-<v>` runs the whole suite with that interpreter and that build;
+# `make test-<v>` runs the whole suite with that interpreter and build/<v>/downloadtask.so;
 # `make test-all` runs it for each version and fails when any of them fails.
-LUA_VERSIONS ?= 5.4 5.3 5.2 5.1 luajit
-lua_name = $(if $(filter luajit,$(1)),luajit,lua$(1))
-LUA_BUILDS = $(LUA_VERSIONS:%=build/%/downloadtask.so)
+.PHONY: test-all $(KNOWN_LUAS:%=test-%)
 
-.PHONY: test-all $(LUA_VERSIONS:%=test-%)
-
-$(LUA_BUILDS): build/%/downloadtask.so: $(SRC) $(HDR)
-	@mkdir -p $(@D)
-	luacflags=$$($(PKG_CONFIG) --cflags $(call lua_name,$*)) && \
-	$(CC) $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -D_POSIX_C_SOURCE=200809L $$luacflags \
-	  $(CURL_CFLAGS) $(CRYPTO_CFLAGS) -shared $(LDFLAGS) -o $@ $(SRC) $(LIBS)
-
-$(LUA_VERSIONS:%=test-%): test-%: build/%/downloadtask.so
+$(KNOWN_LUAS:%=test-%): test-%: build/%/downloadtask.so
 	DT_TEST_LUA=$(call lua_name,$*) DT_TEST_CPATH='build/$*/?.so' spec/support/run-specs.sh $(BUSTED_ARGS)
 
 test-all:
@@ -68,6 +101,55 @@ test-all:
 	  echo "test-all: Lua $$v $$r in $$(( $$(date +%s) - start )) s"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "test-all: FAILED on:$$failed" >&2; exit 1; fi
+
+# ---- LuaRocks (issue 16) -------------------------------------------------------------
+# rockspec/*.rockspec build with `type = "make"`: luarocks runs `make rock` with its own
+# variables (the Lua headers it picked, libcurl's and libcrypto's directories, its CFLAGS
+# and LIBFLAG), then `make rock-install`. The objects go to build/rock/<Lua include dir>/,
+# recompiled every time (luarocks builds once; nothing there can be stale), so the clone
+# keeps no object and no downloadtask.so from it. rock-install also installs the
+# lua-language-server stubs (lua/downloadtask/types.lua).
+LUA_INCDIR ?= /usr/include/lua5.4
+ROCK_CFLAGS ?= -O2 -fPIC
+LIBFLAG ?= -shared
+ROCK_DIR = build/rock/$(notdir $(LUA_INCDIR))
+rock_dirs = $(foreach d,$(1),$(if $(strip $(d)),$(2)$(d)))
+.PHONY: rock rock-install rockspec
+
+rock: FORCE
+	rm -rf $(ROCK_DIR) && mkdir -p $(ROCK_DIR)
+	for f in $(SRC); do \
+	  $(CC) $(WARN) $(ROCK_CFLAGS) $(DEFS) -I$(LUA_INCDIR) $(call rock_dirs,$(sort $(CURL_INCDIR) $(OPENSSL_INCDIR)),-I) \
+	    -c -o $(ROCK_DIR)/$$(basename $$f .c).o $$f || exit 1; \
+	done
+	$(CC) $(LIBFLAG) $(LDFLAGS) -o $(ROCK_DIR)/downloadtask.so $(SRC:src/%.c=$(ROCK_DIR)/%.o) \
+	  $(call rock_dirs,$(sort $(CURL_LIBDIR) $(OPENSSL_LIBDIR)),-L) -lcurl -lcrypto -lpthread
+
+rock-install:
+	@[ -n "$(INST_LIBDIR)" ] && [ -n "$(INST_LUADIR)" ] || { echo "make rock-install: INST_LIBDIR and INST_LUADIR are luarocks' to give" >&2; exit 2; }
+	mkdir -p $(INST_LIBDIR) $(INST_LUADIR)/downloadtask
+	cp $(ROCK_DIR)/downloadtask.so $(INST_LIBDIR)/
+	cp lua/downloadtask/types.lua $(INST_LUADIR)/downloadtask/
+
+# The release rockspec: build/rockspec/downloadtask-<DT_VERSION>-1.rockspec, made from the
+# scm one with the version of src/dt.h, the release's git tag v<DT_VERSION> and ROCK_URL
+# (the published repository, git+https://...; no default: the scm rockspec names none).
+DT_VERSION := $(shell sed -n 's/^\#define DT_VERSION "\(.*\)"/\1/p' src/dt.h)
+ROCK_URL ?=
+ROCK_RELEASE = build/rockspec/downloadtask-$(DT_VERSION)-1.rockspec
+
+rockspec: $(ROCK_RELEASE)
+	@echo "make rockspec: $(ROCK_RELEASE)"
+
+$(ROCK_RELEASE): rockspec/downloadtask-scm-1.rockspec src/dt.h
+	@[ -n "$(DT_VERSION)" ] || { echo "make rockspec: no DT_VERSION in src/dt.h" >&2; exit 1; }
+	@case "$(ROCK_URL)" in git+https://*|https://*) ;; *) echo "make rockspec: set ROCK_URL to the published repository (git+https://host/owner/downloadtask.git)" >&2; exit 1 ;; esac
+	@mkdir -p $(@D)
+	sed -e 's|^version = "scm-1"|version = "$(DT_VERSION)-1"|' \
+	    -e 's|^  url = .*|  url = "$(ROCK_URL)",\n  tag = "v$(DT_VERSION)",|' $< >$@.tmp
+	@grep -q '^version = "$(DT_VERSION)-1"' $@.tmp && grep -q '^  tag = "v$(DT_VERSION)"' $@.tmp \
+	  || { echo "make rockspec: $< has no version/url line to replace" >&2; rm -f $@.tmp; exit 1; }
+	mv $@.tmp $@
 
 # ---- Reliability (issue 3): sanitizers, valgrind, allocation failures, soak -------------
 # Checked builds live in build/<kind>/, never in the top-level downloadtask.so; README.md's
@@ -138,15 +220,15 @@ valgrind: downloadtask.so
 # emergency collection retries (~10 s: a full collection at every allocation); then with
 # the module and the host under ASan+UBSan, LeakSanitizer checking every run (~45 s;
 # TORTURE_ASAN_STEP=k takes every k-th n).
-torture: downloadtask.so build/torture/torture build/asan/downloadtask.so build/asan/torture
-	build/torture/torture -c './?.so' $(TORTURE_ARGS) spec/torture/downloads.lua
-	build/torture/torture -c './?.so' -m once $(TORTURE_ARGS) spec/torture/downloads.lua
+torture: build/5.4/downloadtask.so build/torture/torture build/asan/downloadtask.so build/asan/torture
+	build/torture/torture -c 'build/5.4/?.so' $(TORTURE_ARGS) spec/torture/downloads.lua
+	build/torture/torture -c 'build/5.4/?.so' -m once $(TORTURE_ARGS) spec/torture/downloads.lua
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  build/asan/torture -c 'build/asan/?.so' -s $(TORTURE_ASAN_STEP) $(TORTURE_ARGS) spec/torture/downloads.lua
 
 # 10,000 downloads in one process: RSS, descriptors and registry references must come back.
-soak: downloadtask.so
-	BUSTED=tools/soak.lua DT_TEST_LUA=$(LUA) spec/support/run-specs.sh $(SOAK_ARGS)
+soak: $(MODULE)
+	BUSTED=tools/soak.lua DT_TEST_LUA=$(LUA) DT_TEST_CPATH='$(BUILD)/?.so' spec/support/run-specs.sh $(SOAK_ARGS)
 bench: downloadtask.so $(eval .PHONY: bench) ; $(LUA) bench/run.lua $(BENCH_ARGS)
 
 # ---- Reference (issue 5): HTML from the /*** comments of src/module.c and src/task.c -----

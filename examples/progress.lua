@@ -61,7 +61,7 @@ local task = dt.downloadFile {
   end,
   fail = function(err)
     io.write(("\nfailed: %s (errno %d)\n"):format(err.errMsg, err.errno))
-    os.exit(1)
+    os.exit(1, true) -- true: close the Lua state, so the module stops and removes what it holds
   end,
 }
 task:onHeadersReceived(function(h)

@@ -2,8 +2,13 @@
 --   lua5.4 examples/with-local-server.lua examples/progress.lua
 -- The example gets the URL of a 100 MiB file served at about 25 MiB/s (so a progress bar
 -- has time to move) and a destination in a temporary directory.
+-- It loads the module built for the Lua that runs it: build/5.4/ under lua5.4,
+-- build/luajit/ under LuaJIT (`make`, `make build/<v>/downloadtask.so`), or the cpath
+-- template DT_CPATH when it is set. nginx and its files live in a directory under $TMPDIR
+-- that is removed at the end.
 package.path = "./?.lua;./spec/?.lua;" .. package.path
-package.cpath = "./?.so;" .. package.cpath
+package.cpath = (os.getenv("DT_CPATH") or ("build/%s/?.so"):format(jit and "luajit" or _VERSION:match("%d+%.%d+")))
+  .. ";" .. package.cpath
 local S = require "spec.support.servers"
 
 local script = assert(arg[1], "usage: lua5.4 examples/with-local-server.lua EXAMPLE.lua")

@@ -26,15 +26,28 @@ external_dependencies = {
     library = "crypto",
   },
 }
+-- The Makefile builds (`make rock`, then `make rock-install`): its objects go to
+-- build/rock/<Lua include dir>/, so the clone keeps no object or module from a rock build
+-- and builds for different Lua versions never mix. It also installs the lua-language-server
+-- stubs as downloadtask/types.lua (`---@meta downloadtask`: editors read them, nothing
+-- requires them).
 build = {
-  type = "builtin",
-  modules = {
-    downloadtask = {
-      sources = { "src/module.c", "src/task.c", "src/dispatch.c", "src/engine.c", "src/files.c" },
-      defines = { "_POSIX_C_SOURCE=200809L" },
-      libraries = { "curl", "crypto", "pthread" },
-      incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
-    },
+  type = "make",
+  build_target = "rock",
+  build_variables = {
+    CC = "$(CC)",
+    ROCK_CFLAGS = "$(CFLAGS)",
+    LIBFLAG = "$(LIBFLAG)",
+    LUA_INCDIR = "$(LUA_INCDIR)",
+    CURL_INCDIR = "$(CURL_INCDIR)",
+    CURL_LIBDIR = "$(CURL_LIBDIR)",
+    OPENSSL_INCDIR = "$(OPENSSL_INCDIR)",
+    OPENSSL_LIBDIR = "$(OPENSSL_LIBDIR)",
+  },
+  install_target = "rock-install",
+  install_variables = {
+    LUA_INCDIR = "$(LUA_INCDIR)",
+    INST_LIBDIR = "$(LIBDIR)",
+    INST_LUADIR = "$(LUADIR)",
   },
 }

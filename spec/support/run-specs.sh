@@ -6,7 +6,9 @@
 #
 # DT_TEST_LUA picks the interpreter (default lua5.4) and DT_TEST_CPATH the
 # module under test (a cpath template such as build/5.3/?.so, given to busted
-# as --cpath; default: .busted's ./?.so). `make test-<version>` sets both.
+# as --cpath and exported for the specs' child Luas; default: build/<v>/?.so of
+# the interpreter's own version, v = 5.4 ... 5.1 or luajit). `make test-<version>`
+# sets both.
 #
 # spec/support/servers.lua appends each server's pid to $DT_TEST_PIDFILE and
 # keeps its files under $DT_TEST_TMPDIR; both point into one temp dir that is
@@ -15,6 +17,10 @@ set -u
 
 LUA=${DT_TEST_LUA:-lua5.4}
 BUSTED=${BUSTED:-/usr/bin/busted}
+if [ -z "${DT_TEST_CPATH:-}" ]; then
+  v=$("$LUA" -e 'print(jit and "luajit" or _VERSION:match("%d+%.%d+"))') || exit 1
+  export DT_TEST_CPATH="build/$v/?.so"
+fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/dt-specs.XXXXXX") || exit 1
 export DT_TEST_PIDFILE="$tmp/pids"
@@ -68,7 +74,7 @@ trap 'exit 143' TERM
 
 # In the background so a signal to this script runs the trap at once instead of
 # after busted finishes; `wait` returns early when a trapped signal arrives.
-"$LUA" "$BUSTED" ${DT_TEST_CPATH:+"--cpath=$DT_TEST_CPATH"} "$@" &
+"$LUA" "$BUSTED" "--cpath=$DT_TEST_CPATH" "$@" &
 child=$!
 wait "$child"
 rc=$?

@@ -359,9 +359,12 @@ function S.tls_certs()
   if state.tls_certs then return state.tls_certs end
   local dir = run_dir() .. "/tls"
   assert(lfs.mkdir(dir))
+  -- Every command's output (openssl's progress dots and "Signature ok" chatter) goes to
+  -- tls/openssl.log, read only when something failed: `exec` redirects the whole script.
   local script = ([[
     set -e
     cd %s
+    exec >openssl.log 2>&1
     o=%s
     ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
     $o req -x509 $ec -keyout ca.key -out ca.pem -days 3650 -subj "/CN=downloadtask test CA" \
@@ -385,8 +388,9 @@ function S.tls_certs()
     $o req -x509 $ec -keyout selfsigned.key -out selfsigned.pem -days 3650 -subj "/CN=localhost" \
       -addext "subjectAltName=DNS:localhost,IP:127.0.0.1"
   ]]):format(quote(dir), quote(OPENSSL))
-  assert(bash(script .. " >" .. quote(dir .. "/openssl.log") .. " 2>&1"),
-    "making the test certificates failed; see " .. dir .. "/openssl.log")
+  if not bash(script) then
+    error("making the test certificates failed:\n" .. (S.readfile(dir .. "/openssl.log") or "(no openssl.log)"))
+  end
   local certs = { dir = dir, ca = dir .. "/ca.pem" }
   for _, n in ipairs { "valid", "expired", "wronghost", "selfsigned" } do
     certs[n] = { cert = dir .. "/" .. n .. ".pem", key = dir .. "/" .. n .. ".key" }
