@@ -1,0 +1,57 @@
+-- Checks the Windows tool chain with the probe module (tools/windows/probe.c): the Lua
+-- DLL, the static Schannel libcurl, wine's loopback TCP and TLS, against the servers of
+-- tools/windows/run-portable.lua (which runs this with each Windows interpreter).
+-- Uses spec/portable/harness.lua; run from the repository root.
+local H = dofile("spec/portable/harness.lua")
+local probe = require "probe"
+
+-- CURLE_* codes, from curl/curl.h
+local CURLE_COULDNT_CONNECT, CURLE_PEER_FAILED_VERIFICATION = 7, 60
+
+H.test("the interpreter and libcurl", function()
+  print("  " .. (jit and jit.version or _VERSION) .. ", " .. probe.version())
+  H.truthy(probe.version():find("Schannel", 1, true), "libcurl with Schannel")
+end)
+
+H.test("http: 1 MiB over loopback", function()
+  local status, length, ip = probe.get(H.url("1m.bin"))
+  H.eq(status, 200, "status (" .. tostring(length) .. ")")
+  H.eq(length, 1048576, "body length")
+  H.eq(ip, "127.0.0.1", "peer")
+end)
+
+H.test("http: a 404 is a status, not an error", function()
+  H.eq(probe.get(H.url("no-such-file")), 404, "status")
+end)
+
+H.test("http: connection refused", function()
+  local status, msg, code = probe.get(("http://127.0.0.1:%d/"):format(H.CLOSED_PORT))
+  H.eq(status, nil, "status")
+  H.eq(code, CURLE_COULDNT_CONNECT, "CURLcode (" .. tostring(msg) .. ")")
+end)
+
+H.test("https: the test CA through CURLOPT_CAINFO", function()
+  local status, length = probe.get(H.https_url("small.txt"), H.CA)
+  H.eq(status, 200, "status (" .. tostring(length) .. ")")
+  H.eq(length, #H.SMALL_TXT, "body length")
+end)
+
+H.test("https: the test CA with CURLSSLOPT_NO_REVOKE", function()
+  local status, length = probe.get(H.https_url("1m.bin"), H.CA, true)
+  H.eq(status, 200, "status (" .. tostring(length) .. ")")
+  H.eq(length, 1048576, "body length")
+end)
+
+H.test("https: without the CA the certificate is refused", function()
+  local status, msg, code = probe.get(H.https_url("small.txt"))
+  H.eq(status, nil, "status")
+  H.eq(code, CURLE_PEER_FAILED_VERIFICATION, "CURLcode (" .. tostring(msg) .. ")")
+end)
+
+H.test("https: a certificate for another host is refused", function()
+  local status, msg, code = probe.get(H.wronghost_url("small.txt"), H.CA)
+  H.eq(status, nil, "status")
+  H.eq(code, CURLE_PEER_FAILED_VERIFICATION, "CURLcode (" .. tostring(msg) .. ")")
+end)
+
+H.run()
