@@ -13,6 +13,10 @@
 --   DT_PORTABLE_CA          that CA's PEM file (a path in the OS's own form)
 --   DT_PORTABLE_TMPDIR      an empty directory for this spec file's downloads
 --   DT_PORTABLE_CLOSED_PORT a loopback port nobody listens on
+--   DT_PORTABLE_SELFSIGNED_URL, DT_PORTABLE_EXPIRED_URL  https://localhost:<port>/ with a
+--                           self-signed certificate, and one from the CA that has expired
+--   DT_PORTABLE_SHA256_1M   sha256 of the served 1m.bin
+--   DT_PORTABLE_WINE        "1" when the spec runs under wine (for what wine cannot test)
 -- Files the spec expects in DT_PORTABLE_TMPDIR afterwards go to its "expect-files" list
 -- (H.expect_file): the runner checks from the Linux side that the directory holds exactly
 -- those files with those sizes, so UTF-8 names are checked as bytes on disk, not through
@@ -45,6 +49,9 @@ end
 H.url = joiner(env("DT_PORTABLE_URL"))
 H.https_url = joiner(env("DT_PORTABLE_HTTPS_URL"))
 H.wronghost_url = joiner(env("DT_PORTABLE_WRONGHOST_URL"))
+H.selfsigned_url = joiner(env("DT_PORTABLE_SELFSIGNED_URL"))
+H.expired_url = joiner(env("DT_PORTABLE_EXPIRED_URL"))
+H.WINE = os.getenv("DT_PORTABLE_WINE") == "1"
 H.CA = env("DT_PORTABLE_CA")
 H.TMPDIR = env("DT_PORTABLE_TMPDIR")
 H.CLOSED_PORT = tonumber(env("DT_PORTABLE_CLOSED_PORT"))
@@ -111,16 +118,28 @@ function H.download(dt, opts)
   return result, kind, task
 end
 
+-- Ends the running test as skipped, with the reason printed: for what cannot be tested
+-- where the spec runs (say so in the reason), never for a failure.
+function H.skip(reason) error({ skip = reason }, 0) end
+
+local function handler(e)
+  if type(e) == "table" and e.skip then return e end
+  return debug.traceback(tostring(e), 2)
+end
+
 local tests = {}
 function H.test(name, fn) tests[#tests + 1] = { name = name, fn = fn } end
 
 function H.run()
-  local passed, failed = 0, 0
+  local passed, failed, skipped = 0, 0, 0
   for _, t in ipairs(tests) do
-    local ok, err = xpcall(t.fn, debug.traceback)
+    local ok, err = xpcall(t.fn, handler)
     if ok then
       passed = passed + 1
       print("ok     " .. t.name)
+    elseif type(err) == "table" then
+      skipped = skipped + 1
+      print("skip   " .. t.name .. ": " .. err.skip)
     else
       failed = failed + 1
       print("FAILED " .. t.name .. "\n  " .. tostring(err):gsub("\n", "\n  "))
@@ -134,6 +153,7 @@ function H.run()
     failed = failed + 1
     print("FAILED writing " .. H.path("expect-files"))
   end
+  if skipped > 0 then print(("%d skipped"):format(skipped)) end
   print(("%d passed, %d failed"):format(passed, failed))
   io.stdout:flush()
   os.exit(failed == 0 and 0 or 1)

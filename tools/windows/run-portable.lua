@@ -86,6 +86,8 @@ local function start_servers()
     url = ng.url(""),
     https = ("https://localhost:%d/"):format(tls.valid.port),
     wronghost = ("https://localhost:%d/"):format(tls.wronghost.port),
+    selfsigned = ("https://localhost:%d/"):format(tls.selfsigned.port),
+    expired = ("https://localhost:%d/"):format(tls.expired.port),
     ca = tls.ca,
     closed = S.free_port(),
     sha1m = sha256_of(ng.root .. "/1m.bin"),
@@ -102,7 +104,8 @@ local function run_file(target, t, file, dir)
   local env = {
     DT_PORTABLE_URL = srv.url, DT_PORTABLE_HTTPS_URL = srv.https, DT_PORTABLE_WRONGHOST_URL = srv.wronghost,
     DT_PORTABLE_CA = p(srv.ca), DT_PORTABLE_TMPDIR = p(dir), DT_PORTABLE_CLOSED_PORT = tostring(srv.closed),
-    DT_PORTABLE_SHA256_1M = srv.sha1m,
+    DT_PORTABLE_SHA256_1M = srv.sha1m, DT_PORTABLE_SELFSIGNED_URL = srv.selfsigned,
+    DT_PORTABLE_EXPIRED_URL = srv.expired, DT_PORTABLE_WINE = windows and "1" or "0",
   }
   local cmd
   if windows then
@@ -133,8 +136,8 @@ local function report(target, file, ok, took, output, dir)
   if #problems > 0 then ok = false end
   totals.files = totals.files + 1
   print(("run-portable: %-7s %-28s %-20s %6.2f s  %s"):format(target, file, summary, took, ok and "ok" or "FAILED"))
-  if not ok then
-    totals.failed[#totals.failed + 1] = target .. " " .. file
+  if not ok then totals.failed[#totals.failed + 1] = target .. " " .. file end
+  if not ok or file:match("probe%.lua$") then     -- the probe's notes are worth reading
     io.write((output:gsub("[^\n]+", "    %0")))
     for _, pr in ipairs(problems) do print("    files: " .. pr) end
   end
