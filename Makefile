@@ -187,6 +187,8 @@ WIN_CURL_LIBS ?= $(WIN_DEPS)/curl/lib/libcurl.a -lbcrypt -ladvapi32 -lcrypt32 -l
 WIN_MODULE_LIBS ?= $(WIN_CURL_LIBS)
 WIN_MODULE ?= no
 WIN_LUAS = lua5.4 luajit
+# What a module DLL may import besides its Lua DLL: Windows' own DLLs (case-insensitive)
+WIN_SYSTEM_DLLS ?= kernel32 msvcrt ws2_32 advapi32 bcrypt crypt32 secur32 normaliz user32 shell32 ole32
 WINEPREFIX ?= $(CURDIR)/$(WIN_DIR)/wineprefix
 win_luadll = $(if $(filter luajit,$(1)),lua51.dll,lua54.dll)
 win_luaexe = $(if $(filter luajit,$(1)),luajit.exe,lua.exe)
@@ -200,7 +202,7 @@ WIN_MODULES = $(WIN_LUAS:%=$(WIN_DIR)/%/downloadtask.dll)
 windows-deps:
 	DEPS=$(WIN_DEPS) CROSS=$(WIN_CROSS) tools/windows/deps.sh
 
-$(WIN_STAMPS):
+$(WIN_STAMPS) &:
 	DEPS=$(WIN_DEPS) CROSS=$(WIN_CROSS) tools/windows/deps.sh
 
 $(WIN_DIR)/lua5.4/lua.exe $(WIN_DIR)/lua5.4/lua54.dll: $(WIN_DEPS)/stamps/lua5.4
@@ -233,8 +235,11 @@ $(WINEPREFIX)/system.reg:
 	echo "windows: wine prefix $(WINEPREFIX) made in $$(echo "$$(date +%s.%N) $$start" | awk '{ printf "%.1f", $$1 - $$2 }') s"
 
 windows: $(WIN_INTERP) $(WIN_PROBES) $(WINEPREFIX)/system.reg $(if $(filter yes,$(WIN_MODULE)),$(WIN_MODULES))
-	@for f in $(WIN_PROBES) $(if $(filter yes,$(WIN_MODULE)),$(WIN_MODULES)); do \
-	  echo "windows: $$f imports" $$($(WIN_CROSS)objdump -p $$f | sed -n 's/^\tDLL Name: //p'); done
+	@bad=; for f in $(WIN_PROBES) $(if $(filter yes,$(WIN_MODULE)),$(WIN_MODULES)); do \
+	  dlls=$$($(WIN_CROSS)objdump -p $$f | sed -n 's/^\tDLL Name: //p'); echo "windows: $$f imports" $$dlls; \
+	  for d in $$dlls; do n=$$(echo "$${d%.dll}" | sed 's/\.DLL$$//' | tr A-Z a-z); \
+	    case " $(WIN_SYSTEM_DLLS) lua54 lua51 " in *" $$n "*) ;; *) bad="$$bad $$f:$$d";; esac; done; \
+	done; if [ -n "$$bad" ]; then echo "windows: imports outside Windows and the Lua DLL:$$bad" >&2; exit 1; fi
 
 test-windows: windows
 	BUSTED=tools/windows/run-portable.lua DT_TEST_LUA=$(LUA) WINEPREFIX=$(WINEPREFIX) \

@@ -138,7 +138,7 @@ add_deb_src() {
     return 1
   fi
   if [ -n "$stanzas" ]; then
-    { echo "# Added by downloadtask's tools/windows/deps.sh: sources of the archive above, for apt-get source."
+    { echo "# Added by downloadtask's tools/windows/deps.sh: deb-src twins of the Debian entries, for apt-get source."
       printf '%s\n' "$stanzas"; } | as_root tee "$SRC_LIST" >/dev/null
   fi
   if [ -n "$oneline" ]; then
