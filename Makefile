@@ -247,3 +247,85 @@ doc:
 	if printf '%s\n' "$$out" | grep -q 'not found'; then printf '%s\n' "$$out" >&2; \
 	  echo "make doc: no Markdown formatter for ldoc; install Debian's lua-discount (./dev deps)" >&2; exit 1; fi; \
 	echo "make doc: $(DOC_DIR)/index.html"
+
+# ---- Windows x64, tested under wine (issue 12) --------------------------------------------
+# `make windows-deps`: mingw-w64 and wine from Debian, and the sources of curl, lua5.4 and
+# luajit from `apt-get source`, cross-built into $(WIN_DEPS) (tools/windows/deps.sh; cached:
+# a second run does nothing). `make windows`: the interpreters and their DLLs in
+# build/windows/{lua5.4,luajit}/, the probe module (tools/windows/probe.c, a tool-chain
+# check that is not downloadtask) and the wine prefix; with WIN_MODULE=yes also
+# downloadtask.dll from src/ (not portable yet: the default is no until it is).
+# `make test-windows`: spec/portable/ under wine with both interpreters, against servers
+# started here (tools/windows/run-portable.lua); only the probe while downloadtask.dll
+# is not built, and it says so (WINDOWS_REQUIRE_MODULE=1 makes that a failure).
+# `make test-portable`: the same specs on Linux with $(LUA) and ./downloadtask.so.
+WIN_CROSS ?= x86_64-w64-mingw32-
+WIN_CC ?= $(WIN_CROSS)gcc
+WIN_DIR ?= build/windows
+WIN_DEPS ?= $(WIN_DIR)/deps
+WIN_OPT ?= -O2
+WIN_CURL_CFLAGS ?= -DCURL_STATICLIB -I$(WIN_DEPS)/curl/include
+WIN_CURL_LIBS ?= $(WIN_DEPS)/curl/lib/libcurl.a -lbcrypt -ladvapi32 -lcrypt32 -lws2_32
+WIN_MODULE_LIBS ?= $(WIN_CURL_LIBS)
+WIN_MODULE ?= no
+WIN_LUAS = lua5.4 luajit
+# What a module DLL may import besides its Lua DLL: Windows' own DLLs (case-insensitive)
+WIN_SYSTEM_DLLS ?= kernel32 msvcrt ws2_32 advapi32 bcrypt crypt32 secur32 normaliz user32 shell32 ole32
+WINEPREFIX ?= $(CURDIR)/$(WIN_DIR)/wineprefix
+win_luadll = $(if $(filter luajit,$(1)),lua51.dll,lua54.dll)
+win_luaexe = $(if $(filter luajit,$(1)),luajit.exe,lua.exe)
+WIN_STAMPS = $(WIN_DEPS)/stamps/curl $(WIN_DEPS)/stamps/lua5.4 $(WIN_DEPS)/stamps/luajit
+WIN_INTERP = $(foreach v,$(WIN_LUAS),$(WIN_DIR)/$(v)/$(call win_luaexe,$(v)) $(WIN_DIR)/$(v)/$(call win_luadll,$(v)))
+WIN_PROBES = $(WIN_LUAS:%=$(WIN_DIR)/%/probe.dll)
+WIN_MODULES = $(WIN_LUAS:%=$(WIN_DIR)/%/downloadtask.dll)
+
+.PHONY: windows-deps windows test-windows test-portable
+
+windows-deps:
+	DEPS=$(WIN_DEPS) CROSS=$(WIN_CROSS) tools/windows/deps.sh
+
+$(WIN_STAMPS) &:
+	DEPS=$(WIN_DEPS) CROSS=$(WIN_CROSS) tools/windows/deps.sh
+
+$(WIN_DIR)/lua5.4/lua.exe $(WIN_DIR)/lua5.4/lua54.dll: $(WIN_DEPS)/stamps/lua5.4
+	@mkdir -p $(@D)
+	cp $(WIN_DEPS)/lua5.4/$(@F) $@
+
+$(WIN_DIR)/luajit/luajit.exe $(WIN_DIR)/luajit/lua51.dll: $(WIN_DEPS)/stamps/luajit
+	@mkdir -p $(@D)
+	cp $(WIN_DEPS)/luajit/$(@F) $@
+
+# Linked against the Lua DLL itself (mingw's ld needs no import library) and the static
+# libcurl, so the DLL needs system DLLs and that Lua DLL only.
+$(WIN_PROBES): $(WIN_DIR)/%/probe.dll: tools/windows/probe.c $(WIN_DEPS)/stamps/curl
+	$(WIN_CC) $(WARN) $(WIN_OPT) $(WIN_CURL_CFLAGS) -I$(WIN_DEPS)/$*/include -shared -s -o $@ \
+	  $< $(WIN_DIR)/$*/$(call win_luadll,$*) $(WIN_CURL_LIBS)
+
+$(WIN_MODULES): $(WIN_DIR)/%/downloadtask.dll: $(SRC) $(HDR) $(WIN_DEPS)/stamps/curl
+	$(WIN_CC) $(WARN) $(WIN_OPT) $(WIN_CURL_CFLAGS) -I$(WIN_DEPS)/$*/include -shared -o $@ \
+	  $(SRC) $(WIN_DIR)/$*/$(call win_luadll,$*) $(WIN_MODULE_LIBS)
+
+# each Lua's DLL, which the modules link against
+$(WIN_DIR)/lua5.4/probe.dll $(WIN_DIR)/lua5.4/downloadtask.dll: $(WIN_DIR)/lua5.4/lua54.dll
+$(WIN_DIR)/luajit/probe.dll $(WIN_DIR)/luajit/downloadtask.dll: $(WIN_DIR)/luajit/lua51.dll
+
+# A fresh prefix takes wine ~8 s; `wineserver -w` waits until its registry is on disk.
+$(WINEPREFIX)/system.reg:
+	@start=$$(date +%s.%N); \
+	WINEPREFIX=$(WINEPREFIX) WINEDEBUG=-all wine wineboot --init >/dev/null 2>&1 && \
+	WINEPREFIX=$(WINEPREFIX) wineserver -w && \
+	echo "windows: wine prefix $(WINEPREFIX) made in $$(echo "$$(date +%s.%N) $$start" | awk '{ printf "%.1f", $$1 - $$2 }') s"
+
+windows: $(WIN_INTERP) $(WIN_PROBES) $(WINEPREFIX)/system.reg $(if $(filter yes,$(WIN_MODULE)),$(WIN_MODULES))
+	@bad=; for f in $(WIN_PROBES) $(if $(filter yes,$(WIN_MODULE)),$(WIN_MODULES)); do \
+	  dlls=$$($(WIN_CROSS)objdump -p $$f | sed -n 's/^\tDLL Name: //p'); echo "windows: $$f imports" $$dlls; \
+	  for d in $$dlls; do n=$$(echo "$${d%.dll}" | sed 's/\.DLL$$//' | tr A-Z a-z); \
+	    case " $(WIN_SYSTEM_DLLS) lua54 lua51 " in *" $$n "*) ;; *) bad="$$bad $$f:$$d";; esac; done; \
+	done; if [ -n "$$bad" ]; then echo "windows: imports outside Windows and the Lua DLL:$$bad" >&2; exit 1; fi
+
+test-windows: windows
+	BUSTED=tools/windows/run-portable.lua DT_TEST_LUA=$(LUA) WINEPREFIX=$(WINEPREFIX) \
+	  spec/support/run-specs.sh $(WIN_LUAS)
+
+test-portable: downloadtask.so
+	BUSTED=tools/windows/run-portable.lua DT_TEST_LUA=$(LUA) spec/support/run-specs.sh linux
