@@ -171,18 +171,29 @@ local function int(v, default)
   return n
 end
 
--- Sends status line and headers. headers: list of {name, value}.
+-- Sends status line and headers. headers: list of {name, value}; a value may
+-- hold "\r\n" plus leading blanks (an obsolete folded continuation line).
 -- `hdr=Name:Value` query parameters add headers to every response.
+-- c.hslow (ms, set by serve_bytes) sends the status line and each header line
+-- that many milliseconds apart; otherwise the head goes out in one write.
 local function send_head(c, status, headers)
   local t = { ("HTTP/1.1 %d %s\r\n"):format(status, REASONS[status] or "Status") }
-  t[#t + 1] = "Date: " .. http_date() .. "\r\nServer: faultserver\r\n"
+  t[#t + 1] = "Date: " .. http_date() .. "\r\n"
+  t[#t + 1] = "Server: faultserver\r\n"
   for _, h in ipairs(headers) do t[#t + 1] = h[1] .. ": " .. h[2] .. "\r\n" end
   for _, h in ipairs(c.query and c.query.hdr or {}) do
     local name, value = h:match("^([^:]+):%s*(.*)$")
     if name then t[#t + 1] = name .. ": " .. value .. "\r\n" end
   end
   t[#t + 1] = "Connection: close\r\n\r\n"
-  send_all(c, table.concat(t))
+  if c.hslow and c.hslow > 0 then
+    for i, line in ipairs(t) do
+      if i > 1 then sleep(c.hslow / 1000) end
+      send_all(c, line)
+    end
+  else
+    send_all(c, table.concat(t))
+  end
 end
 
 local function bodyless(status)
@@ -231,6 +242,37 @@ local function parse_range(value, size)
   return first, last
 end
 
+-- Parameters of /bytes (and of /flaky, which passes them on):
+--   n=N           body of N pattern bytes (spec/support/pattern.lua)
+--   status=C      status code (default 200)
+--   etag=E, lastmod=D   validators; a matching If-None-Match/If-Modified-Since gives 304
+--   range=1       honour Range like a file server: 206 with Content-Range, 416
+--   cl=L          Content-Length: L whatever the body (too short or too long)
+--   nolength=1    no Content-Length (the body ends when the connection closes)
+--   chunked=1     Transfer-Encoding: chunked; badchunk=1 / truncchunk=1 break it midway
+--   dropafter=B   close after B body bytes (reset=1: with RST instead of FIN)
+--   stallafter=B, stall=MS   pause MS ms after B body bytes
+--   rate=BPS, chunk=B, delay=MS   trickle the body
+--   hdelay=MS     wait before the status line; shift=K: body starts K bytes later
+--                 (another version of the file)
+-- Lies and header oddities (for the holes of issue 10):
+--   lie206=start  a request carrying a Range header (range=1 not needed) gets 206
+--                 with the WHOLE body from byte 0 and `Content-Range: bytes 0-(n-1)/n`:
+--                 a 206 that starts elsewhere than asked
+--   lie206=none   a Range request gets 206 and the requested range's bytes but no
+--                 Content-Range header at all (an unparsable Range: the whole body)
+--   lie416=N      a request carrying a Range header gets 416 with
+--                 `Content-Range: bytes */N` and an empty body
+--   fold=1        adds an obsolete folded header: `X-Folded: first` and the
+--                 continuation line `  second` (a client must see "first second")
+--   hflood=N      N extra headers `X-Flood-<i>: v<i>` (i = 1..N)
+--   cookies=N     N headers `Set-Cookie: c<i>=<i>`, in order
+--   hslow=MS      the status line and each header line are sent MS ms apart
+--   retryafter=S  adds `Retry-After: S` (with status=503, say)
+--   hdr=Name:Value  (any route) an extra header; may repeat
+-- /flaky drops the fault parameters (FAULT_PARAMS) once its failures are used
+-- up; lie206, lie416 and the header oddities stay, since a lie about a range
+-- only shows on the retry that asks for one.
 local function serve_bytes(c, q, default_n)
   local n = int(q.n, default_n or 16)
   local status = int(q.status, 200)
@@ -239,6 +281,11 @@ local function serve_bytes(c, q, default_n)
   local headers = {}
   if q.etag then headers[#headers + 1] = { "ETag", q.etag } end
   if q.lastmod then headers[#headers + 1] = { "Last-Modified", q.lastmod } end
+  if q.retryafter then headers[#headers + 1] = { "Retry-After", q.retryafter } end
+  if q.fold == "1" then headers[#headers + 1] = { "X-Folded", "first\r\n  second" } end
+  for i = 1, int(q.hflood, 0) do headers[#headers + 1] = { "X-Flood-" .. i, "v" .. i } end
+  for i = 1, int(q.cookies, 0) do headers[#headers + 1] = { "Set-Cookie", ("c%d=%d"):format(i, i) } end
+  c.hslow = int(q.hslow)
 
   if hdelay > 0 then sleep(hdelay / 1000) end
 
@@ -252,9 +299,24 @@ local function serve_bytes(c, q, default_n)
 
   -- Ranges (extension, only with range=1): 206 / 416 like a file server. An
   -- If-Range that is not this version's etag or lastmod gets the whole body.
+  -- lie416 and lie206 come first and answer any Range header, range=1 or not.
   local ifr = c.headers["if-range"]
   local current = not ifr or ifr == q.etag or ifr == q.lastmod
-  if q.range == "1" and current then
+  local rq = c.headers["range"]
+  if rq and q.lie416 then
+    headers[#headers + 1] = { "Content-Range", "bytes */" .. int(q.lie416) }
+    respond(c, 416, "", nil, headers)
+    return
+  elseif rq and q.lie206 == "start" then
+    if not q.status then status = 206 end
+    headers[#headers + 1] = { "Content-Range", ("bytes 0-%d/%d"):format(total - 1, total) }
+  elseif rq and q.lie206 == "none" then
+    if not q.status then status = 206 end
+    local first, last = parse_range(rq, total)
+    if first then offset, n = first, last - first + 1 end
+  elseif q.lie206 and q.lie206 ~= "start" and q.lie206 ~= "none" then
+    error(BadRequest, 0)
+  elseif q.range == "1" and current then
     headers[#headers + 1] = { "Accept-Ranges", "bytes" }
     local first, last = parse_range(c.headers["range"], total)
     if first == false then
@@ -339,7 +401,7 @@ end
 
 -- Query parameters that /flaky drops once its failures are used up.
 local FAULT_PARAMS = { "status", "cl", "dropafter", "reset", "stallafter", "stall",
-  "badchunk", "truncchunk", "hdelay", "delay", "rate" }
+  "badchunk", "truncchunk", "hdelay", "delay", "rate", "hslow", "retryafter" }
 
 ------------------------------------------------------------------------------
 -- Routes.
