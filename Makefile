@@ -16,9 +16,9 @@ LDFLAGS ?=
 LIBS = $(CURL_LIBS) $(CRYPTO_LIBS) -lpthread
 BUSTED ?= $(LUA) /usr/bin/busted
 
-SRC = src/module.c src/task.c src/dispatch.c src/engine.c
+SRC = src/module.c src/task.c src/dispatch.c src/engine.c src/files.c
 OBJ = $(SRC:.c=.o)
-HDR = src/dt.h src/binding.h src/compat.h
+HDR = src/dt.h src/binding.h src/compat.h src/files.h
 
 .PHONY: all test example clean deps
 

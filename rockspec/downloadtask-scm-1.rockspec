@@ -30,7 +30,7 @@ build = {
   type = "builtin",
   modules = {
     downloadtask = {
-      sources = { "src/module.c", "src/task.c", "src/dispatch.c", "src/engine.c" },
+      sources = { "src/module.c", "src/task.c", "src/dispatch.c", "src/engine.c", "src/files.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "crypto", "pthread" },
       incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },

@@ -193,16 +193,24 @@ describe("files", function()
       assert.are.same({}, S.listdir(dir))
     end)
 
-    it("the destination gets mode 0666 & ~umask", function()
+    it("a new destination gets mode 0666 & ~umask; a replaced one keeps its permission bits", function()
       local dir = S.tmpdir()
       local expected = ("%o"):format(clear_bits(0x1B6, umask()))      -- 0666 & ~umask
       fetch { url = ng.url("small.txt"), filePath = dir .. "/new" }
       assert.are.equal(expected, mode_of(dir .. "/new"))
-      -- a replaced destination gets the new file's mode (rename semantics)
+      -- 0.2: a replaced destination keeps its mode (a 0600 file stays private)
+      for _, m in ipairs { "600", "640", "755" } do
+        S.writefile(dir .. "/old", OLD)
+        sh("chmod " .. m .. " " .. quote(dir .. "/old"))
+        fetch { url = ng.url("small.txt"), filePath = dir .. "/old" }
+        assert.are.equal(m, mode_of(dir .. "/old"))
+        assert.are.equal(S.SMALL_TXT, S.readfile(dir .. "/old"))
+      end
+      -- with resume too (the part file is sealed the same way)
       S.writefile(dir .. "/old", OLD)
       sh("chmod 600 " .. quote(dir .. "/old"))
-      fetch { url = ng.url("small.txt"), filePath = dir .. "/old" }
-      assert.are.equal(expected, mode_of(dir .. "/old"))
+      fetch { url = ng.url("small.txt"), filePath = dir .. "/old", resume = true }
+      assert.are.equal("600", mode_of(dir .. "/old"))
       assert.are.equal(S.SMALL_TXT, S.readfile(dir .. "/old"))
     end)
 
@@ -221,27 +229,32 @@ describe("files", function()
   end)
 
   describe("symlinks", function()
-    it("a destination that is a symlink to a file is replaced; the target is unchanged", function()
+    -- 0.2 (SPEC "Destination kinds"): a symlink is resolved and its final
+    -- target replaced; the link stays a link
+    it("a destination that is a symlink: the link stays, its final target is replaced", function()
       local dir = S.tmpdir()
       S.writefile(dir .. "/target", OLD)
-      assert(lfs.link("target", dir .. "/dest", true))
+      assert(lfs.link("target", dir .. "/mid", true))
+      assert(lfs.link("mid", dir .. "/dest", true))          -- a chain of two links
       local out = fetch { url = ng.url("small.txt"), filePath = dir .. "/dest" }
       assert.are.equal(200, out.res.statusCode)
-      assert.are.equal("file", lfs.symlinkattributes(dir .. "/dest", "mode"))
-      assert.are.equal(S.SMALL_TXT, S.readfile(dir .. "/dest"))
-      assert.are.equal(OLD, S.readfile(dir .. "/target"))
-      assert.are.same({ "dest", "target" }, S.listdir(dir))
+      assert.are.equal(dir .. "/dest", out.res.filePath)
+      assert.are.equal("link", lfs.symlinkattributes(dir .. "/dest", "mode"))
+      assert.are.equal("link", lfs.symlinkattributes(dir .. "/mid", "mode"))
+      assert.are.equal("file", lfs.symlinkattributes(dir .. "/target", "mode"))
+      assert.are.equal(S.SMALL_TXT, S.readfile(dir .. "/target"))
+      assert.are.same({ "dest", "mid", "target" }, S.listdir(dir))
     end)
 
-    it("a dangling symlink at the destination: its target is never created", function()
+    it("a dangling symlink at the destination: its target is created, the link stays", function()
       local dir = S.tmpdir()
       local elsewhere = S.tmpdir()
       assert(lfs.link(elsewhere .. "/created-through-link", dir .. "/dest", true))
       local out = fetch { url = ng.url("small.txt"), filePath = dir .. "/dest" }
       assert.are.equal(200, out.res.statusCode)
-      assert.are.equal("file", lfs.symlinkattributes(dir .. "/dest", "mode"))
+      assert.are.equal("link", lfs.symlinkattributes(dir .. "/dest", "mode"))
       assert.are.equal(S.SMALL_TXT, S.readfile(dir .. "/dest"))
-      assert.are.same({}, S.listdir(elsewhere))
+      assert.are.same({ "created-through-link" }, S.listdir(elsewhere))
     end)
 
     it("after a failure, a symlinked destination and its target are unchanged", function()
@@ -255,7 +268,7 @@ describe("files", function()
       assert.are.same({ "dest", "target" }, S.listdir(dir))
     end)
 
-    it("the temporary file is written beside the destination, not through the symlink", function()
+    it("the temporary file is written beside the link's final target", function()
       local dir, other = S.tmpdir(), S.tmpdir()
       S.writefile(other .. "/target", OLD)
       assert(lfs.link(other .. "/target", dir .. "/dest", true))
@@ -266,12 +279,12 @@ describe("files", function()
       end)
       settle()
       assert.is_not_nil(seen, "no progress event")
-      assert.are.equal(2, #seen[1])                         -- dest and its .part
-      assert.matches("^dest%..+%.part$", seen[1][1] == "dest" and seen[1][2] or seen[1][1])
-      assert.are.same({ "target" }, seen[2])
-      assert.are.equal("file", lfs.symlinkattributes(dir .. "/dest", "mode"))
-      assert.are.equal(OLD, S.readfile(other .. "/target"))
-      assert.is_true(S.file_matches_pattern(dir .. "/dest", 60000))
+      assert.are.same({ "dest" }, seen[1])
+      assert.are.equal(2, #seen[2])                         -- the target and a temporary file
+      assert.matches("^%.dt%..+%.tmp$", seen[2][1] == "target" and seen[2][2] or seen[2][1])
+      assert.are.equal("link", lfs.symlinkattributes(dir .. "/dest", "mode"))
+      assert.is_true(S.file_matches_pattern(other .. "/target", 60000))
+      assert.are.same({ "target" }, S.listdir(other))
     end)
   end)
 

@@ -18,6 +18,7 @@
  */
 #define _GNU_SOURCE /* mkostemp, pipe2 */
 #include "dt.h"
+#include "files.h"
 
 #include <curl/curl.h>
 #include <openssl/evp.h>
@@ -27,11 +28,13 @@
 #include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
@@ -71,9 +74,13 @@ typedef struct xrun {
   struct curl_slist *slist;
   int fd;
   int to_dest;
+  int inplace;  /* fd is the destination itself (a FIFO or a character device) */
+  int ranged;   /* this attempt asked for the rest of the resume part (Range) */
+  int retry_fail; /* fail_err is set, yet another attempt may start over */
+  int complete_part; /* a 416 found the resume part complete */
   char *wbuf;  /* gathered body bytes not yet written (a pool buffer), or NULL */
   size_t wlen;
-  char *part_path; /* temporary file beside the destination */
+  char *part_path; /* temporary file (or resume part) beside the destination */
   char *body_path; /* the file the body goes to */
   int64_t written, total;
   double last_progress;
@@ -116,6 +123,10 @@ struct dt_xfer {
   /* engine thread only */
   dt_xfer *prev, *next; /* on the waiting or running list */
   xrun *run; /* from the first start() until finish() or drop() */
+  dest_info dest;    /* filePath resolved, before the first start */
+  char *dest_reason; /* why it could not be (then dest_err) */
+  int dest_err;
+  unsigned char dest_done;
 };
 
 typedef struct xlist {
@@ -141,6 +152,7 @@ struct dt_engine {
   int wake_due; /* news was published: the pipe gets its byte at the end of this round */
   char *gather_free[GATHER_POOL]; /* pool buffers not in use */
   int gather_nfree, gather_made;
+  files_scans scans; /* directories swept of dead processes' temporary files */
 };
 
 /* getpid() is a system call, and the binding asks at every poll: the pid
@@ -315,6 +327,14 @@ void dt_result_land(dt_result *r) {
   if (rename(r->body_path, r->dest_path) == 0) {
     free(r->body_path);
     r->body_path = NULL;
+    if (r->durable) { /* the rename itself reaches the disk */
+      char *slash = strrchr(r->dest_path, '/');
+      *slash = '\0';
+      /* the destination holds the new file by now: a failing directory sync
+       * cannot make this a failure (the file promise), it only loses durability */
+      (void)files_sync_dir(r->dest_path[0] ? r->dest_path : "/");
+      *slash = '/';
+    }
     return;
   }
   int e = errno;
@@ -365,6 +385,8 @@ static void run_free(dt_xfer *x) {
 }
 
 static void xfer_free(dt_xfer *x) {
+  files_dest_free(&x->dest);
+  free(x->dest_reason);
   free(x->pub.headers);
   dt_result_discard(x->pub.result);
   run_free(x);
@@ -440,45 +462,49 @@ static void set_fail(dt_xfer *x, int err, const char *fmt, const char *arg) {
   snprintf(x->run->fail_reason, sizeof x->run->fail_reason, fmt, arg);
 }
 
-static void file_error(dt_xfer *x, int e) {
-  if (e == EACCES || e == EPERM || e == EROFS) set_fail(x, DT_ERR_PERM, "%s", "permission denied");
-  else if (e == ENOENT) set_fail(x, DT_ERR_SAVE, "save file error: %s", "directory does not exist");
-  else set_fail(x, DT_ERR_SAVE, "save file error: %s", strerror(e));
+static void file_error(dt_xfer *x, int e, const char *path) {
+  x->run->fail_err = files_error(e, NULL, path, x->run->fail_reason, sizeof x->run->fail_reason);
 }
 
-static unsigned next_rand(void) {
-  static atomic_uint counter;
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (unsigned)ts.tv_nsec ^ ((unsigned)self_pid() << 16) ^ (atomic_fetch_add(&counter, 1) * 2654435761u);
+static unsigned next_rand(void) { return files_rand(); }
+
+/* filePath's final target, once, before the transfer first starts (the
+ * queue needs it: one destination, one writer). */
+static void resolve_dest(dt_xfer *x) {
+  if (x->dest_done || !x->opts->file_path) return;
+  x->dest_done = 1;
+  char reason[512];
+  if (files_resolve(x->opts->file_path, &x->dest, &x->dest_err, reason, sizeof reason) != 0)
+    x->dest_reason = strdup(reason); /* NULL: start() says "out of memory" */
 }
 
-/* Creates "<file_path>.<random>.part" exclusively, never through a symlink. */
-static int open_part(dt_xfer *x) {
-  const char *dest = x->opts->file_path;
-  struct stat st;
-  if (stat(dest, &st) == 0 && S_ISDIR(st.st_mode)) {
-    set_fail(x, DT_ERR_SAVE, "save file error: %s", "destination is a directory");
+/* A new temporary file beside the destination, after sweeping that
+ * directory of the ones dead processes left. */
+static int open_part(dt_engine *e, dt_xfer *x) {
+  files_sweep(&e->scans, x->dest.dir);
+  int fd = files_temp(x->dest.dir, &x->run->part_path);
+  if (fd < 0) file_error(x, errno, x->dest.path);
+  return fd;
+}
+
+/* The destination itself, for a FIFO or a character device: no temporary
+ * file and no rename. A FIFO nobody reads fails at once (ENXIO) instead of
+ * blocking the engine thread in open(). */
+static int open_inplace(dt_xfer *x) {
+  int fd = open(x->dest.path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    if (errno == ENXIO) set_fail(x, DT_ERR_SAVE, "save file error: FIFO has no reader: %s", x->dest.path);
+    else file_error(x, errno, x->dest.path);
     return -1;
   }
-  size_t n = strlen(dest) + 32;
-  char *p = malloc(n);
-  if (!p) {
-    set_fail(x, DT_ERR_SAVE, "save file error: %s", "out of memory");
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+    file_error(x, errno, x->dest.path);
+    close(fd);
     return -1;
   }
-  for (int tries = 0; tries < 100; tries++) {
-    snprintf(p, n, "%s.%08x.part", dest, next_rand());
-    int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);
-    if (fd >= 0) {
-      x->run->part_path = p;
-      return fd;
-    }
-    if (errno != EEXIST) break;
-  }
-  file_error(x, errno);
-  free(p);
-  return -1;
+  x->run->inplace = 1;
+  return fd;
 }
 
 /* A private (0600) file under tempDir, for bodies that are not the
@@ -493,7 +519,7 @@ static int open_private(dt_xfer *x) {
   snprintf(p, n, "%s/downloadtask-XXXXXX", x->opts->shared->temp_dir);
   int fd = mkostemp(p, O_CLOEXEC);
   if (fd < 0) {
-    file_error(x, errno);
+    file_error(x, errno, x->opts->shared->temp_dir);
     free(p);
     return -1;
   }
@@ -502,7 +528,7 @@ static int open_private(dt_xfer *x) {
   return fd;
 }
 
-/* ---- gathered writes (engine thread) ---------------------------------- */
+/* ---- writing the body (engine thread) --------------------------------- */
 
 static int write_all(int fd, const char *buf, size_t len) {
   size_t off = 0;
@@ -513,6 +539,17 @@ static int write_all(int fd, const char *buf, size_t len) {
       return 0;
     }
     off += (size_t)w;
+  }
+  return 1;
+}
+
+/* Writes body bytes to the file, then hashes them: the digest describes
+ * only bytes that reached the file. 0 (with errno) when that failed. */
+static int emit(dt_xfer *x, const char *buf, size_t len) {
+  if (!write_all(x->run->fd, buf, len)) return 0;
+  if (x->run->md && !EVP_DigestUpdate(x->run->md, buf, len)) {
+    errno = ENOMEM;
+    return 0;
   }
   return 1;
 }
@@ -529,7 +566,7 @@ static void gather_begin(dt_engine *e, dt_xfer *x) {
 static int gather_flush(dt_xfer *x) {
   size_t n = x->run->wlen;
   x->run->wlen = 0;
-  return n == 0 || write_all(x->run->fd, x->run->wbuf, n);
+  return n == 0 || emit(x, x->run->wbuf, n);
 }
 
 /* Gives x's buffer back to the pool; what it held is dropped. */
@@ -551,18 +588,23 @@ static int gather_flush_end(dt_xfer *x) {
 
 /* Closes the body's file and removes it; with `resume` the part file beside
  * the destination is kept on purpose, for the next attempt or download,
- * with every byte received. */
+ * with every byte received (an empty one is not worth keeping). */
 static void close_body(dt_xfer *x) {
-  if (x->run->wbuf && x->run->fd >= 0 && x->opts->resume && x->run->to_dest) (void)gather_flush(x);
+  int keep = x->opts->resume && x->run->part_path && !x->run->inplace;
+  if (x->run->wbuf && x->run->fd >= 0 && keep && x->run->to_dest) (void)gather_flush(x);
   gather_end(x);
   if (x->run->fd >= 0) {
+    struct stat st;
+    if (keep && fstat(x->run->fd, &st) == 0 && st.st_size == 0) keep = 0;
     close(x->run->fd);
     x->run->fd = -1;
   }
-  int keep = x->opts->resume;
   if (x->run->body_path && (!x->run->part_path || strcmp(x->run->body_path, x->run->part_path) != 0))
     unlink(x->run->body_path); /* a private file */
-  if (x->run->part_path && !keep) unlink(x->run->part_path);
+  if (x->run->part_path && !keep) {
+    unlink(x->run->part_path);
+    if (x->opts->resume) files_write_validator(&x->dest, NULL);
+  }
   free(x->run->body_path);
   x->run->body_path = NULL;
   free(x->run->part_path);
@@ -570,48 +612,6 @@ static void close_body(dt_xfer *x) {
 }
 
 /* ---- resume ----------------------------------------------------------- */
-
-/* "<file_path><suffix>" */
-static char *path_with(const char *path, const char *suffix) {
-  size_t n = strlen(path) + strlen(suffix) + 1;
-  char *p = malloc(n);
-  if (p) snprintf(p, n, "%s%s", path, suffix);
-  return p;
-}
-
-/* The validator (ETag or Last-Modified) the part file was started with,
- * kept in "<file_path>.part.info"; NULL when there is none. */
-static char *read_validator(const char *dest) {
-  char *info = path_with(dest, ".part.info");
-  if (!info) return NULL;
-  int fd = open(info, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  free(info);
-  if (fd < 0) return NULL;
-  char buf[1024];
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) return NULL;
-  buf[n] = '\0';
-  buf[strcspn(buf, "\r\n")] = '\0';
-  return buf[0] ? strdup(buf) : NULL;
-}
-
-static void write_validator(const char *dest, const char *v) {
-  char *info = path_with(dest, ".part.info");
-  if (!info) return;
-  if (!v) {
-    unlink(info);
-  } else {
-    int fd = open(info, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0666);
-    if (fd >= 0) {
-      size_t len = strlen(v);
-      ssize_t w = write(fd, v, len);
-      if (w != (ssize_t)len) unlink(info); /* half a validator is none */
-      close(fd);
-    }
-  }
-  free(info);
-}
 
 /* The value of a final-response header collected so far, or NULL. */
 static const char *find_header(dt_xfer *x, const char *name) {
@@ -635,35 +635,55 @@ static int hash_existing(dt_xfer *x) {
   return 1;
 }
 
-/* Opens "<file_path>.part" to continue it; returns the descriptor and sets
- * x->run->offset (0 when there is nothing it may safely continue). */
-static int open_resume_part(dt_xfer *x, char **validator) {
-  const char *dest = x->opts->file_path;
-  struct stat st;
-  if (stat(dest, &st) == 0 && S_ISDIR(st.st_mode)) {
-    set_fail(x, DT_ERR_SAVE, "save file error: %s", "destination is a directory");
-    return -1;
-  }
-  char *p = path_with(dest, ".part");
+/* Empties the resume part: what it holds cannot be continued. */
+static int restart_part(dt_xfer *x) {
+  files_write_validator(&x->dest, NULL);
+  x->run->offset = 0;
+  if (x->run->fd < 0) return 1;
+  if (ftruncate(x->run->fd, 0) != 0 || lseek(x->run->fd, 0, SEEK_SET) != 0) return 0;
+  return !x->run->md || EVP_DigestInit_ex(x->run->md, EVP_sha256(), NULL);
+}
+
+/* Opens the destination's resume part to continue it; returns the
+ * descriptor and sets x->run->offset (0 when there is nothing it may safely
+ * continue). */
+static int open_resume_part(dt_engine *e, dt_xfer *x, char **validator) {
+  files_sweep(&e->scans, x->dest.dir);
+  char *p = files_part_path(&x->dest, ".part");
   if (!p) {
     set_fail(x, DT_ERR_SAVE, "save file error: %s", "out of memory");
     return -1;
   }
   int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0666);
   if (fd < 0) {
-    file_error(x, errno);
+    file_error(x, errno, x->dest.path);
     free(p);
     return -1;
   }
   x->run->part_path = p;
   off_t end = lseek(fd, 0, SEEK_END);
-  *validator = end > 0 ? read_validator(dest) : NULL;
+  *validator = end > 0 ? files_read_validator(&x->dest) : NULL;
   if (end <= 0 || !*validator) { /* nothing, or nothing to guard a splice with */
-    if (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0) end = 0;
+    if (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0) {
+      file_error(x, errno, x->dest.path);
+      close(fd);
+      return -1;
+    }
     end = 0;
   }
   x->run->offset = end;
   return fd;
+}
+
+/* "bytes a-b/t" (t may be "*": -1); 1 when it parses */
+static int content_range(const char *v, long long *a, long long *b, long long *t) {
+  int n = 0;
+  *t = -1;
+  if (!v) return 0;
+  if (sscanf(v, " bytes %lld-%lld/%lld%n", a, b, t, &n) == 3 && n > 0) return *a >= 0 && *b >= *a;
+  n = 0;
+  if (sscanf(v, " bytes %lld-%lld/*%n", a, b, &n) == 2 && n > 0) return *a >= 0 && *b >= *a;
+  return 0;
 }
 
 /* ---- headers ---------------------------------------------------------- */
@@ -683,6 +703,13 @@ static int hbuf_add(dt_xfer *x, const char *s, size_t n) {
   return 1;
 }
 
+/* A response with more headers than MAX_HEADERS (or MAX_HEADER_BYTES in
+ * all) fails rather than losing some silently. */
+static size_t too_many_headers(dt_xfer *x) {
+  set_fail(x, DT_ERR_NETWORK, "%s", "the response had too many headers");
+  return 0;
+}
+
 static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
   dt_xfer *x = ud;
   size_t len = size * n;
@@ -693,7 +720,24 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
   }
   size_t end = len;
   while (end > 0 && (buf[end - 1] == '\r' || buf[end - 1] == '\n')) end--;
-  if (end == 0 || buf[0] == ' ' || buf[0] == '\t') return len;
+  if (end == 0) return len;
+  if (buf[0] == ' ' || buf[0] == '\t') {
+    /* obsolete line folding: the line continues the previous header's
+     * value, joined with one space */
+    size_t v = 0;
+    while (v < end && (buf[v] == ' ' || buf[v] == '\t')) v++;
+    size_t vend = end;
+    while (vend > v && (buf[vend - 1] == ' ' || buf[vend - 1] == '\t')) vend--;
+    if (x->run->hcount == 0 || vend == v) return len;
+    if (x->run->hlen + (vend - v) + 2 > MAX_HEADER_BYTES) return too_many_headers(x);
+    x->run->hlen--; /* the value's terminator goes: the value continues */
+    if (x->run->hbuf[x->run->hlen - 1] != '\0') { /* after a space, unless it was empty */
+      if (!hbuf_add(x, " ", 1)) return 0;
+      x->run->hlen--;
+    }
+    if (!hbuf_add(x, buf + v, vend - v)) return 0;
+    return len;
+  }
   char *colon = memchr(buf, ':', end);
   if (!colon || colon == buf) return len;
   size_t nlen = (size_t)(colon - buf);
@@ -701,7 +745,8 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
   while (v < end && (buf[v] == ' ' || buf[v] == '\t')) v++;
   size_t vend = end;
   while (vend > v && (buf[vend - 1] == ' ' || buf[vend - 1] == '\t')) vend--;
-  if (x->run->hcount >= MAX_HEADERS || x->run->hlen + end + 2 > MAX_HEADER_BYTES) return len;
+  if (x->run->hcount >= MAX_HEADERS || x->run->hlen + end + 2 > MAX_HEADER_BYTES)
+    return too_many_headers(x);
   size_t at = x->run->hlen;
   if (!hbuf_add(x, buf, nlen) || !hbuf_add(x, buf + v, vend - v)) return 0;
   for (size_t i = 0; i < nlen; i++) {
@@ -735,35 +780,61 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
     x->run->discard = x->run->retry_pending = 1; /* another attempt follows: nobody sees this one */
     return 1;
   }
-  int64_t had = x->run->offset;
+  curl_off_t cl = -1;
+  curl_easy_getinfo(x->run->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+  int64_t had = x->run->offset, total = -2; /* -2: from Content-Length */
   if (x->opts->resume && x->run->part_path) {
     const char *range = find_header(x, "content-range");
-    long long size = -1;
-    if (status == 416 && had > 0 && range && sscanf(range, "bytes */%lld", &size) == 1 &&
-        size == had) { /* the part file was complete already */
-      x->run->discard = 1;
-      x->run->to_dest = 1;
-      x->run->written = had;
-      x->run->body_path = strdup(x->run->part_path);
-      close(x->run->fd);
-      x->run->fd = -1;
-      return x->run->body_path != NULL;
-    }
-    if (status != 206 && status / 100 == 2 && had > 0) { /* a whole new body: start over */
-      if (ftruncate(x->run->fd, 0) != 0 || lseek(x->run->fd, 0, SEEK_SET) != 0) {
-        set_fail(x, DT_ERR_SAVE, "save file error: %s", strerror(errno));
+    long long a = -1, b = -1, t = -1;
+    if (status == 416 && had > 0) {
+      if (range && sscanf(range, " bytes */%lld", &t) == 1 && t == had) {
+        /* the part was complete already: it is the body (its digest, fed
+         * from the part, is checked like any body's) */
+        x->run->discard = 1;
+        x->run->to_dest = x->run->complete_part = 1;
+        x->run->written = had;
+        x->run->body_path = strdup(x->run->part_path);
+        return x->run->body_path != NULL; /* fd stays: finish_rc seals the file */
+      }
+      /* the part is longer than the file, or another version's: useless */
+      if (!restart_part(x)) {
+        file_error(x, errno, x->dest.path);
         return 0;
       }
-      x->run->offset = had = 0;
-      if (x->run->md && !EVP_DigestInit_ex(x->run->md, EVP_sha256(), NULL)) return 0;
+      had = 0;
+    }
+    if (status == 206 && x->run->ranged) {
+      /* appended only when it continues the part exactly; anything else
+       * would splice two bodies: the part is emptied, and the next attempt
+       * (retry) or download starts over */
+      if (!content_range(range, &a, &b, &t) || a != had) {
+        if (!restart_part(x)) {
+          file_error(x, errno, x->dest.path);
+          return 0;
+        }
+        x->run->retry_fail = 1;
+        set_fail(x, DT_ERR_NETWORK, "%s", "the server's 206 does not continue the partial file");
+        return 0;
+      }
+      total = t > 0 ? t : (b < INT64_MAX - 1 ? b + 1 : -1);
+    } else if (status / 100 == 2 && had > 0) { /* a whole new body: start over */
+      if (!restart_part(x)) {
+        file_error(x, errno, x->dest.path);
+        return 0;
+      }
+      had = 0;
     }
     if (status / 100 == 2) {
       const char *v = find_header(x, "etag");
       if (!v || strncmp(v, "W/", 2) == 0) v = find_header(x, "last-modified");
-      write_validator(x->opts->file_path, v);
+      files_write_validator(&x->dest, v);
     }
   }
   if (status == DT_NOT_MODIFIED) { /* the caller's copy is current: no file at all */
+    if (x->run->fd >= 0 && !x->run->part_path) { /* in place: nothing to write */
+      close(x->run->fd);
+      x->run->fd = -1;
+    }
     if (x->run->part_path) {
       close(x->run->fd);
       x->run->fd = -1;
@@ -771,6 +842,8 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
       free(x->run->part_path);
       x->run->part_path = NULL;
     }
+  } else if (status / 100 == 2 && x->run->inplace) {
+    x->run->to_dest = 1; /* written where it stands */
   } else if (status / 100 == 2 && x->run->part_path) {
     x->run->to_dest = 1;
     x->run->body_path = strdup(x->run->part_path);
@@ -779,21 +852,29 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
       return 0;
     }
   } else {
-    if (x->run->part_path) { /* this body never replaces the destination */
+    if (x->run->inplace) { /* not the destination's body: it is not written there */
       close(x->run->fd);
       x->run->fd = -1;
-      if (!x->opts->resume) unlink(x->run->part_path);
+      x->run->inplace = 0;
+    }
+    if (x->run->part_path) { /* this body never replaces the destination */
+      struct stat st;
+      int keep = x->opts->resume && fstat(x->run->fd, &st) == 0 && st.st_size > 0;
+      close(x->run->fd);
+      x->run->fd = -1;
+      if (!keep) unlink(x->run->part_path);
+      if (!keep && x->opts->resume) files_write_validator(&x->dest, NULL);
       free(x->run->part_path);
       x->run->part_path = NULL;
     }
     x->run->fd = open_private(x);
     if (x->run->fd < 0) return 0;
   }
-  curl_off_t cl = -1;
-  curl_easy_getinfo(x->run->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
   int partial = status == 206 && x->run->to_dest && had > 0;
   x->run->written = partial ? had : 0; /* progress counts the bytes already there */
-  x->run->total = cl < 0 ? -1 : (partial ? had + cl : cl);
+  if (total == -2) /* with a part: what was there, and what comes */
+    total = cl < 0 ? -1 : !partial ? cl : cl > INT64_MAX - had ? -1 : had + cl;
+  x->run->total = total;
   if (!x->run->discard) gather_begin(e, x);
   dt_headers *h = make_headers(x, status);
   if (!h) {
@@ -827,23 +908,19 @@ static size_t write_body(char *buf, size_t size, size_t n, void *ud) {
       return CURL_WRITEFUNC_PAUSE;
     }
   }
-  if (x->run->md && !EVP_DigestUpdate(x->run->md, buf, len)) {
-    set_fail(x, DT_ERR_SAVE, "save file error: %s", "checksum computation failed");
-    return 0;
-  }
   int ok;
   if (!x->run->wbuf) {
-    ok = write_all(x->run->fd, buf, len);
+    ok = emit(x, buf, len);
   } else if (x->run->wlen + len <= GATHER_BUF) {
     memcpy(x->run->wbuf + x->run->wlen, buf, len);
     x->run->wlen += len;
     ok = x->run->wlen < GATHER_BUF || gather_flush(x);
   } else {
-    ok = gather_flush(x) && (len >= GATHER_BUF ? write_all(x->run->fd, buf, len)
+    ok = gather_flush(x) && (len >= GATHER_BUF ? emit(x, buf, len)
                                                : (memcpy(x->run->wbuf, buf, len), x->run->wlen = len, 1));
   }
   if (!ok) {
-    set_fail(x, DT_ERR_SAVE, "save file error: %s", strerror(errno));
+    file_error(x, errno, x->dest.path ? x->dest.path : x->run->body_path);
     return 0;
   }
   x->run->written += (int64_t)len;
@@ -851,7 +928,7 @@ static size_t write_body(char *buf, size_t size, size_t n, void *ud) {
     /* progress counts what the file holds: on a slow link or with rateLimit,
      * 256 KiB would take longer than progressInterval to gather */
     if (x->run->wlen > 0 && !gather_flush(x)) {
-      set_fail(x, DT_ERR_SAVE, "save file error: %s", strerror(errno));
+      file_error(x, errno, x->dest.path ? x->dest.path : x->run->body_path);
       return 0;
     }
     x->run->last_progress = x->run->last_byte;
@@ -870,6 +947,24 @@ static void fail(dt_engine *e, dt_xfer *x, int err, const char *reason) {
   free(x->run->res->reason);
   x->run->res->reason = strdup(reason);
   finish(e, x);
+}
+
+/* Every socket of a transfer is close-on-exec from the moment it exists: a
+ * program started with io.popen or os.execute during a download inherits
+ * no connection. */
+static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a) {
+  (void)ud;
+  (void)purpose;
+#ifdef SOCK_CLOEXEC
+  curl_socket_t fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+  if (fd != CURL_SOCKET_BAD || errno != EINVAL) return fd;
+#endif
+  fd = socket(a->family, a->socktype, a->protocol);
+  if (fd != CURL_SOCKET_BAD && fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+    close(fd);
+    return CURL_SOCKET_BAD;
+  }
+  return fd;
 }
 
 /* libcurl guesses a scheme for "host/path"; we take http:// and https:// only. */
@@ -898,6 +993,7 @@ static void start(dt_engine *e, dt_xfer *x) {
   if (x->run->attempt++ == 0) x->run->fetch_start = epoch_ms();
   /* what an earlier attempt left */
   x->run->body_started = x->run->discard = x->run->retry_pending = x->run->to_dest = x->run->fail_err = 0;
+  x->run->inplace = x->run->ranged = x->run->retry_fail = x->run->complete_part = 0;
   x->run->hlen = x->run->hcount = 0;
   x->run->written = x->run->offset = 0;
   x->run->total = -1;
@@ -911,7 +1007,15 @@ static void start(dt_engine *e, dt_xfer *x) {
   }
   char *validator = NULL;
   if (o->file_path) {
-    x->run->fd = o->resume ? open_resume_part(x, &validator) : open_part(x);
+    resolve_dest(x);
+    if (!x->dest.path) {
+      fail(e, x, x->dest_reason ? x->dest_err : DT_ERR_SAVE,
+           x->dest_reason ? x->dest_reason : "save file error: out of memory");
+      return;
+    }
+    x->run->fd = x->dest.kind == DEST_INPLACE ? open_inplace(x)
+                 : o->resume                  ? open_resume_part(e, x, &validator)
+                                              : open_part(e, x);
     if (x->run->fd < 0) {
       fail(e, x, x->run->fail_err, x->run->fail_reason);
       return;
@@ -929,6 +1033,7 @@ static void start(dt_engine *e, dt_xfer *x) {
     char range[64];
     snprintf(range, sizeof range, "bytes=%lld-", (long long)x->run->offset);
     ok = add_header(x, "Range", range) && add_header(x, "If-Range", validator);
+    x->run->ranged = 1;
   }
   free(validator);
   if (!ok) {
@@ -950,6 +1055,7 @@ static void start(dt_engine *e, dt_xfer *x) {
   curl_easy_setopt(c, CURLOPT_URL, o->url);
   curl_easy_setopt(c, CURLOPT_PRIVATE, (void *)x);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, o->max_redirects != 0 ? 1L : 0L);
@@ -1084,9 +1190,25 @@ static int map_error(dt_xfer *x, CURLcode rc, char *reason, size_t n) {
     snprintf(reason, n, "invalid url");
     return DT_ERR_URL;
   case CURLE_COULDNT_RESOLVE_HOST:
-  case CURLE_COULDNT_RESOLVE_PROXY:
-    snprintf(reason, n, "could not resolve host");
+  case CURLE_COULDNT_RESOLVE_PROXY: {
+    /* the name that did not resolve, as libcurl's message gives it */
+    int proxy = rc == CURLE_COULDNT_RESOLVE_PROXY;
+    const char *what = proxy ? "Could not resolve proxy: " : "Could not resolve host: ";
+    const char *name = strstr(x->run->errbuf, what);
+    name = name ? name + strlen(what) : "";
+    size_t len = strcspn(name, " \r\n");
+    char *host = NULL;
+    CURLU *u = len == 0 && !proxy ? curl_url() : NULL; /* no message: the URL's host */
+    if (u && curl_url_set(u, CURLUPART_URL, x->opts->url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+      name = host;
+      len = strlen(host);
+    }
+    snprintf(reason, n, "could not resolve %s: %.*s", proxy ? "proxy" : "host", (int)len, name);
+    curl_free(host);
+    curl_url_cleanup(u);
     return DT_ERR_CONNECT;
+  }
   case CURLE_COULDNT_CONNECT:
     if (oserr == ECONNREFUSED) snprintf(reason, n, "connection refused");
     else snprintf(reason, n, "could not connect: %s", detail);
@@ -1166,20 +1288,63 @@ static void retry_later(dt_engine *e, dt_xfer *x) {
   xlist_push(&e->sleeping, x);
 }
 
+/* A replaced destination keeps its permission bits (a new one has
+ * 0666 & ~umask from open()). 0, or -1 with errno. */
+static int keep_mode(dt_xfer *x) {
+  struct stat st;
+  if (stat(x->dest.path, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+  return fchmod(x->run->fd, st.st_mode & 07777);
+}
+
+/* The resume part, complete, becomes an ordinary temporary file: its name
+ * is free for the next download of the destination, which may start as
+ * soon as this one has finished (one destination, one writer). */
+static int release_part(dt_xfer *x) {
+  char *tmp = NULL;
+  int fd = files_temp(x->dest.dir, &tmp);
+  if (fd < 0) return -1;
+  close(fd);
+  if (rename(x->run->part_path, tmp) != 0) {
+    int e = errno;
+    unlink(tmp);
+    free(tmp);
+    errno = e;
+    return -1;
+  }
+  files_write_validator(&x->dest, NULL);
+  free(x->run->body_path);
+  x->run->body_path = tmp;
+  free(x->run->part_path);
+  x->run->part_path = NULL;
+  return 0;
+}
+
 static void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc) {
   dt_result *r = x->run->res;
   if (rc == CURLE_OK && !x->run->body_started && !begin_body(e, x)) rc = CURLE_WRITE_ERROR;
+  /* a failure our callbacks recorded wins: libcurl may have returned it from
+   * another call (curl_easy_pause delivers buffered data) and still end the
+   * transfer with CURLE_OK */
+  if (rc == CURLE_OK && x->run->fail_err) rc = CURLE_WRITE_ERROR;
+  int attempts_left = x->run->attempt <= x->opts->retry;
   if ((rc == CURLE_OK && x->run->retry_pending) ||
-      (rc != CURLE_OK && !x->run->fail_err && transient(rc) && x->run->attempt <= x->opts->retry)) {
+      (rc != CURLE_OK && attempts_left &&
+       (x->run->retry_fail || (!x->run->fail_err && transient(rc))))) {
     retry_later(e, x);
     return;
   }
   if (rc == CURLE_OK && x->run->fd >= 0) {
     int c = gather_flush_end(x);
-    if (close(x->run->fd) != 0) c = -1;
+    if (c == 0 && x->run->to_dest && !x->run->inplace) c = keep_mode(x);
+    if (c == 0 && x->run->to_dest && x->opts->durable && fsync(x->run->fd) != 0) c = -1;
+    int ce = errno;
+    if (close(x->run->fd) != 0 && c == 0) {
+      c = -1;
+      ce = errno;
+    }
     x->run->fd = -1;
     if (c != 0) {
-      set_fail(x, DT_ERR_SAVE, "save file error: %s", strerror(errno));
+      file_error(x, ce, x->dest.path ? x->dest.path : x->run->body_path);
       rc = CURLE_WRITE_ERROR;
     }
   }
@@ -1196,22 +1361,28 @@ static void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc) {
     unsigned int dn = 0;
     EVP_DigestFinal_ex(x->run->md, d, &dn);
     for (unsigned int i = 0; i < dn && i < 32; i++) snprintf(r->sha256 + 2 * i, 3, "%02x", d[i]);
-    if (r->status / 100 == 2 && strcmp(r->sha256, x->opts->sha256) != 0) {
+    if ((r->status / 100 == 2 || x->run->complete_part) && strcmp(r->sha256, x->opts->sha256) != 0) {
       fail(e, x, DT_ERR_CHECKSUM, "checksum mismatch");
       return;
     }
+  }
+  if (x->run->to_dest && x->opts->resume && x->run->part_path && x->run->body_path &&
+      strcmp(x->run->part_path, x->run->body_path) == 0 && release_part(x) != 0) {
+    file_error(x, errno, x->dest.path);
+    fail(e, x, x->run->fail_err, x->run->fail_reason);
+    return;
+  }
+  if (x->run->to_dest && x->run->body_path && !(r->dest_path = strdup(x->dest.path))) {
+    fail(e, x, DT_ERR_SAVE, "save file error: out of memory");
+    return;
   }
   r->ok = 1;
   r->length = x->run->written;
   r->body_path = x->run->body_path; /* from here on the result owns the file */
   x->run->body_path = NULL;
   r->to_dest = x->run->to_dest;
-  if (r->to_dest && r->body_path && !(r->dest_path = strdup(x->opts->file_path))) {
-    fail(e, x, DT_ERR_SAVE, "save file error: out of memory");
-    return;
-  }
+  r->durable = x->opts->durable;
   if (x->run->to_dest) {
-    if (x->opts->resume) write_validator(x->opts->file_path, NULL);
     free(x->run->part_path);
     x->run->part_path = NULL;
   }
@@ -1233,7 +1404,7 @@ static void finish(dt_engine *e, dt_xfer *x) {
   x->run->slist = NULL;
   if (!r->ok && r->err == DT_ERR_CHECKSUM && x->opts->resume && x->run->part_path) {
     unlink(x->run->part_path); /* a wrong file is nothing to continue */
-    write_validator(x->opts->file_path, NULL);
+    files_write_validator(&x->dest, NULL);
   }
   if (!r->ok) close_body(x);
   r->attempts = x->run->attempt;
@@ -1304,15 +1475,28 @@ static void take_commands(dt_engine *e) {
   unref_taken(list, 0); /* the list's references */
 }
 
+static int dest_busy(dt_engine *e, dt_xfer *x) {
+  const xlist *lists[] = {&e->running, &e->sleeping};
+  for (int i = 0; i < 2; i++)
+    for (dt_xfer *y = lists[i]->head; y; y = y->next)
+      if (y->dest.path && strcmp(y->dest.path, x->dest.path) == 0) return 1;
+  return 0;
+}
+
 static void start_waiting(dt_engine *e) {
   pthread_mutex_lock(&e->mu);
   long max = e->max_concurrent;
   pthread_mutex_unlock(&e->mu);
-  while (e->waiting.head && e->running.n < max) {
-    dt_xfer *x = e->waiting.head;
-    /* Out of memory for its running part: x keeps its place at the head of
-     * the queue and is tried again on a later round (the loop wakes at least
-     * once a second, check_timers), rather than failed or lost. */
+  for (dt_xfer *x = e->waiting.head, *next; x && e->running.n < max; x = next) {
+    next = x->next;
+    /* One destination, one writer: a transfer whose destination another
+     * one is writing (or will write again after its retry's backoff) keeps
+     * its place in the queue until that one has finished. */
+    resolve_dest(x);
+    if (x->dest.path && dest_busy(e, x)) continue;
+    /* Out of memory for its running part: x keeps its place in the queue and
+     * is tried again on a later round (the loop wakes at least once a
+     * second, check_timers), rather than failed or lost. */
     if (!run_new(x)) break;
     xlist_remove(&e->waiting, x);
     start(e, x);
@@ -1360,7 +1544,18 @@ static int check_timers(dt_engine *e) {
       }
       x->run->resume_at = 0;
       x->run->last_byte = now; /* a pause of ours is not a stall */
-      curl_easy_pause(x->run->easy, CURLPAUSE_CONT); /* may call write_body, and pause again */
+      /* delivers what libcurl kept: write_body runs, and may pause again or
+       * fail (a write error comes back here, not through the multi handle) */
+      CURLcode prc = curl_easy_pause(x->run->easy, CURLPAUSE_CONT);
+      if (prc != CURLE_OK || x->run->fail_err) {
+        char reason[512];
+        int err = map_error(x, prc != CURLE_OK ? prc : CURLE_WRITE_ERROR, reason, sizeof reason);
+        if (x->run->easy) fill_profile(x, &x->run->res->profile);
+        fail(e, x, err, reason);
+        wait = 0;
+        x = next;
+        continue;
+      }
       if (x->run->resume_at > 0) {
         left = x->run->resume_at - now;
         if (left < wait) wait = left;
@@ -1406,10 +1601,29 @@ static void *engine_main(void *arg) {
   while (e->sleeping.head) drop(e, e->sleeping.head);
   while (e->waiting.head) drop(e, e->waiting.head);
   while (e->gather_nfree > 0) free(e->gather_free[--e->gather_nfree]);
+  files_scans_free(&e->scans);
   return NULL;
 }
 
 /* ---- the binding's side ----------------------------------------------- */
+
+/* libcurl 7.88 makes the multi handle's wakeup socket pair without
+ * close-on-exec (and no option reaches it): the Unix sockets above `after`
+ * (the engine's own pipe, made just before) that curl_multi_init left
+ * inheritable get the flag. Descriptors are numbered lowest-free first, so
+ * they are found right above the pipe; the scan stops at the first gap. */
+static void cloexec_new_sockets(int after) {
+  for (int fd = after + 1, gaps = 0; gaps < 8; fd++) {
+    int fl = fcntl(fd, F_GETFD);
+    if (fl < 0) {
+      gaps++;
+      continue;
+    }
+    struct stat st;
+    if (!(fl & FD_CLOEXEC) && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))
+      (void)fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+  }
+}
 
 dt_engine *engine_new(const char **why) {
   pthread_once(&curl_once, init_curl);
@@ -1435,7 +1649,20 @@ dt_engine *engine_new(const char **why) {
   e->pid = getpid();
   pthread_mutex_init(&e->mu, NULL);
   e->multi = curl_multi_init();
-  if (!e->multi || pthread_create(&e->thread, NULL, engine_main, e) != 0) {
+  if (e->multi) cloexec_new_sockets(e->wake_r > e->wake_w ? e->wake_r : e->wake_w);
+  /* The thread runs with every asynchronous signal blocked: a host's handler
+   * (lua.c's SIGINT one touches its lua_State) never runs on it, and a write
+   * to a FIFO whose reader left, or past RLIMIT_FSIZE, fails with EPIPE or
+   * EFBIG instead of raising SIGPIPE or SIGXFSZ. The thread inherits the
+   * mask; this thread's own is put back at once. */
+  sigset_t all, old;
+  sigfillset(&all);
+  static const int sync_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP};
+  for (size_t i = 0; i < sizeof sync_signals / sizeof sync_signals[0]; i++) sigdelset(&all, sync_signals[i]);
+  int masked = pthread_sigmask(SIG_BLOCK, &all, &old) == 0;
+  int started = e->multi && pthread_create(&e->thread, NULL, engine_main, e) == 0;
+  if (masked) pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (!started) {
     *why = e->multi ? "cannot start the engine thread" : "libcurl multi handle";
     if (e->multi) curl_multi_cleanup(e->multi);
     close(p[0]);

@@ -1,0 +1,362 @@
+/*
+ * files.c: the engine's file-system work (see files.h). POSIX.1-2008 only.
+ *
+ * Temporary names are short and fixed in length, so that a destination may
+ * have any name its directory accepts (255 bytes too): a temporary file is
+ * ".dt.<host>.<pid>.<random>.tmp" beside its destination, a resume part
+ * ".dt.<hash of the destination's name>.part". The host and pid in a name
+ * say whose it is: files_sweep removes those of processes of this host that
+ * no longer run (a kill -9, an os.exit that skipped lua_close), never a live
+ * one's, and never a resume part, which is kept on purpose.
+ */
+#define _XOPEN_SOURCE 700 /* realpath; glibc declares it only for XSI */
+#include "files.h"
+#include "dt.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static uint64_t fnv64(const char *s) {
+  uint64_t h = 14695981039346656037ull;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+/* 32 bits naming this host in temporary names */
+static unsigned host_tag(void) {
+  static atomic_uint tag; /* 0: not computed yet */
+  unsigned t = atomic_load_explicit(&tag, memory_order_relaxed);
+  if (t) return t;
+  char name[256] = "";
+  if (gethostname(name, sizeof name - 1) != 0) name[0] = '\0';
+  name[sizeof name - 1] = '\0';
+  uint64_t h = fnv64(name);
+  t = (unsigned)(h ^ (h >> 32));
+  if (!t) t = 1;
+  atomic_store_explicit(&tag, t, memory_order_relaxed);
+  return t;
+}
+
+unsigned files_rand(void) {
+  static atomic_uint counter;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  unsigned x = (unsigned)ts.tv_nsec ^ ((unsigned)getpid() << 16) ^
+               (atomic_fetch_add(&counter, 1) * 2654435761u);
+  x ^= x >> 16; /* spread the counter's bits over the low ones too */
+  x *= 0x45d9f3bu;
+  return x ^ (x >> 16);
+}
+
+static double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static char *join(const char *dir, const char *name) {
+  size_t a = strlen(dir), b = strlen(name);
+  char *p = malloc(a + b + 2);
+  if (!p) return NULL;
+  memcpy(p, dir, a);
+  p[a] = '/';
+  memcpy(p + a + 1, name, b + 1);
+  return p;
+}
+
+int files_error(int e, const char *what, const char *path, char *reason, size_t n) {
+  if (e == EACCES || e == EPERM || e == EROFS) {
+    snprintf(reason, n, "permission denied: %s", path);
+    return DT_ERR_PERM;
+  }
+  /* the reasons of SPEC.md name their object; libc's (disk full, ...) stand alone */
+  if (what) snprintf(reason, n, "save file error: %s: %s", what, path);
+  else snprintf(reason, n, "save file error: %s", strerror(e));
+  return DT_ERR_SAVE;
+}
+
+/* ---- destinations ----------------------------------------------------- */
+
+void files_dest_free(dest_info *d) {
+  free(d->path);
+  free(d->dir);
+  d->path = d->dir = NULL;
+  d->base = NULL;
+}
+
+/* Splits p at its last '/': the directory ("." or "/" at least) and the name. */
+static int split(const char *p, char **dir, char **name) {
+  const char *slash = strrchr(p, '/');
+  size_t dl = slash ? (size_t)(slash - p) : 0;
+  *dir = slash ? (dl ? strndup(p, dl) : strdup("/")) : strdup(".");
+  *name = strdup(slash ? slash + 1 : p);
+  if (*dir && *name) return 0;
+  free(*dir);
+  free(*name);
+  return -1;
+}
+
+/* Follows symlinks in the last component until a non-link (or nothing). */
+static char *follow_links(const char *path, int *e) {
+  char *cur = strdup(path);
+  for (int hops = 0; cur && hops < 40; hops++) {
+    struct stat st;
+    if (lstat(cur, &st) != 0 || !S_ISLNK(st.st_mode)) return cur;
+    size_t cap = (size_t)st.st_size + 2;
+    if (cap < 256) cap = 256;
+    char *buf = malloc(cap);
+    ssize_t n = buf ? readlink(cur, buf, cap - 1) : -1;
+    if (n < 0) {
+      *e = buf ? errno : ENOMEM;
+      free(buf);
+      free(cur);
+      return NULL;
+    }
+    buf[n] = '\0';
+    char *next;
+    if (buf[0] == '/') {
+      next = buf;
+    } else {
+      char *dir, *name;
+      next = NULL;
+      if (split(cur, &dir, &name) == 0) {
+        next = join(dir, buf);
+        free(dir);
+        free(name);
+      }
+      free(buf);
+    }
+    free(cur);
+    cur = next;
+  }
+  if (cur) {
+    free(cur);
+    *e = ELOOP;
+  } else {
+    *e = ENOMEM;
+  }
+  return NULL;
+}
+
+int files_resolve(const char *file_path, dest_info *d, int *err, char *reason, size_t n) {
+  memset(d, 0, sizeof *d);
+  size_t len = strlen(file_path);
+  if (len == 0 || file_path[len - 1] == '/') {
+    *err = files_error(0, "destination is a directory", file_path, reason, n);
+    return -1;
+  }
+  int e = 0;
+  char *target = follow_links(file_path, &e);
+  char *dir = NULL, *name = NULL, *real = NULL;
+  if (!target || split(target, &dir, &name) != 0) {
+    *err = files_error(e ? e : ENOMEM, NULL, file_path, reason, n);
+    free(target);
+    return -1;
+  }
+  free(target);
+  if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+    *err = files_error(0, "destination is a directory", file_path, reason, n);
+    goto fail;
+  }
+  real = realpath(dir, NULL);
+  if (!real) {
+    e = errno;
+    if (e == ENOENT || e == ENOTDIR) *err = files_error(e, "directory does not exist", dir, reason, n);
+    else *err = files_error(e, NULL, dir, reason, n);
+    goto fail;
+  }
+  d->path = join(real, name);
+  if (!d->path) {
+    *err = files_error(ENOMEM, NULL, file_path, reason, n);
+    goto fail;
+  }
+  d->dir = real;
+  real = NULL;
+  d->base = strrchr(d->path, '/') + 1;
+  struct stat st;
+  if (stat(d->path, &st) != 0) {
+    e = errno;
+    if (e != ENOENT) {
+      *err = files_error(e, NULL, d->path, reason, n);
+      goto fail;
+    }
+    d->kind = DEST_NEW;
+  } else if (S_ISREG(st.st_mode)) {
+    d->kind = DEST_REGULAR;
+  } else if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)) {
+    d->kind = DEST_INPLACE;
+  } else {
+    const char *what = S_ISDIR(st.st_mode)   ? "destination is a directory"
+                       : S_ISBLK(st.st_mode) ? "destination is a block device"
+                       : S_ISSOCK(st.st_mode) ? "destination is a socket"
+                                              : "destination is not a regular file";
+    *err = files_error(0, what, d->path, reason, n);
+    goto fail;
+  }
+  free(dir);
+  free(name);
+  return 0;
+fail:
+  free(dir);
+  free(name);
+  free(real);
+  files_dest_free(d);
+  return -1;
+}
+
+/* ---- temporary files -------------------------------------------------- */
+
+#define TEMP_PREFIX ".dt."
+#define TEMP_SUFFIX ".tmp"
+#define SWEEP_EVERY_S 60.0
+
+/* Whether name is a temporary file of a process of this host that no longer runs. */
+static int stale(const char *name) {
+  unsigned host, rnd;
+  long pid;
+  int end = 0;
+  if (strncmp(name, TEMP_PREFIX, 4) != 0) return 0;
+  if (sscanf(name + 4, "%8x.%ld.%8x.tmp%n", &host, &pid, &rnd, &end) != 3 || end == 0 ||
+      name[4 + end] != '\0')
+    return 0;
+  if (host != host_tag() || pid <= 0 || (pid_t)pid == getpid()) return 0;
+  return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+void files_sweep(files_scans *c, const char *dir) {
+  double now = mono_s();
+  int i;
+  for (i = 0; i < 16; i++)
+    if (c->slot[i].dir && strcmp(c->slot[i].dir, dir) == 0) break;
+  if (i < 16 && now - c->slot[i].at < SWEEP_EVERY_S) return;
+  if (i == 16) { /* a new directory takes the oldest slot */
+    i = c->next;
+    c->next = (c->next + 1) % 16;
+    free(c->slot[i].dir);
+    c->slot[i].dir = strdup(dir);
+    if (!c->slot[i].dir) return;
+  }
+  c->slot[i].at = now;
+  DIR *d = opendir(dir);
+  if (!d) return;
+  int dfd = dirfd(d);
+  struct dirent *ent;
+  while ((ent = readdir(d)) != NULL)
+    if (stale(ent->d_name)) (void)unlinkat(dfd, ent->d_name, 0); /* gone already: fine */
+  closedir(d);
+}
+
+void files_scans_free(files_scans *c) {
+  for (int i = 0; i < 16; i++) {
+    free(c->slot[i].dir);
+    c->slot[i].dir = NULL;
+  }
+}
+
+int files_temp(const char *dir, char **path) {
+  size_t n = strlen(dir) + 64;
+  char *p = malloc(n);
+  if (!p) {
+    errno = ENOMEM;
+    return -1;
+  }
+  for (int tries = 0; tries < 100; tries++) {
+    snprintf(p, n, "%s/" TEMP_PREFIX "%08x.%ld.%08x" TEMP_SUFFIX, dir, host_tag(), (long)getpid(),
+             files_rand());
+    int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);
+    if (fd >= 0) {
+      *path = p;
+      return fd;
+    }
+    if (errno != EEXIST) break;
+  }
+  int e = errno;
+  free(p);
+  errno = e;
+  return -1;
+}
+
+/* ---- resume ----------------------------------------------------------- */
+
+char *files_part_path(const dest_info *d, const char *suffix) {
+  char name[64];
+  snprintf(name, sizeof name, TEMP_PREFIX "%016llx%s", (unsigned long long)fnv64(d->base), suffix);
+  return join(d->dir, name);
+}
+
+/* The info file holds the validator, a newline, and the destination's name
+ * (two names may share a hash). */
+char *files_read_validator(const dest_info *d) {
+  char *info = files_part_path(d, ".info");
+  if (!info) return NULL;
+  int fd = open(info, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  free(info);
+  if (fd < 0) return NULL;
+  size_t cap = 1024 + strlen(d->base) + 4, len = 0;
+  char *buf = malloc(cap);
+  ssize_t r = 1;
+  while (buf && len < cap - 1 && (r = read(fd, buf + len, cap - 1 - len)) > 0) len += (size_t)r;
+  close(fd);
+  if (!buf || r < 0) {
+    free(buf);
+    return NULL;
+  }
+  buf[len] = '\0';
+  char *nl = strchr(buf, '\n');
+  char *name = nl ? nl + 1 : NULL;
+  char *end = name ? strchr(name, '\n') : NULL;
+  if (!nl || nl == buf || !end || end[1] != '\0' || (size_t)(end - name) != strlen(d->base) ||
+      memcmp(name, d->base, strlen(d->base)) != 0) {
+    free(buf);
+    return NULL;
+  }
+  *nl = '\0';
+  return buf;
+}
+
+void files_write_validator(const dest_info *d, const char *v) {
+  char *info = files_part_path(d, ".info");
+  if (!info) return;
+  if (!v || strchr(v, '\n')) {
+    (void)unlink(info); /* none, or nothing we could read back */
+  } else {
+    int fd = open(info, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0666);
+    if (fd >= 0) {
+      size_t a = strlen(v), b = strlen(d->base), n = a + b + 2;
+      char *text = malloc(n);
+      int ok = text != NULL;
+      if (ok) {
+        memcpy(text, v, a);
+        text[a] = '\n';
+        memcpy(text + a + 1, d->base, b);
+        text[a + 1 + b] = '\n';
+        ok = write(fd, text, n) == (ssize_t)n;
+        free(text);
+      }
+      if (close(fd) != 0) ok = 0;
+      if (!ok) (void)unlink(info); /* half a validator is none */
+    }
+  }
+  free(info);
+}
+
+int files_sync_dir(const char *dir) {
+  int fd = open(dir, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
+  if (fd < 0) return -1;
+  int rc = fsync(fd);
+  int e = errno;
+  close(fd);
+  errno = e;
+  return rc;
+}

@@ -1,0 +1,65 @@
+/*
+ * files.h: what the engine needs from the file system, as plain C on POSIX
+ * (no Lua, no libcurl): where a destination really is and what kind of file
+ * it is, the short temporary names beside it, the removal of temporary files
+ * that dead processes left, and the resume part and its validator.
+ */
+#ifndef DT_FILES_H
+#define DT_FILES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+  DEST_NEW,     /* nothing there yet: a temporary file is renamed onto it */
+  DEST_REGULAR, /* a regular file: replaced the same way, keeping its permission bits */
+  DEST_INPLACE  /* a FIFO or a character device: written in place, never replaced */
+};
+
+typedef struct dest_info {
+  char *path; /* absolute, its directory canonical, symlinks followed: the file written */
+  char *dir;  /* the directory of path */
+  const char *base; /* the last component of path (points into it) */
+  int kind;
+} dest_info;
+
+/* Where file_path leads (symlinks followed to their final target) and what
+ * is there. 0, or -1 with *err (a DT_ERR_*) and a reason naming the path. */
+int files_resolve(const char *file_path, dest_info *d, int *err, char *reason, size_t n);
+void files_dest_free(dest_info *d);
+
+/* Removes, at most once a minute per directory, the temporary files of
+ * processes of this host that no longer run. `cache` belongs to the caller
+ * (one per engine thread). */
+typedef struct files_scans {
+  struct { char *dir; double at; } slot[16];
+  int next;
+} files_scans;
+void files_sweep(files_scans *cache, const char *dir);
+void files_scans_free(files_scans *cache);
+
+/* Creates a new temporary file in dir exclusively (0666 & ~umask,
+ * close-on-exec, never through a link): "<dir>/.dt.<host>.<pid>.<rand>.tmp".
+ * Returns the descriptor and sets *path, or -1 with errno. */
+int files_temp(const char *dir, char **path);
+
+/* The resume part of a destination and its info file:
+ * "<dir>/.dt.<hash of the name>.part" and ".info". NULL: no memory. */
+char *files_part_path(const dest_info *d, const char *suffix);
+
+/* The validator (ETag or Last-Modified) the part was started with, or NULL
+ * when there is none or the info file names another destination. */
+char *files_read_validator(const dest_info *d);
+/* Records v (NULL: removes the info file). */
+void files_write_validator(const dest_info *d, const char *v);
+
+/* Makes a directory's entries durable (after a rename). 0 or -1 with errno. */
+int files_sync_dir(const char *dir);
+
+/* "save file error: ..." or "permission denied: <path>" for errno e. */
+int files_error(int e, const char *what, const char *path, char *reason, size_t n);
+
+/* Random bits for names and jitter. */
+unsigned files_rand(void);
+
+#endif
