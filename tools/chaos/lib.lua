@@ -295,11 +295,13 @@ function M.gen(seed, k)
       s.n, s.accept = n, { { len = n } }
       s.path = s.path:gsub("n=%d+", "n=" .. n)
     end
-    if c.kind == "pair" and ti == 2 and s.server == "fault" and s.accept[1] then
+    if c.kind == "pair" and ti == 2 and s.server == "fault" and s.accept[1]
+        and not s.path:find("shift=", 1, true) then
       -- another version, so the two bodies differ
       local sh = r.int(1, 5000)
       s.path = s.path .. "&shift=" .. sh
       for _, b in ipairs(s.accept) do b.shift = (b.shift or 0) + sh end
+      if s.accept_416 then s.accept_416.shift = s.accept_416.shift + sh end
     end
     local has_dest = c.dest ~= "none"
     local o = gen_options(r, c, s, has_dest)
@@ -498,11 +500,13 @@ function M.write(path, s)
 end
 
 -- The only names besides the destination that may stay in its directory:
--- resume's documented part files (README "Resume": <filePath>.part and
--- <filePath>.part.info). Adjust here when the naming changes.
+-- resume's documented part files. 0.2 (README "Resume"): ".dt.<hash of the
+-- destination's name>.part" and ".info"; 0.1: <filePath>.part and
+-- <filePath>.part.info. Adjust here when the naming changes.
 function M.allowed_part(name, dest_name, resume)
   if not resume then return false end
   return name == dest_name .. ".part" or name == dest_name .. ".part.info"
+    or name:match("^%.dt%.%x+%.part$") ~= nil or name:match("^%.dt%.%x+%.info$") ~= nil
 end
 
 -- What a directory holds: name -> { mode =, size =, target = (symlinks) }
