@@ -226,6 +226,23 @@ torture: build/5.4/downloadtask.so build/torture/torture build/asan/downloadtask
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  build/asan/torture -c 'build/asan/?.so' -s $(TORTURE_ASAN_STEP) $(TORTURE_ARGS) spec/torture/downloads.lua
 
+# The seeded random invariant tester (tools/chaos/, README "Reliability"): cases drawn from
+# SEED (default: the clock, printed first) run SECONDS (default 60) or N cases, several at
+# once; CASE=k replays case k of SEED alone. CHAOS_CPATH picks the module (a cpath template,
+# e.g. another worktree's build); CHECK=asan runs it with the module and the Lua host under
+# ASan+UBSan (tools/checked-suite.sh: any report fails it). chaos-long: as long as SECONDS says.
+SEED ?=
+N ?=
+CASE ?=
+SECONDS ?= 60
+CHAOS_CPATH ?= ./?.so
+CHECK ?=
+CHAOS_ARGS = $(if $(SEED),--seed=$(SEED)) $(if $(N),--n=$(N)) $(if $(CASE),--case=$(CASE)) --seconds=$(SECONDS)
+.PHONY: chaos chaos-long
+chaos chaos-long: $(if $(filter asan,$(CHECK)),build/asan/downloadtask.so build/asan/luahost,downloadtask.so)
+	$(if $(filter asan,$(CHECK)),BUSTED=tools/chaos/run.lua tools/checked-suite.sh asan build/asan $(CHAOS_ARGS),\
+	  BUSTED=tools/chaos/run.lua DT_TEST_LUA=$(LUA) DT_TEST_CPATH='$(CHAOS_CPATH)' spec/support/run-specs.sh $(CHAOS_ARGS))
+
 # 10,000 downloads in one process: RSS, descriptors and registry references must come back.
 soak: $(MODULE)
 	BUSTED=tools/soak.lua DT_TEST_LUA=$(LUA) DT_TEST_CPATH='$(BUILD)/?.so' spec/support/run-specs.sh $(SOAK_ARGS)
