@@ -1319,6 +1319,26 @@ static int release_part(dt_xfer *x) {
   return 0;
 }
 
+/* res.sha256 of a 304: the digest of the destination as it stands (none
+ * when there is no file there). Not compared with the option: a 304 says the
+ * caller's copy is current, and it is left as it is either way. */
+static void digest_file(dt_xfer *x, dt_result *r) {
+  int fd = open(x->dest.path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  char buf[65536];
+  ssize_t n;
+  int ok = EVP_DigestInit_ex(x->run->md, EVP_sha256(), NULL);
+  while (ok && (n = read(fd, buf, sizeof buf)) != 0) {
+    if (n < 0 && errno == EINTR) continue;
+    ok = n > 0 && EVP_DigestUpdate(x->run->md, buf, (size_t)n);
+  }
+  close(fd);
+  unsigned char d[EVP_MAX_MD_SIZE];
+  unsigned int dn = 0;
+  if (!ok || !EVP_DigestFinal_ex(x->run->md, d, &dn)) return;
+  for (unsigned int i = 0; i < dn && i < 32; i++) snprintf(r->sha256 + 2 * i, 3, "%02x", d[i]);
+}
+
 static void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc) {
   dt_result *r = x->run->res;
   if (rc == CURLE_OK && !x->run->body_started && !begin_body(e, x)) rc = CURLE_WRITE_ERROR;
@@ -1356,6 +1376,8 @@ static void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc) {
     return;
   }
   curl_easy_getinfo(x->run->easy, CURLINFO_RESPONSE_CODE, &r->status);
+  if (x->run->md && r->status == DT_NOT_MODIFIED && x->dest.path && x->dest.kind != DEST_INPLACE)
+    digest_file(x, r); /* the file is the caller's copy, untouched: its digest */
   if (x->run->md && r->status != DT_NOT_MODIFIED) {
     unsigned char d[EVP_MAX_MD_SIZE];
     unsigned int dn = 0;
