@@ -605,19 +605,21 @@ int task_new(lua_State *L) {
 
 /* ---- ending ----------------------------------------------------------- */
 
-/* Lets go of everything the task holds but its Lua values; idempotent. */
+/* Lets go of everything the task holds but its Lua values; idempotent. In a
+ * fork()ed child, the parent's tasks are orphaned first (a finalizer may be
+ * the first thing the child runs of this module): their results and files
+ * are the parent's, to be freed, never removed. */
 void task_release(lua_State *L, dt_task *t) {
+  state_check_fork(L, t->st);
   if (t->in_fifo) dispatch_remove(t->st, t);
   if (t->anchor != LUA_NOREF && !t->st->closed) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->st->anchors);
     luaL_unref(L, -1, t->anchor);
     lua_pop(L, 1);
-    t->st->live--;
+    if (!t->orphan) t->st->live--; /* an orphan stopped counting already */
   }
   t->anchor = LUA_NOREF;
-  if (t->x && t->orphan) {
-    t->x = NULL; /* the parent's: left alone */
-  } else if (t->x) {
+  if (t->x) {
     dt_engine *e = t->st->closed ? NULL : t->st->engine;
     if (e && !engine_owned_here(e)) e = NULL;
     if (e && !t->ended) engine_abort(e, t->x);
@@ -653,7 +655,8 @@ void task_release(lua_State *L, dt_task *t) {
  */
 static int l_abort(lua_State *L) {
   dt_task *t = check_task(L);
-  if (t->result_delivered || t->state == TS_ABORTED) return 0;
+  state_check_fork(L, t->st);
+  if (t->result_delivered || t->state == TS_ABORTED || t->orphan) return 0;
   t->state = TS_ABORTED;
   t->inbox = 0;
   dt_result_discard(t->result); /* a finished body that will never be delivered */
@@ -835,6 +838,10 @@ static int l_await_step(lua_State *L) {
                                           DT_TASK_MT, luaL_typename(L, 1)));
   int check_only = lua_toboolean(L, 2);
   lua_settop(L, 1);
+  state_check_fork(L, t->st);
+  if (t->orphan)
+    return await_error(L, "DownloadTask:await: the download belongs to the parent process "
+                          "(this one was fork()ed from it) and ends there");
   if (t->ended) {
     if (!check_only) remove_waiter(L, t);
     return push_outcome(L, t);
