@@ -1270,6 +1270,8 @@ static void abort_xfer(dt_engine *e, dt_xfer *x) {
   pthread_mutex_lock(&e->mu);
   dt_result *untaken = x->pub.result;
   x->pub.result = NULL;
+  /* drop() frees the run, and with it the count err.attempts reports */
+  if (x->run) x->pub.attempts = x->run->attempt;
   pthread_mutex_unlock(&e->mu);
   dt_result_discard(untaken);
   if (x->phase != PH_DONE) {
