@@ -147,7 +147,13 @@ static void state_new(lua_State *L) {
  * resumes the coroutines of finished @{DownloadTask:await}s. Call it once a frame in a game
  * loop, or when @{fd} is readable. Work that listeners create during the call (the `fail` of
  * a task they abort, say) is delivered by the next call, so `poll` always returns.
- * Allowed inside a listener.
+ * Allowed inside a listener. A signal arriving meanwhile does not lengthen the wait.
+ *
+ * In a `fork()`ed child, the parent's tasks are the parent's: they do not count as live
+ * there (`poll` and @{run} do not wait for them), nothing of them is delivered there (no
+ * listener, callback or `await` wake-up), their `state` stays what it was at the fork,
+ * `abort` on them is a no-op and `await` raises; their files are never removed or moved by
+ * the child. Downloads the child starts run on an engine of its own.
  * @function poll
  * @tparam[opt=0] integer ms how long to wait for something to be ready (0: do not wait);
  * must not be negative

@@ -29,8 +29,10 @@ static dt_task *check_task(lua_State *L) { return luaL_checkudata(L, 1, DT_TASK_
 /* ---- options ---------------------------------------------------------- */
 
 /***
- * The options of @{downloadFile}. Bad options raise a Lua error at the call that names the
- * option: a wrong type (`downloadFile: bad option 'timeout' (integer expected, got string)`),
+ * The options of @{downloadFile}. Each is read exactly once per call (an `__index` of the
+ * options table runs at most once per name; unknown names are found by a raw walk). Bad
+ * options raise a Lua error at the call that names the option, and such a call leaves
+ * nothing behind (no task, no file): a wrong type (`downloadFile: bad option 'timeout' (integer expected, got string)`),
  * a missing `url`, an unknown name (`downloadFile: unknown option 'filepath'`), a negative
  * number, a header name that is not an HTTP token, a header value with CR, LF or a zero byte.
  * A well-formed call whose URL is invalid or of another scheme returns a task that fails
@@ -57,7 +59,11 @@ static dt_task *check_task(lua_State *L) { return luaL_checkudata(L, 1, DT_TASK_
  * @tfield[opt=10] integer maxRedirects **(ext)** redirects followed; `0` = none (a 3xx is then
  * the final response). More fail with errno 600008
  * @tfield[opt] integer maxFileSize **(ext)** bytes; fail with errno 603301 as soon as more
- * would be written. Default: no limit
+ * would be written. Default (absent): no limit. `0` is a limit too, not "off" as for the
+ * timeouts and `rateLimit`: only an empty body passes (a zero-length limit means something;
+ * a zero-length timeout would not). libcurl's `CURLOPT_MAXFILESIZE` (and curl's
+ * `--max-filesize`) take 0 as off; the module checks every write itself, so here 0 keeps
+ * its meaning
  * @tfield[opt=false] boolean insecure **(ext)** skip TLS peer and host verification
  * @tfield[opt] string caFile **(ext)** trust this CA bundle instead of the system's
  * @tfield[opt] string proxy **(ext)** proxy URL; without it libcurl's usual `http_proxy`,
@@ -67,13 +73,17 @@ static dt_task *check_task(lua_State *L) { return luaL_checkudata(L, 1, DT_TASK_
  * `0` = off
  * @tfield[opt] string sha256 **(ext)** 64 hexadecimal digits (either case): the body is hashed
  * while written; for a 2xx response a mismatch fails with errno 603304 and leaves the
- * destination untouched. `res.sha256` holds the digest
+ * destination untouched. `res.sha256` holds the digest of the bytes written, for any status
+ * with a body; a `304` has none (nothing was written)
  * @tfield[opt=0] integer rateLimit **(ext)** bytes/s, cap this download's speed; `0` = off
  * @tfield[opt] string etag **(ext)** sent as `If-None-Match` (no line breaks). A `304` is a
  * `success` with `statusCode = 304`, no `filePath`, no `tempFilePath`, the destination
  * untouched
- * @tfield[opt] integer ifModifiedSince **(ext)** epoch seconds, sent as `If-Modified-Since`;
- * a `304` as for `etag`
+ * @tfield[opt] integer|string ifModifiedSince **(ext)** epoch seconds, or an HTTP date as
+ * found in a `last-modified` header (`"Sun, 06 Nov 1994 08:49:37 GMT"`; the obsolete
+ * `"Sunday, 06-Nov-94 08:49:37 GMT"` and `"Sun Nov  6 08:49:37 1994"` too), sent as
+ * `If-Modified-Since`; a string that is not such a date (from 1970 on) raises an error at
+ * the call. A `304` as for `etag`
  * @tfield[opt=false] boolean resume **(ext)** needs `filePath`: the body goes to
  * `<filePath>.part` (its validator to `<filePath>.part.info`), kept when the download fails
  * or is aborted, and continued with `Range`/`If-Range` by the next download of the same
@@ -83,6 +93,9 @@ static dt_task *check_task(lua_State *L) { return luaL_checkudata(L, 1, DT_TASK_
  * backoff (250 ms doubling up to 30 s, ±20 % jitter) that a `Retry-After` (up to 300 s)
  * replaces. When attempts run out on a status, that response is delivered to `success`;
  * on a network error, `fail` gets the last error
+ * @tfield[opt=false] boolean durable **(ext)** `fsync` the file before the rename and the
+ * directory after it, so that the destination holds the old or the new file also after a
+ * power loss
  */
 
 /* Every name downloadFile accepts, in the order they are read; the ones from
@@ -517,11 +530,13 @@ int task_new(lua_State *L) {
  * file is the caller's: remove it when done
  * @tfield table header response headers of the final response; names in lower case,
  * repeated headers joined with `", "`
+ * @tfield[opt] table cookies **(ext)** the final response's `Set-Cookie` values, in order,
+ * as an array (absent when there are none); `header["set-cookie"]` holds them joined
  * @tfield integer dataLength bytes written
  * @tfield table profile timings and connection facts: see @{profile}
  * @tfield[opt] string sha256 **(ext)** hex digest (lower case) of the body, when the `sha256`
- * option was given
- * @tfield[opt] integer attempts **(ext)** requests made, when the `retry` option was given
+ * option was given; absent for a `304` (no byte was written)
+ * @tfield integer attempts **(ext)** requests made (1 without `retry`)
  * @tfield string errMsg `"downloadFile:ok"`
  */
 
@@ -532,7 +547,8 @@ int task_new(lua_State *L) {
  * @tfield string errMsg `"downloadFile:fail <reason>"`; exactly `"downloadFile:fail abort"`
  * after @{DownloadTask:abort}
  * @tfield integer errno the kind of failure: see @{errno}
- * @tfield[opt] integer attempts **(ext)** requests made, when the `retry` option was given
+ * @tfield integer attempts **(ext)** requests made (1 without `retry`; after
+ * @{DownloadTask:abort}, those started, 0 when it had not started)
  */
 
 /***
@@ -650,7 +666,8 @@ void task_release(lua_State *L, dt_task *t) {
  * `"aborted"` at once. A no-op once `success`/`fail` has been delivered, and when called
  * twice. Inside a headers or progress listener, the remaining listeners of that event are
  * skipped. The destination is left as it was, even when the transfer had finished but
- * `success` was not yet delivered.
+ * `success` was not yet delivered. In a `fork()`ed child, a no-op on the parent's tasks
+ * (see @{poll}).
  * @function abort
  */
 static int l_abort(lua_State *L) {
@@ -986,7 +1003,8 @@ static const char AWAIT_LUA[] =
  * dispatcher resumes it after `complete`; a resume by anyone else just waits again). Outside
  * a coroutine: drives the loop (as @{poll}) until the task ends; refused with an error while
  * the loop is being driven (inside a listener or @{run}). In an OpenResty request or timer
- * it waits on an `ngx.semaphore` instead of blocking the worker.
+ * it waits on an `ngx.semaphore` instead of blocking the worker. In a `fork()`ed child,
+ * awaiting a task of the parent's raises an error (it ends in the parent only).
  * @function await
  * @treturn[1] table @{res} when `success` was delivered
  * @treturn[2] nil
