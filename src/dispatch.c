@@ -149,7 +149,8 @@ static void push_joined(lua_State *L, int arr) {
  * With `cookies`, also pushes the Set-Cookie values as an array, in order
  * (nil when there are none). */
 static void push_header_table(lua_State *L, const dt_headers *h, int cookies) {
-  luaL_checkstack(L, 8, "downloadtask headers");
+  /* 5.1's luaL_Buffer keeps up to LUA_MINSTACK / 2 pieces on the stack */
+  luaL_checkstack(L, 8 + LUA_MINSTACK, "downloadtask headers");
   lua_createtable(L, 0, h ? (int)h->count : 0);
   int tbl = lua_gettop(L), repeated = 0;
   const char *p = h ? h->data : NULL;
@@ -363,6 +364,10 @@ static int wake(lua_State *L, lua_State *co) {
    * stack goes), then its to-be-closed variables are closed, which Lua does
    * not do for a coroutine that dies in an error (coroutine.close does); an
    * error raised by a __close replaces the first, as coroutine.close reports */
+  if (!lua_checkstack(co, 1)) { /* no room for a copy: the error as before, nothing closed */
+    lua_xmove(co, L, 1);
+    return rc;
+  }
   lua_pushvalue(co, -1);
   lua_xmove(co, L, 1); /* the error value */
   int orig = lua_gettop(L);
