@@ -41,7 +41,7 @@ enum {
 typedef struct dt_state dt_state;
 
 /* Small fields are bytes and bits (only the Lua thread touches a task):
- * 10,000 queued tasks are 10,000 of these, 96 bytes each. */
+ * 10,000 queued tasks are 10,000 of these, 104 bytes each. */
 typedef struct dt_task {
   dt_state *st;
   dt_xfer *x; /* NULL once released */
@@ -51,7 +51,7 @@ typedef struct dt_task {
   unsigned char state;
   unsigned char stage;
   unsigned char inbox; /* DT_EV_* taken from the engine, not yet delivered */
-  unsigned orphan : 1; /* x belongs to the engine of the process we were forked from */
+  unsigned orphan : 1; /* a task of the process we were forked from: never delivered here */
   unsigned ended : 1;  /* success/fail and complete delivered */
   unsigned abort_acked : 1; /* the engine has carried out abort(): "abort" may be delivered */
   unsigned result_delivered : 1;
@@ -59,6 +59,8 @@ typedef struct dt_task {
   unsigned in_fifo : 1;
   unsigned uv_full : 1; /* the user value table has every slot (dispatch.c, deliver) */
   struct dt_task *fifo_prev, *fifo_next;
+  unsigned fifo_seq; /* st->fifo_seq when pushed: a dispatcher run stops after its last task */
+  unsigned attempts; /* requests started, as last published (err.attempts of an abort) */
 
   /* taken from the engine, not yet delivered */
   dt_headers *headers; /* kept until the end: res.header needs it */
@@ -73,6 +75,7 @@ struct dt_state {
   long max_concurrent, progress_interval;
   dt_shared *shared; /* userAgent and tempDir, shared with the tasks made under them */
   dt_task *fifo_head, *fifo_tail; /* tasks with something to deliver */
+  unsigned fifo_seq;               /* pushes so far (wraps) */
   int depth;   /* nesting of dispatcher runs */
   int in_run;  /* inside run() */
   long live;   /* tasks not yet ended */
@@ -85,6 +88,7 @@ struct dt_state {
 /* module.c */
 dt_state *state_get(lua_State *L);
 void state_check_fork(lua_State *L, dt_state *st);
+int state_forked(dt_state *st);
 dt_engine *state_engine(lua_State *L, dt_state *st);
 
 /* task.c */
@@ -95,7 +99,7 @@ const char *task_state_name(int s);
 
 /* dispatch.c */
 void dispatch_take(dt_state *st);
-void dispatch_orphan(dt_state *st, dt_task *t);
+void dispatch_orphan(dt_state *st, dt_task *t); /* allocates nothing, calls no Lua */
 void dispatch_push(dt_state *st, dt_task *t);
 void dispatch_remove(dt_state *st, dt_task *t);
 int dispatch_pending(dt_state *st);

@@ -16,6 +16,11 @@
  *                                 as in 5.3+ (5.1/5.2/LuaJIT truncate 1.5 to 1)
  *   compat_isyieldable(L)         5.1/5.2 cannot tell: "not the main thread"
  *   compat_resume(co, from, n, &nres)  lua_resume with 5.4's signature
+ *   compat_rawget(L, i)           lua_rawget, returning the type pushed
+ *   compat_closethread(co, from)  closes a dead coroutine's to-be-closed
+ *                                 variables: lua_closethread from 5.4.6,
+ *                                 lua_resetthread before; 5.1-5.3 and LuaJIT
+ *                                 have none (LUA_OK, nothing done)
  */
 #ifndef DT_COMPAT_H
 #define DT_COMPAT_H
@@ -55,7 +60,12 @@
 #if LUA_VERSION_NUM >= 503
 #define compat_getfield(L, i, k) lua_getfield((L), (i), (k))
 #define compat_rawgeti(L, i, n) lua_rawgeti((L), (i), (n))
+#define compat_rawget(L, i) lua_rawget((L), (i))
 #else
+static inline int compat_rawget(lua_State *L, int idx) {
+  lua_rawget(L, idx);
+  return lua_type(L, -1);
+}
 static inline int compat_getfield(lua_State *L, int idx, const char *k) {
   lua_getfield(L, idx, k);
   return lua_type(L, -1);
@@ -83,6 +93,16 @@ static inline int compat_resume(lua_State *co, lua_State *from, int nargs, int *
   *nres = lua_gettop(co);
   return rc;
 }
+#endif
+
+/* LUA_VERSION_RELEASE_NUM appeared with 5.4.0; lua_closethread with 5.4.6,
+ * when lua_resetthread (5.4.0-5.4.5) became its deprecated alias. */
+#if LUA_VERSION_NUM >= 504 && defined(LUA_VERSION_RELEASE_NUM) && LUA_VERSION_RELEASE_NUM >= 50406
+#define compat_closethread(co, from) lua_closethread((co), (from))
+#elif LUA_VERSION_NUM >= 504
+#define compat_closethread(co, from) ((void)(from), lua_resetthread(co))
+#else
+#define compat_closethread(co, from) ((void)(co), (void)(from), LUA_OK)
 #endif
 
 /* ---- integers and yieldability ---------------------------------------- */

@@ -12,6 +12,7 @@
 #include "binding.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 void dispatch_push(dt_state *st, dt_task *t) {
   if (t->in_fifo) return;
   t->in_fifo = 1;
+  t->fifo_seq = ++st->fifo_seq;
   t->fifo_next = NULL;
   t->fifo_prev = st->fifo_tail;
   if (st->fifo_tail) st->fifo_tail->fifo_next = t;
@@ -56,6 +58,7 @@ static void take_one(void *owner, dt_pub *pub, void *ud) {
   dt_state *st = ud;
   unsigned ev = pub->events;
   pub->events = 0;
+  t->attempts = pub->attempts > (long)UINT_MAX ? UINT_MAX : (unsigned)pub->attempts;
   /* after abort() nothing from the engine is delivered; what the pub holds
    * is freed (and a finished body removed) with the transfer */
   if (t->state == TS_ABORTED && (ev & DT_EV_ABORTED) && !t->abort_acked) {
@@ -85,17 +88,24 @@ static void take_one(void *owner, dt_pub *pub, void *ud) {
   if (t->inbox) dispatch_push(st, t);
 }
 
+/* In a fork()ed child, a task of the parent's (one with an xfer of the
+ * parent's engine) is the parent's business: the child never delivers it,
+ * and never removes or renames its files. It stops counting as live, leaves
+ * the FIFO, and what it had taken is freed, files untouched. Its anchor stays
+ * until the task is released (unref'ing here could add a key to the anchor
+ * table its caller is walking). */
 void dispatch_orphan(dt_state *st, dt_task *t) {
   if (!t->x || t->orphan) return;
-  t->orphan = 1; /* its xfer belongs to the parent's engine: only read from now on */
-  if (t->result_delivered || t->state == TS_ABORTED || (t->inbox & DT_EV_DONE)) return;
-  dt_result *r = calloc(1, sizeof *r);
-  if (!r) return;
-  r->err = DT_ERR_NETWORK;
-  r->reason = strdup("the download belonged to the parent process (fork)");
-  t->result = r;
-  t->inbox |= DT_EV_DONE;
-  dispatch_push(st, t);
+  t->orphan = 1;
+  t->x = NULL; /* the parent's engine's: neither aborted nor unref'd */
+  dispatch_remove(st, t);
+  t->inbox = 0;
+  t->stage = SG_IDLE;
+  free(t->headers);
+  t->headers = NULL;
+  dt_result_free(t->result); /* not dt_result_discard: the body is the parent's */
+  t->result = NULL;
+  st->live--;
 }
 
 void dispatch_take(dt_state *st) {
@@ -119,24 +129,79 @@ static void set_str(lua_State *L, const char *k, const char *v) {
   lua_setfield(L, -2, k);
 }
 
-/* names are lower case already; repeated names are joined with ", " */
-static void push_header_table(lua_State *L, const dt_headers *h) {
+/* Joins the array at `arr` with ", " (one buffer: linear). */
+static void push_joined(lua_State *L, int arr) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, arr);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (lua_Integer k = 1; k <= n; k++) {
+    if (k > 1) luaL_addlstring(&b, ", ", 2);
+    lua_rawgeti(L, arr, k);
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+}
+
+/* Pushes the header table: names are lower case already; repeated names are
+ * joined with ", ". Linear in the number of headers (1000 Set-Cookie lines
+ * joined one lua_concat at a time took 36 ms): the first pass gathers the
+ * values of a repeated name in an array, the second joins each array once.
+ * With `cookies`, also pushes the Set-Cookie values as an array, in order
+ * (nil when there are none). */
+static void push_header_table(lua_State *L, const dt_headers *h, int cookies) {
+  /* 5.1's luaL_Buffer keeps up to LUA_MINSTACK / 2 pieces on the stack */
+  luaL_checkstack(L, 8 + LUA_MINSTACK, "downloadtask headers");
   lua_createtable(L, 0, h ? (int)h->count : 0);
-  if (!h) return;
-  const char *p = h->data;
-  for (size_t i = 0; i < h->count; i++) {
+  int tbl = lua_gettop(L), repeated = 0;
+  const char *p = h ? h->data : NULL;
+  for (size_t i = 0; h && i < h->count; i++) {
     const char *name = p;
-    const char *value = name + strlen(name) + 1;
-    p = value + strlen(value) + 1;
-    if (compat_getfield(L, -1, name) == LUA_TSTRING) {
-      lua_pushliteral(L, ", ");
-      lua_pushstring(L, value);
-      lua_concat(L, 3);
-    } else {
+    size_t nlen = strlen(name);
+    const char *value = name + nlen + 1;
+    size_t vlen = strlen(value);
+    p = value + vlen + 1;
+    lua_pushlstring(L, name, nlen);
+    lua_pushvalue(L, -1);
+    int t = compat_rawget(L, tbl);
+    if (t == LUA_TNIL) { /* the first (usually the only) one */
       lua_pop(L, 1);
-      lua_pushstring(L, value);
+      lua_pushlstring(L, value, vlen);
+      lua_rawset(L, tbl);
+    } else if (t == LUA_TSTRING) { /* the second: an array of both */
+      lua_createtable(L, 4, 0);
+      lua_insert(L, -2);
+      lua_rawseti(L, -2, 1);
+      lua_pushlstring(L, value, vlen);
+      lua_rawseti(L, -2, 2);
+      lua_rawset(L, tbl);
+      repeated = 1;
+    } else { /* the third and later: appended */
+      lua_pushlstring(L, value, vlen);
+      lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+      lua_pop(L, 2);
     }
-    lua_setfield(L, -2, name);
+  }
+  if (cookies) { /* the array gathered above is the cookies, before it is joined */
+    lua_pushliteral(L, "set-cookie");
+    int t = compat_rawget(L, tbl);
+    if (t == LUA_TSTRING) {
+      lua_createtable(L, 1, 0);
+      lua_insert(L, -2);
+      lua_rawseti(L, -2, 1);
+    }
+  }
+  if (repeated) {
+    /* changing the value of an existing key is allowed while lua_next walks */
+    lua_pushnil(L);
+    while (lua_next(L, tbl)) {
+      if (lua_type(L, -1) == LUA_TTABLE) {
+        push_joined(L, lua_gettop(L));
+        lua_pushvalue(L, -3);
+        lua_insert(L, -2);
+        lua_rawset(L, tbl);
+      }
+      lua_pop(L, 1);
+    }
   }
 }
 
@@ -170,7 +235,7 @@ static void push_error(lua_State *L, int err, const char *reason, long attempts)
   lua_pushfstring(L, "downloadFile:fail %s", reason ? reason : "unknown error");
   lua_setfield(L, -2, "errMsg");
   set_int(L, "errno", err);
-  if (attempts > 0) set_int(L, "attempts", attempts);
+  set_int(L, "attempts", attempts);
 }
 
 /* The body reaches the destination here, at delivery: a task aborted
@@ -183,18 +248,20 @@ static void push_result(lua_State *L, dt_task *t) {
     push_error(L, r->err, r->reason, r->attempts);
     return;
   }
-  lua_createtable(L, 0, 8);
+  lua_createtable(L, 0, 10);
   set_int(L, "statusCode", r->status);
   if (r->to_dest) {
     set_str(L, "filePath", xfer_opts(t->x)->file_path);
   } else if (r->body_path) {
     set_str(L, "tempFilePath", r->body_path);
   }
-  push_header_table(L, t->headers);
+  push_header_table(L, t->headers, 1);
+  if (lua_isnil(L, -1)) lua_pop(L, 1);
+  else lua_setfield(L, -3, "cookies");
   lua_setfield(L, -2, "header");
   set_int(L, "dataLength", r->length);
-  if (r->sha256[0]) set_str(L, "sha256", r->sha256);
-  if (r->attempts > 0) set_int(L, "attempts", r->attempts);
+  if (r->sha256[0]) set_str(L, "sha256", r->sha256); /* none on a 304: nothing was written */
+  set_int(L, "attempts", r->attempts);
   push_profile(L, &r->profile);
   lua_setfield(L, -2, "profile");
   set_str(L, "errMsg", "downloadFile:ok");
@@ -223,7 +290,7 @@ static int has_listeners(lua_State *L, int uv, int slot) {
 static int next_stage(lua_State *L, dt_task *t, int uv) {
   if (t->state == TS_ABORTED && !t->result_delivered) {
     if (!t->abort_acked) return 0; /* the engine is still removing its files */
-    push_error(L, DT_ERR_ABORT, "abort", 0);
+    push_error(L, DT_ERR_ABORT, "abort", (long)t->attempts); /* 0: before any request */
     uv_set(L, uv, UV_RESULT);
     t->stage = SG_RESULT;
     return 1;
@@ -232,7 +299,7 @@ static int next_stage(lua_State *L, dt_task *t, int uv) {
     t->inbox &= ~DT_EV_HEADERS;
     if (!has_listeners(L, uv, UV_HEADERS)) return next_stage(L, t, uv);
     lua_createtable(L, 0, 2);
-    push_header_table(L, t->headers);
+    push_header_table(L, t->headers, 0);
     lua_setfield(L, -2, "header");
     set_int(L, "statusCode", t->headers->status);
     uv_set(L, uv, UV_EVENT);
@@ -293,8 +360,25 @@ static int wake(lua_State *L, lua_State *co) {
     lua_pop(co, nres);
     return LUA_OK;
   }
-  if (lua_type(co, -1) == LUA_TSTRING) luaL_traceback(L, co, lua_tostring(co, -1), 0);
-  else lua_xmove(co, L, 1);
+  /* the coroutine died: its error (with its traceback, taken before its
+   * stack goes), then its to-be-closed variables are closed, which Lua does
+   * not do for a coroutine that dies in an error (coroutine.close does); an
+   * error raised by a __close replaces the first, as coroutine.close reports */
+  if (!lua_checkstack(co, 1)) { /* no room for a copy: the error as before, nothing closed */
+    lua_xmove(co, L, 1);
+    return rc;
+  }
+  lua_pushvalue(co, -1);
+  lua_xmove(co, L, 1); /* the error value */
+  int orig = lua_gettop(L);
+  if (lua_type(L, orig) == LUA_TSTRING) luaL_traceback(L, co, lua_tostring(L, orig), 0);
+  else lua_pushvalue(L, orig); /* orig + 1: what propagates */
+  if (compat_closethread(co, L) != LUA_OK) {
+    lua_xmove(co, L, 1);
+    if (!lua_rawequal(L, -1, orig)) lua_replace(L, orig + 1); /* a __close raised */
+    else lua_pop(L, 1);
+  }
+  lua_replace(L, orig);
   return rc;
 }
 
@@ -311,6 +395,7 @@ static void end_task(lua_State *L, dt_task *t, int uv) {
  * error status (error value on top), or -1 when t has nothing left. */
 static int step(lua_State *L, dt_task *t, int uv, int h) {
   int rc;
+  if (t->orphan) return -1; /* a listener fork()ed: the parent's task is not delivered here */
   switch (t->stage) {
   case SG_IDLE:
     return next_stage(L, t, uv) ? LUA_OK : -1;
@@ -391,7 +476,12 @@ static int deliver(lua_State *L, dt_state *st, dt_task *t) {
   int h = lua_gettop(L);
   t->busy = st->depth;
   int rc;
-  while ((rc = step(L, t, uv, h)) == LUA_OK) lua_settop(L, h);
+  while ((rc = step(L, t, uv, h)) == LUA_OK) {
+    lua_settop(L, h);
+    /* a listener that fork()ed returns in both processes: the child must
+     * not go on with the parent's tasks (landing a body, say) */
+    if (state_forked(st)) state_check_fork(L, st);
+  }
   t->busy = 0;
   if (rc == -1) {
     if (t->stage == SG_IDLE && !t->inbox) dispatch_remove(st, t);
@@ -409,18 +499,23 @@ static double mono_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* whether push number a came after b (both wrap) */
+static int seq_after(unsigned a, unsigned b) { return a - b - 1u < 0x80000000u; }
+
 int dispatch_run(lua_State *L, dt_state *st) {
   /* tasks queued by listeners during this run wait for the next one, so a
-   * listener that keeps creating work cannot keep poll() from returning */
-  size_t turns = 0;
-  for (dt_task *t = st->fifo_head; t; t = t->fifo_next) turns++;
+   * listener that keeps creating work cannot keep poll() from returning: the
+   * run ends after the task pushed last before it began. Known by push
+   * number, not by a walk: counting 10,000 tasks ate poll(0)'s budget, and
+   * then it delivered one task a call. */
+  unsigned last = st->fifo_seq;
   luaL_checkstack(L, 8, "downloadtask dispatcher");
   /* poll(0) in a frame: after its time budget, the tasks left wait for the
    * next poll (each task's events stay whole and in order; progress values
    * that pile up meanwhile are coalesced) */
   double deadline = st->depth == 1 ? st->deadline : 0;
   dt_task *t;
-  while (turns-- > 0 && (t = first_ready(st))) {
+  while ((t = first_ready(st)) && !seq_after(t->fifo_seq, last)) {
     int rc = deliver(L, st, t);
     if (rc != LUA_OK) return rc;
     if (deadline > 0 && mono_s() >= deadline) break;

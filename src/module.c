@@ -62,6 +62,7 @@ static const char STATE_KEY = 's';
 
 static int state_gc(lua_State *L) {
   dt_state *st = lua_touserdata(L, 1);
+  state_check_fork(L, st); /* a child closing: the parent's tasks stay the parent's */
   if (st->engine && engine_owned_here(st->engine)) engine_free(st->engine);
   st->engine = NULL;
   st->closed = 1;
@@ -78,11 +79,20 @@ dt_state *state_get(lua_State *L) {
   return st;
 }
 
+/* Whether this is a fork()ed child that has not yet let go of the parent's
+ * engine (a pid comparison: cheap enough for every delivery step). */
+int state_forked(dt_state *st) {
+  return !st->closed && st->engine && !engine_owned_here(st->engine);
+}
+
 /* A fork()ed child does not have the parent's engine thread: it leaves the
- * parent's engine alone, fails the tasks that were running on it, and starts
- * its own engine with its next download. */
+ * parent's engine alone, and the parent's tasks too (dispatch_orphan: never
+ * delivered here, no longer live, their files untouched); it starts its own
+ * engine with its next download. Every task holding an xfer is anchored, and
+ * until now every xfer was the parent's engine's. Allocates nothing and calls
+ * no Lua, so it can run anywhere, a finalizer included. */
 void state_check_fork(lua_State *L, dt_state *st) {
-  if (!st->engine || engine_owned_here(st->engine)) return;
+  if (!state_forked(st)) return;
   engine_forget(st->engine);
   st->engine = NULL;
   lua_rawgeti(L, LUA_REGISTRYINDEX, st->anchors);
@@ -137,7 +147,13 @@ static void state_new(lua_State *L) {
  * resumes the coroutines of finished @{DownloadTask:await}s. Call it once a frame in a game
  * loop, or when @{fd} is readable. Work that listeners create during the call (the `fail` of
  * a task they abort, say) is delivered by the next call, so `poll` always returns.
- * Allowed inside a listener.
+ * Allowed inside a listener. A signal arriving meanwhile does not lengthen the wait.
+ *
+ * In a `fork()`ed child, the parent's tasks are the parent's: they do not count as live
+ * there (`poll` and @{run} do not wait for them), nothing of them is delivered there (no
+ * listener, callback or `await` wake-up), their `state` stays what it was at the fork,
+ * `abort` on them is a no-op and `await` raises; their files are never removed or moved by
+ * the child. Downloads the child starts run on an engine of its own.
  * @function poll
  * @tparam[opt=0] integer ms how long to wait for something to be ready (0: do not wait);
  * must not be negative

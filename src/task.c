@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /***
  * downloadFile, its options and results, and the DownloadTask methods.
@@ -28,8 +29,10 @@ static dt_task *check_task(lua_State *L) { return luaL_checkudata(L, 1, DT_TASK_
 /* ---- options ---------------------------------------------------------- */
 
 /***
- * The options of @{downloadFile}. Bad options raise a Lua error at the call that names the
- * option: a wrong type (`downloadFile: bad option 'timeout' (integer expected, got string)`),
+ * The options of @{downloadFile}. Each is read exactly once per call (an `__index` of the
+ * options table runs at most once per name; unknown names are found by a raw walk). Bad
+ * options raise a Lua error at the call that names the option, and such a call leaves
+ * nothing behind (no task, no file): a wrong type (`downloadFile: bad option 'timeout' (integer expected, got string)`),
  * a missing `url`, an unknown name (`downloadFile: unknown option 'filepath'`), a negative
  * number, a header name that is not an HTTP token, a header value with CR, LF or a zero byte.
  * A well-formed call whose URL is invalid or of another scheme returns a task that fails
@@ -56,7 +59,11 @@ static dt_task *check_task(lua_State *L) { return luaL_checkudata(L, 1, DT_TASK_
  * @tfield[opt=10] integer maxRedirects **(ext)** redirects followed; `0` = none (a 3xx is then
  * the final response). More fail with errno 600008
  * @tfield[opt] integer maxFileSize **(ext)** bytes; fail with errno 603301 as soon as more
- * would be written. Default: no limit
+ * would be written. Default (absent): no limit. `0` is a limit too, not "off" as for the
+ * timeouts and `rateLimit`: only an empty body passes (a zero-length limit means something;
+ * a zero-length timeout would not). libcurl's `CURLOPT_MAXFILESIZE` (and curl's
+ * `--max-filesize`) take 0 as off; the module checks every write itself, so here 0 keeps
+ * its meaning
  * @tfield[opt=false] boolean insecure **(ext)** skip TLS peer and host verification
  * @tfield[opt] string caFile **(ext)** trust this CA bundle instead of the system's
  * @tfield[opt] string proxy **(ext)** proxy URL; without it libcurl's usual `http_proxy`,
@@ -66,13 +73,17 @@ static dt_task *check_task(lua_State *L) { return luaL_checkudata(L, 1, DT_TASK_
  * `0` = off
  * @tfield[opt] string sha256 **(ext)** 64 hexadecimal digits (either case): the body is hashed
  * while written; for a 2xx response a mismatch fails with errno 603304 and leaves the
- * destination untouched. `res.sha256` holds the digest
+ * destination untouched. `res.sha256` holds the digest of the bytes written, for any status
+ * with a body; a `304` has none (nothing was written)
  * @tfield[opt=0] integer rateLimit **(ext)** bytes/s, cap this download's speed; `0` = off
  * @tfield[opt] string etag **(ext)** sent as `If-None-Match` (no line breaks). A `304` is a
  * `success` with `statusCode = 304`, no `filePath`, no `tempFilePath`, the destination
  * untouched
- * @tfield[opt] integer ifModifiedSince **(ext)** epoch seconds, sent as `If-Modified-Since`;
- * a `304` as for `etag`
+ * @tfield[opt] integer|string ifModifiedSince **(ext)** epoch seconds, or an HTTP date as
+ * found in a `last-modified` header (`"Sun, 06 Nov 1994 08:49:37 GMT"`; the obsolete
+ * `"Sunday, 06-Nov-94 08:49:37 GMT"` and `"Sun Nov  6 08:49:37 1994"` too), sent as
+ * `If-Modified-Since`; a string that is not such a date (from 1970 on) raises an error at
+ * the call. A `304` as for `etag`
  * @tfield[opt=false] boolean resume **(ext)** needs `filePath`: the body goes to
  * `<filePath>.part` (its validator to `<filePath>.part.info`), kept when the download fails
  * or is aborted, and continued with `Range`/`If-Range` by the next download of the same
@@ -82,15 +93,24 @@ static dt_task *check_task(lua_State *L) { return luaL_checkudata(L, 1, DT_TASK_
  * backoff (250 ms doubling up to 30 s, ±20 % jitter) that a `Retry-After` (up to 300 s)
  * replaces. When attempts run out on a status, that response is delivered to `success`;
  * on a network error, `fail` gets the last error
+ * @tfield[opt=false] boolean durable **(ext)** `fsync` the file before the rename and the
+ * directory after it, so that the destination holds the old or the new file also after a
+ * power loss
  */
 
-/* Every name downloadFile accepts; the ones from `unimplemented` on are in
- * SPEC.md but not built yet, and say so rather than being ignored. */
+/* Every name downloadFile accepts, in the order they are read; the ones from
+ * FIRST_UNIMPLEMENTED on are in SPEC.md but not built yet, and say so rather
+ * than being ignored. The O_ names index this array. */
 static const char *const OPTION_NAMES[] = {
     "url", "filePath", "header", "timeout", "success", "fail", "complete", "connectTimeout",
     "maxRedirects", "maxFileSize", "insecure", "caFile", "proxy", "stallTimeout", "sha256",
-    "rateLimit", "etag", "ifModifiedSince", "resume", "retry", NULL};
-#define FIRST_UNIMPLEMENTED 20
+    "rateLimit", "etag", "ifModifiedSince", "resume", "retry", "durable", NULL};
+enum {
+  O_URL, O_FILE_PATH, O_HEADER, O_TIMEOUT, O_SUCCESS, O_FAIL, O_COMPLETE, O_CONNECT_TIMEOUT,
+  O_MAX_REDIRECTS, O_MAX_FILE_SIZE, O_INSECURE, O_CA_FILE, O_PROXY, O_STALL_TIMEOUT, O_SHA256,
+  O_RATE_LIMIT, O_ETAG, O_IF_MODIFIED_SINCE, O_RESUME, O_RETRY, O_DURABLE, O_COUNT
+};
+#define FIRST_UNIMPLEMENTED O_COUNT
 
 static int opt_error(lua_State *L, const char *name, const char *what) {
   return luaL_error(L, "downloadFile: bad option '%s' (%s)", name, what);
@@ -101,55 +121,194 @@ static int opt_type_error(lua_State *L, const char *name, const char *expected, 
   return opt_error(L, name, msg);
 }
 
-/* Pushes options[name]; returns 0 (and pushes nothing) when absent. */
-static int opt_get(lua_State *L, const char *name) {
-  if (compat_getfield(L, 1, name) == LUA_TNIL) {
-    lua_pop(L, 1);
-    return 0;
-  }
-  return 1;
-}
+/* The options as read: each value was fetched once (options[name], so an
+ * __index runs once per name) and stays on the stack at base + O_x until the
+ * engine's copy is made; a string there may be one only the stack holds. */
+typedef struct optread {
+  int base;      /* options[OPTION_NAMES[i]] is at base + i (nil: absent) */
+  int lines;     /* stack index of the array of "Name: value" lines; 0: none */
+  size_t need;   /* bytes for the strings and header lines, terminators included */
+  dt_opts v;     /* numbers and flags; the string pointers are set by copy_options */
+} optread;
 
-static const char *opt_string(lua_State *L, const char *name, int required) {
-  if (!opt_get(L, name)) {
+#define OPT_AT(r, i) ((r)->base + (i))
+
+static const char *opt_string(lua_State *L, optread *r, int i, int required) {
+  int idx = OPT_AT(r, i);
+  const char *name = OPTION_NAMES[i];
+  if (lua_isnil(L, idx)) {
     if (required) opt_error(L, name, "string expected, got nil");
     return NULL;
   }
-  if (lua_type(L, -1) != LUA_TSTRING) opt_type_error(L, name, "string", -1);
+  if (lua_type(L, idx) != LUA_TSTRING) opt_type_error(L, name, "string", idx);
   size_t len;
-  const char *s = lua_tolstring(L, -1, &len);
+  const char *s = lua_tolstring(L, idx, &len);
   if (strlen(s) != len) opt_error(L, name, "string contains a zero byte");
-  lua_pop(L, 1); /* still anchored by the options table */
+  r->need += len + 1;
   return s;
 }
 
-static long opt_int(lua_State *L, const char *name, long def, long min) {
-  if (!opt_get(L, name)) return def;
+static long opt_int(lua_State *L, optread *r, int i, long def, long min) {
+  int idx = OPT_AT(r, i);
+  const char *name = OPTION_NAMES[i];
+  if (lua_isnil(L, idx)) return def;
   int isint = 0;
-  lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? compat_tointegerx(L, -1, &isint) : 0;
-  if (!isint) opt_type_error(L, name, "integer", -1);
+  lua_Integer v = lua_type(L, idx) == LUA_TNUMBER ? compat_tointegerx(L, idx, &isint) : 0;
+  if (!isint) opt_type_error(L, name, "integer", idx);
   if (v < min) opt_error(L, name, lua_pushfstring(L, "must be at least %d", (int)min));
-  lua_pop(L, 1);
   return v > LONG_MAX ? LONG_MAX : (long)v;
 }
 
-static int opt_bool(lua_State *L, const char *name) {
-  if (!opt_get(L, name)) return 0;
-  if (lua_type(L, -1) != LUA_TBOOLEAN) opt_type_error(L, name, "boolean", -1);
-  int b = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return b;
+static int opt_bool(lua_State *L, optread *r, int i) {
+  int idx = OPT_AT(r, i);
+  if (lua_isnil(L, idx)) return 0;
+  if (lua_type(L, idx) != LUA_TBOOLEAN) opt_type_error(L, OPTION_NAMES[i], "boolean", idx);
+  return lua_toboolean(L, idx);
+}
+
+/* ---- HTTP dates (ifModifiedSince) --------------------------------------
+ * The three forms RFC 9110 (5.6.7) has recipients accept, parsed by hand:
+ * strptime and timegm depend on the locale or are not standard C. */
+
+static const char *const WDAY[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
+static const char *const WDAY_LONG[] = {"Monday", "Tuesday", "Wednesday", "Thursday",
+                                        "Friday", "Saturday", "Sunday"};
+static const char *const MONTH[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+/* Days from 1970-01-01 to y-m-d of the proleptic Gregorian calendar (Howard
+ * Hinnant's days_from_civil). */
+static int64_t days_from_civil(int64_t y, int m, int d) {
+  y -= m <= 2;
+  int64_t era = (y >= 0 ? y : y - 399) / 400;
+  int64_t yoe = y - era * 400;
+  int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+static int is_leap(int64_t y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+
+/* Reads exactly n digits (n <= 4) at *p; -1 when they are not there. */
+static int digits(const char **p, int n) {
+  int v = 0;
+  for (int i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)(*p)[i];
+    if (c < '0' || c > '9') return -1;
+    v = v * 10 + (c - '0');
+  }
+  *p += n;
+  return v;
+}
+
+/* Matches one of names[0..n) at *p followed by `after`; returns its index. */
+static int word(const char **p, const char *const *names, int n, char after) {
+  for (int i = 0; i < n; i++) {
+    size_t len = strlen(names[i]);
+    if (strncmp(*p, names[i], len) == 0 && (*p)[len] == after) {
+      *p += len + 1;
+      return i;
+    }
+  }
+  return -1;
+}
+
+static int lit(const char **p, const char *s) {
+  size_t len = strlen(s);
+  if (strncmp(*p, s, len) != 0) return 0;
+  *p += len;
+  return 1;
+}
+
+/* "HH:MM:SS" -> seconds of the day; -1 when malformed (60: a leap second) */
+static int64_t clock_time(const char **p) {
+  int h = digits(p, 2);
+  if (h < 0 || h > 23 || !lit(p, ":")) return -1;
+  int m = digits(p, 2);
+  if (m < 0 || m > 59 || !lit(p, ":")) return -1;
+  int s = digits(p, 2);
+  if (s < 0 || s > 60) return -1;
+  return (int64_t)h * 3600 + m * 60 + s;
+}
+
+static int64_t to_epoch(int64_t y, int mon, int d, int64_t secs) {
+  static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (mon < 0 || d < 1 || d > mdays[mon] + (mon == 1 && is_leap(y)) || secs < 0 || y < 1970)
+    return -1;
+  return days_from_civil(y, mon + 1, d) * 86400 + secs;
+}
+
+/* Epoch seconds of an HTTP date, -1 when s is not one (or is before 1970):
+ *   IMF-fixdate  Sun, 06 Nov 1994 08:49:37 GMT
+ *   rfc850-date  Sunday, 06-Nov-94 08:49:37 GMT
+ *   asctime      Sun Nov  6 08:49:37 1994 */
+static int64_t http_date(const char *s) {
+  const char *p = s;
+  int64_t secs;
+  int d, mon, y;
+  if (word(&p, WDAY, 7, ',') >= 0) { /* IMF-fixdate */
+    if (!lit(&p, " ") || (d = digits(&p, 2)) < 0 || !lit(&p, " ") ||
+        (mon = word(&p, MONTH, 12, ' ')) < 0 || (y = digits(&p, 4)) < 0 || !lit(&p, " ") ||
+        (secs = clock_time(&p)) < 0 || !lit(&p, " GMT") || *p)
+      return -1;
+    return to_epoch(y, mon, d, secs);
+  }
+  if (word(&p, WDAY_LONG, 7, ',') >= 0) { /* rfc850-date */
+    if (!lit(&p, " ") || (d = digits(&p, 2)) < 0 || !lit(&p, "-") ||
+        (mon = word(&p, MONTH, 12, '-')) < 0 || (y = digits(&p, 2)) < 0 || !lit(&p, " ") ||
+        (secs = clock_time(&p)) < 0 || !lit(&p, " GMT") || *p)
+      return -1;
+    /* a two-digit year more than 50 years in the future is the most recent
+     * past year with those digits (RFC 9110) */
+    int64_t t = to_epoch(2000 + y, mon, d, secs);
+    if (t < 0 || t > (int64_t)time(NULL) + (int64_t)50 * 31556952) t = to_epoch(1900 + y, mon, d, secs);
+    return t;
+  }
+  if (word(&p, WDAY, 7, ' ') >= 0) { /* asctime */
+    if ((mon = word(&p, MONTH, 12, ' ')) < 0) return -1;
+    if (*p == ' ') {
+      p++;
+      d = digits(&p, 1);
+    } else {
+      d = digits(&p, 2);
+    }
+    if (d < 0 || !lit(&p, " ") || (secs = clock_time(&p)) < 0 || !lit(&p, " ") ||
+        (y = digits(&p, 4)) < 0 || *p)
+      return -1;
+    return to_epoch(y, mon, d, secs);
+  }
+  return -1;
+}
+
+static int64_t opt_if_modified_since(lua_State *L, optread *r) {
+  int idx = OPT_AT(r, O_IF_MODIFIED_SINCE);
+  const char *name = OPTION_NAMES[O_IF_MODIFIED_SINCE];
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    int64_t t = strlen(s) == len ? http_date(s) : -1;
+    if (t < 0)
+      opt_error(L, name, lua_pushfstring(L, "not an HTTP date from 1970 on: '%s'", s));
+    return t;
+  }
+  if (!lua_isnil(L, idx) && lua_type(L, idx) != LUA_TNUMBER)
+    opt_type_error(L, name, "integer or HTTP date string", idx);
+  return opt_int(L, r, O_IF_MODIFIED_SINCE, -1, 0);
 }
 
 static int is_token_char(unsigned char c) {
   return c > 32 && c < 127 && !strchr("\"(),/:;<=>?@[\\]{}", c);
 }
 
-/* Checks the header table; returns the number of entries. */
-static size_t check_headers(lua_State *L, int idx) {
+/* Checks the header table at h (iterated raw, once) and pushes the array of
+ * its curl-ready "Name: value" lines, adding their sizes to *need; returns
+ * how many. */
+static size_t header_lines(lua_State *L, int h, size_t *need) {
   size_t n = 0;
+  lua_newtable(L);
+  int lines = lua_gettop(L);
   lua_pushnil(L);
-  while (lua_next(L, idx)) {
+  while (lua_next(L, h)) {
     if (lua_type(L, -2) != LUA_TSTRING)
       opt_error(L, "header", lua_pushfstring(L, "names must be strings, got %s",
                                              luaL_typename(L, -2)));
@@ -168,16 +327,26 @@ static size_t check_headers(lua_State *L, int idx) {
     for (size_t i = 0; i < vlen; i++)
       if (v[i] == '\r' || v[i] == '\n' || v[i] == '\0')
         opt_error(L, "header", lua_pushfstring(L, "value of '%s' contains a line break or a zero byte", k));
+    if (vlen == 0) lua_pushfstring(L, "%s;", k); /* how libcurl sends an empty value */
+    else lua_pushfstring(L, "%s: %s", k, v);    /* neither has a zero byte */
+    size_t len;
+    lua_tolstring(L, -1, &len);
+    *need += len + 1;
+    lua_rawseti(L, lines, (lua_Integer)++n);
     lua_pop(L, 2);
-    n++;
   }
   return n;
 }
 
-/* Validates every option, raising an error naming the first bad one.
- * Nothing is allocated outside Lua until this has passed. */
-static void check_options(lua_State *L) {
+/* Reads and checks every option, raising an error naming the first bad one.
+ * Each name is fetched exactly once (a metamethod of the options table runs
+ * at most once per name); everything that can raise, allocations in Lua
+ * included, happens here, before the task exists. Leaves the values on the
+ * stack (see optread). */
+static void read_options(lua_State *L, optread *r) {
   luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  /* unknown names: a raw walk, which runs no metamethod */
   lua_pushnil(L);
   while (lua_next(L, 1)) {
     lua_pop(L, 1);
@@ -191,54 +360,47 @@ static void check_options(lua_State *L) {
     if (i >= FIRST_UNIMPLEMENTED)
       luaL_error(L, "downloadFile: option '%s' is not implemented in this version", k);
   }
-  opt_string(L, "url", 1);
-  const char *fp = opt_string(L, "filePath", 0);
+  luaL_checkstack(L, O_COUNT + 8, "downloadFile options");
+  memset(r, 0, sizeof *r);
+  r->base = lua_gettop(L) + 1;
+  for (int i = 0; i < O_COUNT; i++) lua_getfield(L, 1, OPTION_NAMES[i]);
+
+  dt_opts *v = &r->v;
+  opt_string(L, r, O_URL, 1);
+  const char *fp = opt_string(L, r, O_FILE_PATH, 0);
   if (fp && !*fp) opt_error(L, "filePath", "empty path");
-  opt_int(L, "timeout", 60000, 0);
-  opt_int(L, "connectTimeout", 30000, 0);
-  opt_int(L, "maxRedirects", 10, 0);
-  opt_int(L, "maxFileSize", -1, 0);
-  opt_bool(L, "insecure");
-  opt_string(L, "caFile", 0);
-  opt_string(L, "proxy", 0);
-  opt_int(L, "stallTimeout", 0, 0);
-  opt_int(L, "retry", 0, 0);
-  if (opt_bool(L, "resume") && !fp) opt_error(L, "resume", "needs filePath");
-  opt_int(L, "rateLimit", 0, 0);
-  opt_int(L, "ifModifiedSince", -1, 0);
-  const char *etag = opt_string(L, "etag", 0);
+  v->timeout_ms = opt_int(L, r, O_TIMEOUT, 60000, 0);
+  static const int fns[] = {O_SUCCESS, O_FAIL, O_COMPLETE};
+  for (int i = 0; i < 3; i++) {
+    int idx = OPT_AT(r, fns[i]);
+    if (!lua_isnil(L, idx) && lua_type(L, idx) != LUA_TFUNCTION)
+      opt_type_error(L, OPTION_NAMES[fns[i]], "function", idx);
+  }
+  v->connect_timeout_ms = opt_int(L, r, O_CONNECT_TIMEOUT, 30000, 0);
+  v->max_redirects = opt_int(L, r, O_MAX_REDIRECTS, 10, 0);
+  v->max_file_size = opt_int(L, r, O_MAX_FILE_SIZE, -1, 0);
+  v->insecure = opt_bool(L, r, O_INSECURE);
+  opt_string(L, r, O_CA_FILE, 0);
+  opt_string(L, r, O_PROXY, 0);
+  v->stall_timeout_ms = opt_int(L, r, O_STALL_TIMEOUT, 0, 0);
+  const char *sha = opt_string(L, r, O_SHA256, 0);
+  if (sha && (strlen(sha) != 64 || strspn(sha, "0123456789abcdefABCDEF") != 64))
+    opt_error(L, "sha256", "64 hexadecimal digits expected");
+  v->rate_limit = opt_int(L, r, O_RATE_LIMIT, 0, 0);
+  const char *etag = opt_string(L, r, O_ETAG, 0);
   for (const char *p = etag; p && *p; p++)
     if (*p == '\r' || *p == '\n') opt_error(L, "etag", "contains a line break");
-  const char *sha = opt_string(L, "sha256", 0);
-  if (sha) {
-    size_t n = strlen(sha);
-    if (n != 64 || strspn(sha, "0123456789abcdefABCDEF") != 64)
-      opt_error(L, "sha256", "64 hexadecimal digits expected");
+  v->if_modified_since = opt_if_modified_since(L, r);
+  v->resume = opt_bool(L, r, O_RESUME);
+  if (v->resume && !fp) opt_error(L, "resume", "needs filePath");
+  v->retry = opt_int(L, r, O_RETRY, 0, 0);
+  v->durable = opt_bool(L, r, O_DURABLE);
+  int h = OPT_AT(r, O_HEADER);
+  if (!lua_isnil(L, h)) {
+    if (lua_type(L, h) != LUA_TTABLE) opt_type_error(L, "header", "table", h);
+    v->nheaders = header_lines(L, h, &r->need);
+    r->lines = lua_gettop(L);
   }
-  static const char *const fns[] = {"success", "fail", "complete", NULL};
-  for (int i = 0; fns[i]; i++)
-    if (opt_get(L, fns[i])) {
-      if (lua_type(L, -1) != LUA_TFUNCTION) opt_type_error(L, fns[i], "function", -1);
-      lua_pop(L, 1);
-    }
-  if (opt_get(L, "header")) {
-    if (lua_type(L, -1) != LUA_TTABLE) opt_type_error(L, "header", "table", -1);
-    check_headers(L, lua_gettop(L));
-    lua_pop(L, 1);
-  }
-}
-
-/* A string option of the engine's (checked already): it stays on the stack
- * until copied, since an __index function may return a string nothing else
- * holds, which the collection a later allocation runs would free. */
-typedef struct sized { const char *s; size_t n; } sized;
-
-static sized opt_sized(lua_State *L, const char *name, size_t *need) {
-  sized v = {NULL, 0};
-  if (!opt_get(L, name)) return v;
-  v.s = lua_tolstring(L, -1, &v.n); /* left on the stack */
-  *need += v.n + 1;
-  return v;
 }
 
 /* Copies s (may be NULL) with its terminator to *at and moves *at past it. */
@@ -249,86 +411,40 @@ static char *put_string(char **at, const char *s, size_t n) {
   return c;
 }
 
-/* Pushes an array of the (checked) header table's "Name: value" lines and
- * adds their sizes to *need; returns how many. */
-static size_t header_lines(lua_State *L, int h, size_t *need) {
-  size_t n = 0;
-  lua_newtable(L);
-  int lines = lua_gettop(L);
-  lua_pushnil(L);
-  while (lua_next(L, h)) {
-    lua_pushvalue(L, -1); /* convert a copy: lua_next needs the key untouched */
-    size_t vlen;
-    const char *v = lua_tolstring(L, -1, &vlen);
-    const char *k = lua_tostring(L, -3);
-    if (vlen == 0) lua_pushfstring(L, "%s;", k); /* how libcurl sends an empty value */
-    else lua_pushfstring(L, "%s: %s", k, v);    /* neither has a zero byte */
-    size_t len;
-    lua_tolstring(L, -1, &len);
-    *need += len + 1;
-    lua_rawseti(L, lines, (lua_Integer)++n);
-    lua_pop(L, 2);
-  }
-  return n;
+static char *put_option(lua_State *L, const optread *r, int i, char **at) {
+  size_t n;
+  const char *s = lua_tolstring(L, OPT_AT(r, i), &n); /* a string or nil: no allocation */
+  return put_string(at, s, n);
 }
 
-/* Builds the engine's options from the checked table, in one allocation
- * (see dt_opts); NULL when out of memory. Everything that may allocate in
- * Lua (and so raise) happens before the malloc; the strings stay on the
- * stack (and the lines in their array) until they are copied. */
-static dt_opts *build_options(lua_State *L, dt_state *st) {
-  dt_opts v;
-  memset(&v, 0, sizeof v);
-  size_t need = 0;
-  int base = lua_gettop(L);
-  luaL_checkstack(L, 12, "downloadFile options");
-  sized url = opt_sized(L, "url", &need);
-  sized file_path = opt_sized(L, "filePath", &need);
-  sized ca_file = opt_sized(L, "caFile", &need);
-  sized proxy = opt_sized(L, "proxy", &need);
-  sized etag = opt_sized(L, "etag", &need);
-  sized sha256 = opt_sized(L, "sha256", &need);
-  v.timeout_ms = opt_int(L, "timeout", 60000, 0);
-  v.connect_timeout_ms = opt_int(L, "connectTimeout", 30000, 0);
-  v.max_redirects = opt_int(L, "maxRedirects", 10, 0);
-  v.max_file_size = opt_int(L, "maxFileSize", -1, 0);
-  v.insecure = opt_bool(L, "insecure");
-  v.progress_interval_ms = st->progress_interval;
-  v.stall_timeout_ms = opt_int(L, "stallTimeout", 0, 0);
-  v.retry = opt_int(L, "retry", 0, 0);
-  v.resume = opt_bool(L, "resume");
-  v.rate_limit = opt_int(L, "rateLimit", 0, 0);
-  v.if_modified_since = opt_int(L, "ifModifiedSince", -1, 0);
-  int top = lua_gettop(L), lines = 0;
-  if (opt_get(L, "header")) {
-    v.nheaders = header_lines(L, top + 1, &need);
-    lines = top + 2;
+/* The engine's options from what read_options left on the stack, in one
+ * allocation (see dt_opts); NULL when out of memory. Calls nothing that can
+ * raise or run Lua code: the task is anchored by then. */
+static dt_opts *copy_options(lua_State *L, const optread *r, dt_state *st) {
+  dt_opts *o = malloc(sizeof *o + r->v.nheaders * sizeof(char *) + r->need);
+  if (!o) return NULL;
+  *o = r->v;
+  o->progress_interval_ms = st->progress_interval;
+  const char **hl = (const char **)(void *)(o + 1); /* sizeof *o keeps pointer alignment */
+  char *at = (char *)(hl + r->v.nheaders);
+  for (size_t i = 0; i < r->v.nheaders; i++) {
+    lua_rawgeti(L, r->lines, (lua_Integer)i + 1);
+    size_t n;
+    const char *line = lua_tolstring(L, -1, &n); /* a string already: no allocation */
+    hl[i] = put_string(&at, line, n);
+    lua_pop(L, 1);
   }
-  dt_opts *o = malloc(sizeof *o + v.nheaders * sizeof(char *) + need);
-  if (o) {
-    *o = v;
-    const char **hl = (const char **)(void *)(o + 1); /* sizeof *o keeps pointer alignment */
-    char *at = (char *)(hl + v.nheaders);
-    for (size_t i = 0; i < v.nheaders; i++) {
-      lua_rawgeti(L, lines, (lua_Integer)i + 1);
-      size_t n;
-      const char *line = lua_tolstring(L, -1, &n); /* a string already: no allocation */
-      hl[i] = put_string(&at, line, n);
-      lua_pop(L, 1);
-    }
-    if (v.nheaders) o->headers = hl;
-    o->url = put_string(&at, url.s, url.n);
-    o->file_path = put_string(&at, file_path.s, file_path.n);
-    o->ca_file = put_string(&at, ca_file.s, ca_file.n);
-    o->proxy = put_string(&at, proxy.s, proxy.n);
-    o->etag = put_string(&at, etag.s, etag.n);
-    char *sha = put_string(&at, sha256.s, sha256.n);
-    for (char *p = sha; p && *p; p++)
-      if (*p >= 'A' && *p <= 'F') *p = (char)(*p + 32);
-    o->sha256 = sha;
-    o->shared = dt_shared_ref(st->shared);
-  }
-  lua_settop(L, base);
+  o->headers = r->v.nheaders ? hl : NULL;
+  o->url = put_option(L, r, O_URL, &at);
+  o->file_path = put_option(L, r, O_FILE_PATH, &at);
+  o->ca_file = put_option(L, r, O_CA_FILE, &at);
+  o->proxy = put_option(L, r, O_PROXY, &at);
+  o->etag = put_option(L, r, O_ETAG, &at);
+  char *sha = put_option(L, r, O_SHA256, &at);
+  for (char *p = sha; p && *p; p++)
+    if (*p >= 'A' && *p <= 'F') *p = (char)(*p + 32);
+  o->sha256 = sha;
+  o->shared = dt_shared_ref(st->shared);
   return o;
 }
 
@@ -353,9 +469,12 @@ static dt_opts *build_options(lua_State *L, dt_state *st) {
 /* dt.downloadFile(options) -> DownloadTask */
 static void ngx_kick(lua_State *L, dt_state *st);
 
+/* Everything that can raise comes first (reading the options, starting the
+ * engine, making the userdata and its tables, the anchor); a call that raises
+ * leaves no task behind: nothing anchored, nothing live, nothing submitted. */
 int task_new(lua_State *L) {
-  check_options(L);
-  lua_settop(L, 1);
+  optread r;
+  read_options(L, &r);
   dt_state *st = state_get(L);
   dt_engine *e = state_engine(L, st);
 
@@ -369,10 +488,10 @@ int task_new(lua_State *L) {
   int ti = lua_gettop(L);
 
   lua_createtable(L, UV_CREATED, 0);
-  static const struct { const char *name; int slot; } cbs[] = {
-      {"success", UV_SUCCESS}, {"fail", UV_FAIL}, {"complete", UV_COMPLETE}, {"url", UV_URL}};
+  static const struct { int opt; int slot; } cbs[] = {
+      {O_SUCCESS, UV_SUCCESS}, {O_FAIL, UV_FAIL}, {O_COMPLETE, UV_COMPLETE}, {O_URL, UV_URL}};
   for (size_t i = 0; i < sizeof cbs / sizeof cbs[0]; i++) {
-    lua_getfield(L, 1, cbs[i].name);
+    lua_pushvalue(L, OPT_AT(&r, cbs[i].opt)); /* as read: not fetched again */
     lua_rawseti(L, -2, cbs[i].slot);
   }
   compat_setuservalue(L, ti);
@@ -382,7 +501,9 @@ int task_new(lua_State *L) {
   t->anchor = luaL_ref(L, -2);
   lua_pop(L, 1);
 
-  dt_opts *o = build_options(L, st);
+  /* from here on nothing may raise before the task is whole, but the
+   * out-of-memory error below, which first takes the anchor back */
+  dt_opts *o = copy_options(L, &r, st);
   t->x = o ? engine_submit(e, o, t) : NULL;
   if (!t->x) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, st->anchors);
@@ -409,11 +530,13 @@ int task_new(lua_State *L) {
  * file is the caller's: remove it when done
  * @tfield table header response headers of the final response; names in lower case,
  * repeated headers joined with `", "`
+ * @tfield[opt] table cookies **(ext)** the final response's `Set-Cookie` values, in order,
+ * as an array (absent when there are none); `header["set-cookie"]` holds them joined
  * @tfield integer dataLength bytes written
  * @tfield table profile timings and connection facts: see @{profile}
  * @tfield[opt] string sha256 **(ext)** hex digest (lower case) of the body, when the `sha256`
- * option was given
- * @tfield[opt] integer attempts **(ext)** requests made, when the `retry` option was given
+ * option was given; absent for a `304` (no byte was written)
+ * @tfield integer attempts **(ext)** requests made (1 without `retry`)
  * @tfield string errMsg `"downloadFile:ok"`
  */
 
@@ -424,7 +547,8 @@ int task_new(lua_State *L) {
  * @tfield string errMsg `"downloadFile:fail <reason>"`; exactly `"downloadFile:fail abort"`
  * after @{DownloadTask:abort}
  * @tfield integer errno the kind of failure: see @{errno}
- * @tfield[opt] integer attempts **(ext)** requests made, when the `retry` option was given
+ * @tfield integer attempts **(ext)** requests made (1 without `retry`; after
+ * @{DownloadTask:abort}, those started, 0 when it had not started)
  */
 
 /***
@@ -497,19 +621,21 @@ int task_new(lua_State *L) {
 
 /* ---- ending ----------------------------------------------------------- */
 
-/* Lets go of everything the task holds but its Lua values; idempotent. */
+/* Lets go of everything the task holds but its Lua values; idempotent. In a
+ * fork()ed child, the parent's tasks are orphaned first (a finalizer may be
+ * the first thing the child runs of this module): their results and files
+ * are the parent's, to be freed, never removed. */
 void task_release(lua_State *L, dt_task *t) {
+  state_check_fork(L, t->st);
   if (t->in_fifo) dispatch_remove(t->st, t);
   if (t->anchor != LUA_NOREF && !t->st->closed) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->st->anchors);
     luaL_unref(L, -1, t->anchor);
     lua_pop(L, 1);
-    t->st->live--;
+    if (!t->orphan) t->st->live--; /* an orphan stopped counting already */
   }
   t->anchor = LUA_NOREF;
-  if (t->x && t->orphan) {
-    t->x = NULL; /* the parent's: left alone */
-  } else if (t->x) {
+  if (t->x) {
     dt_engine *e = t->st->closed ? NULL : t->st->engine;
     if (e && !engine_owned_here(e)) e = NULL;
     if (e && !t->ended) engine_abort(e, t->x);
@@ -540,12 +666,14 @@ void task_release(lua_State *L, dt_task *t) {
  * `"aborted"` at once. A no-op once `success`/`fail` has been delivered, and when called
  * twice. Inside a headers or progress listener, the remaining listeners of that event are
  * skipped. The destination is left as it was, even when the transfer had finished but
- * `success` was not yet delivered.
+ * `success` was not yet delivered. In a `fork()`ed child, a no-op on the parent's tasks
+ * (see @{poll}).
  * @function abort
  */
 static int l_abort(lua_State *L) {
   dt_task *t = check_task(L);
-  if (t->result_delivered || t->state == TS_ABORTED) return 0;
+  state_check_fork(L, t->st);
+  if (t->result_delivered || t->state == TS_ABORTED || t->orphan) return 0;
   t->state = TS_ABORTED;
   t->inbox = 0;
   dt_result_discard(t->result); /* a finished body that will never be delivered */
@@ -727,6 +855,10 @@ static int l_await_step(lua_State *L) {
                                           DT_TASK_MT, luaL_typename(L, 1)));
   int check_only = lua_toboolean(L, 2);
   lua_settop(L, 1);
+  state_check_fork(L, t->st);
+  if (t->orphan)
+    return await_error(L, "DownloadTask:await: the download belongs to the parent process "
+                          "(this one was fork()ed from it) and ends there");
   if (t->ended) {
     if (!check_only) remove_waiter(L, t);
     return push_outcome(L, t);
@@ -871,7 +1003,8 @@ static const char AWAIT_LUA[] =
  * dispatcher resumes it after `complete`; a resume by anyone else just waits again). Outside
  * a coroutine: drives the loop (as @{poll}) until the task ends; refused with an error while
  * the loop is being driven (inside a listener or @{run}). In an OpenResty request or timer
- * it waits on an `ngx.semaphore` instead of blocking the worker.
+ * it waits on an `ngx.semaphore` instead of blocking the worker. In a `fork()`ed child,
+ * awaiting a task of the parent's raises an error (it ends in the parent only).
  * @function await
  * @treturn[1] table @{res} when `success` was delivered
  * @treturn[2] nil
