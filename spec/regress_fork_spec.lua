@@ -73,7 +73,12 @@ local function run(mode)
   if not P then return nil, why end
   local dir = S.tmpdir()
   local report = S.tmpdir() .. "/child.txt"
-  local out, rc = H.child(SCRIPT:format(P.path, mode, S.nginx().url("small.txt"), dir, report))
+  -- LeakSanitizer at the exit of a fork()ed child of a threaded process cannot suspend the
+  -- threads it inherited the list of ("False leaks are possible", make asan): the child
+  -- that exits through lua_close runs without it
+  local prefix = (mode == "close" and os.getenv("ASAN_OPTIONS")) and
+    "ASAN_OPTIONS=\"$ASAN_OPTIONS:detect_leaks=0\"" or nil
+  local out, rc = H.child(SCRIPT:format(P.path, mode, S.nginx().url("small.txt"), dir, report), prefix)
   return { out = out, rc = rc, dir = dir, child = S.readfile(report) or "(no report)" }
 end
 

@@ -99,7 +99,7 @@ const char *task_state_name(int s);
 
 /* dispatch.c */
 void dispatch_take(dt_state *st);
-void dispatch_orphan(dt_state *st, dt_task *t); /* allocates nothing, calls no Lua */
+void dispatch_orphan(dt_state *st, dt_task *t); /* calls no Lua */
 void dispatch_push(dt_state *st, dt_task *t);
 void dispatch_remove(dt_state *st, dt_task *t);
 int dispatch_pending(dt_state *st);

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,25 @@ static void take_one(void *owner, dt_pub *pub, void *ud) {
   if (t->inbox) dispatch_push(st, t);
 }
 
+/* The parent's xfers are never freed in the child (their engine and its
+ * thread are the parent's); they stay reachable from here, so that a leak
+ * checker at the child's exit (make asan, a child that closes its state)
+ * counts them as held, which they are. A lock-free stack: any thread may
+ * orphan for its own lua_State. */
+struct kept_xfer {
+  struct kept_xfer *next;
+  dt_xfer *x;
+};
+static _Atomic(struct kept_xfer *) kept_xfers;
+
+static void keep_xfer(dt_xfer *x) {
+  struct kept_xfer *k = malloc(sizeof *k); /* none: the copy is just not reachable */
+  if (!k) return;
+  k->x = x;
+  k->next = atomic_load(&kept_xfers);
+  while (!atomic_compare_exchange_weak(&kept_xfers, &k->next, k)) {}
+}
+
 /* In a fork()ed child, a task of the parent's (one with an xfer of the
  * parent's engine) is the parent's business: the child never delivers it,
  * and never removes or renames its files. It stops counting as live, leaves
@@ -97,6 +117,7 @@ static void take_one(void *owner, dt_pub *pub, void *ud) {
 void dispatch_orphan(dt_state *st, dt_task *t) {
   if (!t->x || t->orphan) return;
   t->orphan = 1;
+  keep_xfer(t->x);
   t->x = NULL; /* the parent's engine's: neither aborted nor unref'd */
   dispatch_remove(st, t);
   t->inbox = 0;

@@ -89,8 +89,8 @@ int state_forked(dt_state *st) {
  * parent's engine alone, and the parent's tasks too (dispatch_orphan: never
  * delivered here, no longer live, their files untouched); it starts its own
  * engine with its next download. Every task holding an xfer is anchored, and
- * until now every xfer was the parent's engine's. Allocates nothing and calls
- * no Lua, so it can run anywhere, a finalizer included. */
+ * until now every xfer was the parent's engine's. Raises nothing and calls no
+ * Lua, so it can run anywhere, a finalizer included. */
 void state_check_fork(lua_State *L, dt_state *st) {
   if (!state_forked(st)) return;
   engine_forget(st->engine);
