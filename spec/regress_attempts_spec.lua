@@ -1,8 +1,9 @@
 -- Regression, issue 10 item 15 (#15): `attempts` was only in res/err when `retry` was given,
 -- and never after an abort; `res.sha256` on a 304 was documented as set. SPEC 0.2:
 -- "res.attempts and err.attempts are always present: the requests made (1 without retry;
--- 0 for a task aborted before its first request)". res.sha256 is absent on a 304: no byte
--- was written (the sha256 option's documentation says so).
+-- 0 for a task aborted before its first request)". res.sha256 is absent on a 304 without
+-- filePath: no byte was written and there is no file (with filePath it is the digest of the
+-- destination as it stands: regress_file_promise_spec).
 local dt = require "downloadtask"
 local S = require "spec.support.servers"
 local H = require "spec.support.helpers"
@@ -70,7 +71,7 @@ describe("regression: attempts always present", function()
       ("err.attempts %s, server saw %d"):format(tostring(err.attempts), hits))
   end)
 
-  it("a 304 has no res.sha256 (nothing written) and attempts 1", function()
+  it("a 304 without filePath has no res.sha256 (no file) and attempts 1", function()
     local f = S.fault()
     local out = T.fetch { url = f.url("/bytes?n=10&etag=%22v1%22"), etag = '"v1"', sha256 = ("a"):rep(64) }
     H.expect_ok(out, 304)

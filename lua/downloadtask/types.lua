@@ -32,8 +32,9 @@ local dt = {}
 ---@field sha256? string (ext) 64 hex digits; for a 2xx a mismatch fails with errno 603304 and leaves the destination as it was
 ---@field rateLimit? integer (ext) bytes per second for this download; default 0: off
 ---@field etag? string (ext) sent as `If-None-Match`; a 304 is a `success` with nothing written
----@field ifModifiedSince? integer (ext) epoch seconds, sent as `If-Modified-Since`; a 304 as for `etag`
----@field resume? boolean (ext) needs `filePath`: keep `<filePath>.part` when the download fails and continue it next time
+---@field ifModifiedSince? integer|string (ext) epoch seconds or an HTTP date (as in `last-modified`), sent as `If-Modified-Since`; a 304 as for `etag`
+---@field resume? boolean (ext) needs `filePath`: keep the part file (`.dt.<hash>.part` beside it) when the download fails and continue it next time
+---@field durable? boolean (ext) fsync the file before the rename and the directory after it; default false
 ---@field retry? integer (ext) retries of transient failures (connect errors, resets, timeouts, 408, 429, 5xx); default 0
 
 ---Given to `success` and `complete`, and returned by `task:await()`: a response was received,
@@ -44,8 +45,9 @@ local dt = {}
 ---@field tempFilePath? string the file holding the body when no `filePath` was given or the status is not 2xx: yours, remove it when done
 ---@field header table<string, string> headers of the final response; names in lower case, repeats joined with ", "
 ---@field dataLength integer bytes written
----@field sha256? string (ext) hex digest of the body, when the `sha256` option was given
----@field attempts? integer (ext) requests made, when the `retry` option was given
+---@field sha256? string (ext) hex digest of the body, when the `sha256` option was given (of the destination as it stands for a 304)
+---@field attempts integer (ext) requests made (1 without `retry`)
+---@field cookies? string[] (ext) the final response's `Set-Cookie` values, in order; absent when there are none
 ---@field profile downloadtask.Profile timings and connection facts
 ---@field errMsg string `"downloadFile:ok"`
 
@@ -53,7 +55,7 @@ local dt = {}
 ---@class downloadtask.Error
 ---@field errMsg string `"downloadFile:fail <reason>"`; exactly `"downloadFile:fail abort"` after `abort()`
 ---@field errno integer 600000 network, 600001 connect/resolve/TLS, 600003 abort, 5 timeout, 600008 too many redirects, 600009 invalid URL or scheme, 603300 save file error, 603301 max file size, 603303 permission denied, 603304 checksum mismatch
----@field attempts? integer (ext) requests made, when the `retry` option was given
+---@field attempts integer (ext) requests made (1 without `retry`; 0 for an abort before the first request)
 
 ---`res.profile`: times in ms since the epoch (0 where it did not happen) and connection facts.
 ---@class downloadtask.Profile
