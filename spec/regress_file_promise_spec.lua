@@ -489,3 +489,25 @@ describe("issue 10 #15: res.sha256 whenever the option is given", function()
     assert.are.same({ "d" }, S.listdir(dir))
   end)
 end)
+
+describe("issue 10: a relative filePath", function()
+  it("is the caller's working directory's at the call: a chdir before it starts or lands does not move it", function()
+    local a, b = S.tmpdir(), S.tmpdir()
+    local home = lfs.currentdir()
+    dt.configure { maxConcurrent = 1 }
+    local first = T.start { url = f.url("/bytes?n=1000&hdelay=200") }  -- holds the only slot
+    assert(lfs.chdir(a))
+    local t = T.start { url = f.url(("/bytes?n=%d"):format(N)), filePath = "rel.bin" }
+    assert(lfs.chdir(b))                                              -- before t starts
+    local ok, res, err = pcall(function() return t:await() end)
+    assert(lfs.chdir(home))
+    dt.configure { maxConcurrent = 10 }
+    assert(ok, res)
+    assert.is_truthy(res, err and err.errMsg)
+    assert.are.equal("rel.bin", res.filePath)
+    assert.is_true(is_pattern(a .. "/rel.bin", 0, N))
+    assert.are.same({}, S.listdir(b))
+    local r1 = first:await()
+    if r1 and r1.tempFilePath then os.remove(r1.tempFilePath) end
+  end)
+end)

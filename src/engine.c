@@ -123,6 +123,7 @@ struct dt_xfer {
   /* engine thread only */
   dt_xfer *prev, *next; /* on the waiting or running list */
   xrun *run; /* from the first start() until finish() or drop() */
+  char *cwd;         /* a relative filePath's working directory, taken at the call */
   dest_info dest;    /* filePath resolved, before the first start */
   char *dest_reason; /* why it could not be (then dest_err) */
   int dest_err;
@@ -385,6 +386,7 @@ static void run_free(dt_xfer *x) {
 }
 
 static void xfer_free(dt_xfer *x) {
+  free(x->cwd);
   files_dest_free(&x->dest);
   free(x->dest_reason);
   free(x->pub.headers);
@@ -474,8 +476,10 @@ static void resolve_dest(dt_xfer *x) {
   if (x->dest_done || !x->opts->file_path) return;
   x->dest_done = 1;
   char reason[512];
-  if (files_resolve(x->opts->file_path, &x->dest, &x->dest_err, reason, sizeof reason) != 0)
+  char *abs = x->cwd ? files_join(x->cwd, x->opts->file_path) : NULL;
+  if (files_resolve(abs ? abs : x->opts->file_path, &x->dest, &x->dest_err, reason, sizeof reason) != 0)
     x->dest_reason = strdup(reason); /* NULL: start() says "out of memory" */
+  free(abs);
 }
 
 /* A new temporary file beside the destination, after sweeping that
@@ -1775,6 +1779,10 @@ dt_xfer *engine_submit(dt_engine *e, dt_opts *opts, void *owner) {
   x->opts = opts;
   x->owner = owner;
   x->phase = PH_NEW;
+  /* a relative filePath is the caller's working directory's, now: a chdir
+   * before the download starts or lands does not move it (without memory
+   * for it, the directory of the moment it starts) */
+  if (opts->file_path && opts->file_path[0] != '/') x->cwd = files_cwd();
   pthread_mutex_lock(&e->mu);
   int wake = command_locked(e, x);
   pthread_mutex_unlock(&e->mu);

@@ -75,6 +75,19 @@ static char *join(const char *dir, const char *name) {
   return p;
 }
 
+char *files_join(const char *dir, const char *name) { return join(dir, name); }
+
+char *files_cwd(void) {
+  for (size_t n = 256; n <= 65536; n *= 2) {
+    char *b = malloc(n);
+    if (!b) return NULL;
+    if (getcwd(b, n)) return b;
+    free(b);
+    if (errno != ERANGE) return NULL;
+  }
+  return NULL;
+}
+
 int files_error(int e, const char *what, const char *path, char *reason, size_t n) {
   if (e == EACCES || e == EPERM || e == EROFS) {
     snprintf(reason, n, "permission denied: %s", path);

@@ -28,6 +28,12 @@ typedef struct dest_info {
 int files_resolve(const char *file_path, dest_info *d, int *err, char *reason, size_t n);
 void files_dest_free(dest_info *d);
 
+/* The working directory (malloc'd), or NULL. A relative filePath is taken
+ * from the one of the downloadFile call, not of the moment it starts. */
+char *files_cwd(void);
+/* "<dir>/<name>" (malloc'd), or NULL. */
+char *files_join(const char *dir, const char *name);
+
 /* Removes, at most once a minute per directory, the temporary files of
  * processes of this host that no longer run. `cache` belongs to the caller
  * (one per engine thread). */
