@@ -1,6 +1,6 @@
 -- One download to a file with downloadtask, run by bench/run.lua as a child process.
---   lua5.4 bench/dt_file.lua URL DEST SIZE [plain|game]
--- plain: dt.run() until it ends.
+--   lua5.4 bench/dt_file.lua URL DEST SIZE [plain|game|durable]
+-- plain: dt.run() until it ends. durable: the same with `durable = true`.
 -- game:  a progress listener and a 60 Hz game-style loop: poll(0), then sleep ~16 ms.
 local dt = require "downloadtask"
 local url, dest, size, mode = arg[1], arg[2], math.tointeger(tonumber(arg[3])), arg[4] or "plain"
@@ -9,6 +9,7 @@ local res, err
 local task = dt.downloadFile {
   url = url,
   filePath = dest,
+  durable = mode == "durable",
   success = function(r) res = r end,
   fail = function(e) err = e end,
 }

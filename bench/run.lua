@@ -3,7 +3,7 @@
 --
 --   lua5.4 bench/run.lua [--pairs N] [--only NAME,NAME] [--no-write]
 --
--- NAMEs: big, game, mid, many, queue, poll. --pairs (default 7) is the number of timed
+-- NAMEs: big, game, mid, durable, many, queue, poll. --pairs (default 7) is the number of timed
 -- rounds after one warm-up round (3 times as many for the short workloads, mid and many);
 -- each round runs every client once, after a `sync`, alternating the order
 -- (downloadtask first in odd rounds, last in even ones). Ratios are taken round by round
@@ -37,7 +37,7 @@ do
       i = i + 1
     elseif a == "--no-write" then opt.write = false
     else
-      io.stderr:write("usage: lua5.4 bench/run.lua [--pairs N] [--only big,game,mid,many,queue,poll] [--no-write]\n")
+      io.stderr:write("usage: lua5.4 bench/run.lua [--pairs N] [--only big,game,mid,durable,many,queue,poll] [--no-write]\n")
       os.exit(2)
     end
     i = i + 1
@@ -109,7 +109,7 @@ local function setup()
   local t0 = B.now()
   B.log("bench: generating files in %s", d)
   if wanted("big") or wanted("game") then B.make_file(d .. "/www/1g.bin", GiB) end
-  if wanted("mid") then B.make_file(d .. "/www/100m.bin", 100 * MiB) end
+  if wanted("mid") or wanted("durable") then B.make_file(d .. "/www/100m.bin", 100 * MiB) end
   if wanted("many") then
     for i = 1, 1000 do B.make_file(("%s/www/small/s%04d.bin"):format(d, i), 100 * KiB) end
   end
@@ -241,6 +241,21 @@ end
 
 local function w_mid()
   R.mid = rounds("100 MiB -> file", single(100 * MiB, "100m.bin", "plain"), opt.pairs * SHORT_ROUNDS)
+end
+
+-- What `durable = true` costs: the fsync of the file before the rename and of the directory
+-- after it, beside the same download without it and curl (which syncs nothing).
+local function w_durable()
+  local clients = single(100 * MiB, "100m.bin", "plain")
+  for i = #clients, 1, -1 do if clients[i].key == "lua-http" then table.remove(clients, i) end end
+  local url, dest = T.nginx.url("100m.bin"), T.dir .. "/out/100m.bin"
+  table.insert(clients, 2, { key = "downloadtask durable", warm = 164 * MiB, run = function()
+    local r = dt("dt_file.lua", url, dest, tostring(100 * MiB), "durable")
+    expect_size(dest, 100 * MiB, "downloadtask durable")
+    os.remove(dest)
+    return r
+  end })
+  R.durable = rounds("100 MiB -> file, durable", clients, opt.pairs * SHORT_ROUNDS)
 end
 
 -- A fresh, empty destination directory for the next run of a many-files workload. The
@@ -393,6 +408,10 @@ local function build_table()
   if R.big then client_rows("1 GiB → file", R.big, order, "downloadtask", nil, 0.75) end
   if R.game then client_rows("1 GiB → file, progress listener + 60 Hz `poll(0)` loop", R.game, order, "downloadtask", nil, 0.79) end
   if R.mid then client_rows("100 MiB → file", R.mid, order, "downloadtask", nil, 0.80) end
+  if R.durable then
+    client_rows("100 MiB → file: `durable = true` beside the same without it", R.durable,
+      { "downloadtask", "downloadtask durable", "curl" }, nil, nil, nil)
+  end
   if R.many then client_rows("1000 × 100 KiB → files, 50 at a time", R.many, order, "downloadtask", nil, 0.90) end
   if R.big then
     local dt_rss = B.median(B.field(R.big.downloadtask, "rss"))
@@ -459,6 +478,7 @@ local ok, err = xpcall(function()
   if wanted("big") then w_big() end
   if wanted("game") then w_game() end
   if wanted("mid") then w_mid() end
+  if wanted("durable") then w_durable() end
   if wanted("many") then w_many() end
   if wanted("queue") then w_queue() end
   if wanted("poll") then w_poll() end
