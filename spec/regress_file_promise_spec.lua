@@ -511,3 +511,22 @@ describe("issue 10: a relative filePath", function()
     if r1 and r1.tempFilePath then os.remove(r1.tempFilePath) end
   end)
 end)
+
+describe("issue 10: something else where the resume part goes", function()
+  it("a FIFO named like the part file fails the download at once instead of blocking the engine", function()
+    local dir = S.tmpdir()
+    local dest = dir .. "/out.bin"
+    local part = interrupted(dest)
+    os.remove(part)
+    assert(sh("mkfifo " .. quote(part)))
+    local t0 = socket.gettime()
+    local out = fetch { url = f.url(("/bytes?n=%d&range=1&etag=%%22v1%%22"):format(N)), filePath = dest,
+      resume = true, timeout = 5000 }
+    assert.are.equal(603300, out.err and out.err.errno)
+    assert.matches("^downloadFile:fail save file error: the resume part is not a regular file: ", out.err.errMsg)
+    assert.is_true(socket.gettime() - t0 < 2)
+    assert.are.equal("named pipe", lfs.attributes(part, "mode"))
+    -- the engine is not stuck: another download completes
+    assert.are.equal(200, fetch { url = ng.url("small.txt"), filePath = dir .. "/s" }.res.statusCode)
+  end)
+end)

@@ -658,7 +658,16 @@ static int open_resume_part(dt_engine *e, dt_xfer *x, char **validator) {
     set_fail(x, DT_ERR_SAVE, "save file error: %s", "out of memory");
     return -1;
   }
-  int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0666);
+  /* O_NONBLOCK: something else under that name (a FIFO) must not block the
+   * engine thread in open(); only a regular file is a part */
+  int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0666);
+  struct stat st;
+  if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+    set_fail(x, DT_ERR_SAVE, "save file error: the resume part is not a regular file: %s", p);
+    close(fd);
+    free(p);
+    return -1;
+  }
   if (fd < 0) {
     file_error(x, errno, x->dest.path);
     free(p);
