@@ -73,6 +73,7 @@ struct dt_state {
   dt_engine *engine;
   int closed;
   long max_concurrent, progress_interval;
+  long max_per_host; /* configure's maxPerHost: 0, no cap */
   dt_shared *shared; /* userAgent and tempDir, shared with the tasks made under them */
   dt_task *fifo_head, *fifo_tail; /* tasks with something to deliver */
   unsigned fifo_seq;               /* pushes so far (wraps) */

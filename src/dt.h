@@ -143,6 +143,8 @@ int engine_owned_here(dt_engine *e);   /* false in a fork()ed child */
 void engine_forget(dt_engine *e);      /* in a fork()ed child: close its descriptors, free nothing */
 int engine_fd(dt_engine *e);           /* readable when the ready list is non-empty */
 void engine_set_max_concurrent(dt_engine *e, long n);
+/* Connections to one host at most (0: no cap); applied by the engine thread. */
+void engine_set_max_per_host(dt_engine *e, long n);
 
 /* Transfers. engine_submit takes ownership of opts (freed with the xfer)
  * and returns a transfer holding one reference for the caller. */

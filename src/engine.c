@@ -145,6 +145,7 @@ struct dt_engine {
   /* under mu */
   int wake_sent, shutdown;
   long max_concurrent;
+  long max_per_host, max_per_host_set; /* the cap asked for, the one the multi handle has */
   dt_xfer *cmd_head, *cmd_tail;
   dt_xfer *ready_head, *ready_tail;
 
@@ -1069,6 +1070,11 @@ static void start(dt_engine *e, dt_xfer *x) {
   curl_easy_setopt(c, CURLOPT_PRIVATE, (void *)x);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+  /* HTTP/2 (negotiated over TLS only): wait for a connection to the host
+   * that is being made and share it (one multiplexed connection per host)
+   * rather than open one each. Over plain HTTP/1.1 waiting gains nothing and,
+   * with maxPerHost, held transfers back to one connection at a time. */
+  if (strncasecmp(o->url, "https://", 8) == 0) curl_easy_setopt(c, CURLOPT_PIPEWAIT, 1L);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, o->max_redirects != 0 ? 1L : 0L);
@@ -1523,7 +1529,12 @@ static int dest_busy(dt_engine *e, dt_xfer *x) {
 static void start_waiting(dt_engine *e) {
   pthread_mutex_lock(&e->mu);
   long max = e->max_concurrent;
+  long per_host = e->max_per_host;
   pthread_mutex_unlock(&e->mu);
+  if (per_host != e->max_per_host_set) { /* the multi handle is this thread's alone */
+    if (curl_multi_setopt(e->multi, CURLMOPT_MAX_HOST_CONNECTIONS, per_host) == CURLM_OK)
+      e->max_per_host_set = per_host;
+  }
   for (dt_xfer *x = e->waiting.head, *next; x && e->running.n < max; x = next) {
     next = x->next;
     /* One destination, one writer: a transfer whose destination another
@@ -1753,6 +1764,13 @@ void engine_forget(dt_engine *e) {
   close(e->wake_w);
 }
 int engine_fd(dt_engine *e) { return e->wake_r; }
+
+void engine_set_max_per_host(dt_engine *e, long n) {
+  pthread_mutex_lock(&e->mu);
+  e->max_per_host = n;
+  pthread_mutex_unlock(&e->mu);
+  curl_multi_wakeup(e->multi);
+}
 
 void engine_set_max_concurrent(dt_engine *e, long n) {
   pthread_mutex_lock(&e->mu);

@@ -113,6 +113,7 @@ dt_engine *state_engine(lua_State *L, dt_state *st) {
     st->engine = engine_new(&why);
     if (!st->engine) luaL_error(L, "downloadtask: cannot start the engine: %s", why);
     engine_set_max_concurrent(st->engine, st->max_concurrent);
+    if (st->max_per_host > 0) engine_set_max_per_host(st->engine, st->max_per_host);
   }
   return st->engine;
 }
@@ -227,6 +228,9 @@ static const char *config_str(lua_State *L, const char *name) {
  * @tparam table settings
  * @tparam[opt=10] integer settings.maxConcurrent downloads running at once (at least 1); the
  * rest wait in the queue (`task.state == "queued"`) and start in order
+ * @tparam[opt=0] integer settings.maxPerHost **(ext)** connections to one host at most (0: no
+ * cap); applies at once. Over HTTPS with HTTP/2, downloads to one host share one multiplexed
+ * connection anyway (they wait for the connection being made rather than open their own)
  * @tparam[opt=100] integer settings.progressInterval ms between two progress events of one
  * task (at least 0)
  * @tparam[opt] string settings.userAgent the `User-Agent` header sent; default
@@ -239,13 +243,13 @@ static const char *config_str(lua_State *L, const char *name) {
  * 0: no limit. `poll(ms)` with ms > 0, `run` and `await` have no budget.
  * @usage dt.configure{maxConcurrent = 4, progressInterval = 250}
  */
-/* dt.configure{maxConcurrent, progressInterval, userAgent, tempDir, pollBudget} */
+/* dt.configure{maxConcurrent, maxPerHost, progressInterval, userAgent, tempDir, pollBudget} */
 static int l_configure(lua_State *L) {
   dt_state *st = state_get(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   /* check every name first, so a bad call changes nothing */
   static const char *const names[] = {"maxConcurrent", "progressInterval", "userAgent", "tempDir",
-                                      "pollBudget", NULL};
+                                      "pollBudget", "maxPerHost", NULL};
   lua_pushnil(L);
   while (lua_next(L, 1)) {
     lua_pop(L, 1);
@@ -256,9 +260,10 @@ static int l_configure(lua_State *L) {
       return luaL_error(L, "downloadtask.configure: unknown option '%s'",
                         k ? k : luaL_typename(L, -1));
   }
-  lua_Integer maxc = -1, interval = -1, budget = -1;
+  lua_Integer maxc = -1, interval = -1, budget = -1, per_host = -1;
   const char *ua = NULL, *tmp = NULL;
   if (compat_getfield(L, 1, "maxConcurrent") != LUA_TNIL) maxc = config_int(L, "maxConcurrent", 1);
+  if (compat_getfield(L, 1, "maxPerHost") != LUA_TNIL) per_host = config_int(L, "maxPerHost", 0);
   if (compat_getfield(L, 1, "progressInterval") != LUA_TNIL)
     interval = config_int(L, "progressInterval", 0);
   if (compat_getfield(L, 1, "pollBudget") != LUA_TNIL) budget = config_int(L, "pollBudget", 0);
@@ -272,6 +277,10 @@ static int l_configure(lua_State *L) {
   }
   if (budget >= 0) st->poll_budget_us = budget > 60000000 ? 60000000 : (long)budget;
   if (interval >= 0) st->progress_interval = interval > LONG_MAX ? LONG_MAX : (long)interval;
+  if (per_host >= 0) {
+    st->max_per_host = per_host > 1000000 ? 1000000 : (long)per_host;
+    if (st->engine && engine_owned_here(st->engine)) engine_set_max_per_host(st->engine, st->max_per_host);
+  }
   if (maxc > 0) {
     st->max_concurrent = maxc > 1000000 ? 1000000 : (long)maxc;
     if (st->engine && engine_owned_here(st->engine))

@@ -94,6 +94,7 @@ local dt = {}
 ---The settings of `configure`; a bad call (unknown name, wrong type) changes nothing.
 ---@class downloadtask.Settings
 ---@field maxConcurrent? integer downloads running at once (>= 1; default 10); the rest queue in order
+---@field maxPerHost? integer (ext) connections to one host at most (>= 0; default 0: no cap)
 ---@field progressInterval? integer ms between two progress events of one task (>= 0; default 100)
 ---@field userAgent? string the `User-Agent` header; default `"downloadtask/<version>"`
 ---@field tempDir? string where bodies without `filePath` and non-2xx bodies go; default `$TMPDIR`, else `/tmp`

@@ -38,6 +38,7 @@ H.OLD = "old content that must survive\n"
 H.DEFAULT_TMP = (os.getenv("TMPDIR") and os.getenv("TMPDIR") ~= "") and os.getenv("TMPDIR") or "/tmp"
 H.DEFAULTS = {
   maxConcurrent = 10,
+  maxPerHost = 0,
   progressInterval = 100,
   userAgent = "downloadtask/" .. dt.version,
   tempDir = H.DEFAULT_TMP,
