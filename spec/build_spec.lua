@@ -10,13 +10,7 @@
 local S = require "spec.support.servers"
 
 -- Runs a shell command; returns its output (stdout and stderr) and its exit status.
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1; echo \"rc=$?\""))
-  local out = p:read("*a")
-  p:close()
-  local rc = tonumber(out:match("rc=(%d+)%s*$"))
-  return (out:gsub("rc=%d+%s*$", "")), rc
-end
+local sh = require("spec.support.servers").run
 
 local q = S.quote
 

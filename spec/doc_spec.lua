@@ -8,12 +8,7 @@
 -- It never loads the module and only runs make and ldoc, so it is the same under every Lua,
 -- and under the sanitizers and valgrind (their children run unchecked).
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local function read(path) return assert(require("spec.support.servers").readfile(path)) end
 
 -- Runs a shell command; returns its output (stdout and stderr) and its exit status.
 -- (The status is read from the output: os.execute and close() differ between 5.1 and 5.2+.)

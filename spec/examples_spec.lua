@@ -8,13 +8,7 @@ local S = require "spec.support.servers"
 local q = S.quote
 
 -- Runs a shell command; returns its output (stdout and stderr) and its exit status.
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1; echo \"rc=$?\""))
-  local out = p:read("*a")
-  p:close()
-  local rc = tonumber(out:match("rc=(%d+)%s*$"))
-  return (out:gsub("rc=%d+%s*$", "")), rc
-end
+local sh = require("spec.support.servers").run
 
 -- Runs `lua args...` with TMPDIR set to a fresh directory and the module under test; returns
 -- its output, its status and the names left in that directory.

@@ -31,16 +31,7 @@ local function stats(key)
   }
 end
 
--- The resume part and its info file of the one destination in dir (0.2
--- names: ".dt.<hash of the name>.part" and ".info", short whatever the name).
-local function part_files(dir)
-  local part, info
-  for _, n in ipairs(S.listdir(dir)) do
-    if n:match("^%.dt%.%x+%.part$") then part = dir .. "/" .. n end
-    if n:match("^%.dt%.%x+%.info$") then info = dir .. "/" .. n end
-  end
-  return part, info
-end
+local part_files = require("spec.support.helpers").part_files
 
 -- An interrupted resume download of N pattern bytes (etag "v1") into dest,
 -- which leaves a part file of N/2 bytes; returns its path and its info file's.

@@ -21,15 +21,7 @@ end)
 
 local function fetch(opts) return T.fetch(opts) end
 
--- the resume part and info file in dir (".dt.<hash>.part"/".info")
-local function part_files(dir)
-  local part, info
-  for _, n in ipairs(S.listdir(dir)) do
-    if n:match("^%.dt%.%x+%.part$") then part = dir .. "/" .. n end
-    if n:match("^%.dt%.%x+%.info$") then info = dir .. "/" .. n end
-  end
-  return part, info
-end
+local part_files = require("spec.support.helpers").part_files
 
 -- a part of N/2 bytes of version "v1" for dest
 local function interrupted(dest)

@@ -4,20 +4,9 @@
 -- `luarocks lint` passes on the scm rockspec and on the release one `make rockspec` writes.
 
 -- Runs a shell command; returns its output (stdout and stderr) and its exit status.
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1; echo \"rc=$?\""))
-  local out = p:read("*a")
-  p:close()
-  local rc = tonumber(out:match("rc=(%d+)%s*$"))
-  return (out:gsub("rc=%d+%s*$", "")), rc
-end
+local sh = require("spec.support.servers").run
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local function read(path) return assert(require("spec.support.servers").readfile(path)) end
 
 describe("rockspec", function()
   local S = require "spec.support.servers"

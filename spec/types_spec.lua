@@ -7,12 +7,7 @@
 --
 -- It only reads files, so it is the same under every Lua, the sanitizers and valgrind.
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local function read(path) return assert(require("spec.support.servers").readfile(path)) end
 
 local STUBS = "lua/downloadtask/types.lua"
 

@@ -44,6 +44,17 @@ H.DEFAULTS = {
   tempDir = H.DEFAULT_TMP,
 }
 
+-- The resume part and info file of the one destination in dir (0.2 names:
+-- ".dt.<hash of the name>.part" and ".info"), as paths; nil when absent.
+function H.part_files(dir)
+  local part, info
+  for _, n in ipairs(S.listdir(dir)) do
+    if n:match("^%.dt%.%x+%.part$") then part = dir .. "/" .. n end
+    if n:match("^%.dt%.%x+%.info$") then info = dir .. "/" .. n end
+  end
+  return part, info
+end
+
 -- Runs a command with os.execute (sh -c); true when it exits with status 0.
 function H.sh(cmd)
   local ok = os.execute(cmd)

@@ -88,6 +88,15 @@ function S.readfile(path)
   return s
 end
 
+-- Runs a shell command; returns its output (stdout and stderr) and its exit status.
+function S.run(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1; echo \"rc=$?\""))
+  local out = p:read("*a")
+  p:close()
+  local rc = tonumber(out:match("rc=(%d+)%s*$"))
+  return (out:gsub("rc=%d+%s*$", "")), rc
+end
+
 function S.writefile(path, s)
   local f = assert(io.open(path, "wb"))
   assert(f:write(s))
