@@ -80,7 +80,7 @@ local function drive(ngx, task)
   local sock, err = connect(ngx)
   if not sock then return nil, err end
   -- news published before the connection existed wrote no byte to it: poll first
-  local live = poll_and_wake(ngx)
+  poll_and_wake(ngx)
   while true do
     if task and step(task, true) ~= 0 then break end
     if not task and next(waiting) == nil and ngx.worker.exiting() then break end
@@ -95,7 +95,7 @@ local function drive(ngx, task)
       sock, err = connect(ngx)
       if not sock then return nil, err end
     end
-    live = poll_and_wake(ngx)
+    local live = poll_and_wake(ngx)
     if not data and rerr == "timeout" and not task and live == 0 and next(waiting) == nil then
       break -- IDLE seconds without news, nothing to drive: no yield between this and the end
     end
