@@ -259,6 +259,10 @@ chaos chaos-long: $(if $(filter asan,$(CHECK)),build/asan/downloadtask.so build/
 soak: $(MODULE)
 	BUSTED=tools/soak.lua DT_TEST_LUA=$(LUA) DT_TEST_CPATH='$(BUILD)/?.so' spec/support/run-specs.sh $(SOAK_ARGS)
 bench: downloadtask.so $(eval .PHONY: bench) ; $(LUA) bench/run.lua $(BENCH_ARGS)
+# issue 15's OpenResty figures (bench/openresty.lua): a real nginx with the Lua module, which
+# loads build/luajit/downloadtask.so; writes the OpenResty section of bench/results.md.
+bench-openresty: build/luajit/downloadtask.so $(eval .PHONY: bench-openresty)
+	BUSTED=bench/openresty.lua DT_TEST_LUA=lua5.4 spec/support/run-specs.sh $(BENCH_ARGS)
 
 # ---- Reference (issue 5): HTML from the /*** comments of src/module.c and src/task.c -----
 # LDoc (Debian lua-ldoc) with Markdown by lua-discount, configured by config.ld; both come
