@@ -34,8 +34,10 @@ end
 local function median(xs) return pct(xs, 0.5) end
 local function ms(x) return ("%.2f"):format(x * 1000) end
 
-local function cpu_seconds(pid)
-  local rest = assert(S.readfile("/proc/" .. pid .. "/stat")):match("^.*%) (.*)$")
+-- CPU seconds (utime + stime, in 10 ms ticks) of a process, or of one of its threads
+local function cpu_seconds(pid, tid)
+  local path = "/proc/" .. pid .. (tid and "/task/" .. tid or "") .. "/stat"
+  local rest = assert(S.readfile(path)):match("^.*%) (.*)$")
   local f = {}
   for x in rest:gmatch("%S+") do f[#f + 1] = x end
   return (tonumber(f[12]) + tonumber(f[13])) / 100
@@ -77,15 +79,19 @@ local ok, err = pcall(function()
       ms(over_med), ms(median(tf)), ms(median(td)), ms(over_p99), ms(pct(tf, 0.99)), ms(pct(td, 0.99))),
     "median ≤ 0.5 ms; p99 ≤ 2 ms", over_med <= 0.0005 and over_p99 <= 0.002)
 
-  -- 2. worker CPU while one request awaits an idle 10 s trickle (1000 bytes at 100 bytes/s)
-  local c0 = cpu_seconds(worker)
+  -- 2. worker CPU while one request awaits an idle 10 s trickle: 1000 bytes at 100 bytes/s,
+  -- one 100-byte chunk a second. The whole process, and its main thread alone (nginx's
+  -- event loop and the Lua poller: what a timer loop burns; the rest is the engine thread
+  -- receiving the chunks).
+  local c0, m0 = cpu_seconds(worker), cpu_seconds(worker, worker)
   local t0 = socket.gettime()
-  local r = OR.get(o, "/fetch?url=" .. OR.escape(f.url("/bytes?n=1000&rate=100")), 30)
+  local r = OR.get(o, "/fetch?url=" .. OR.escape(f.url("/bytes?n=1000&rate=100&chunk=100")), 30)
   local wall = socket.gettime() - t0
-  local used = cpu_seconds(worker) - c0
+  local used, main = cpu_seconds(worker) - c0, cpu_seconds(worker, worker) - m0
   assert(r.fields.status == "200" and r.fields.length == "1000", r.body)
   row(("worker CPU (utime+stime, 10 ms ticks) while one request awaits an idle %.1f s trickle"):format(wall),
-    ("%d ms"):format(math.floor(used * 1000 + 0.5)), "≤ 10 ms", used <= 0.010)
+    ("%d ms (main thread %d ms)"):format(math.floor(used * 1000 + 0.5), math.floor(main * 1000 + 0.5)),
+    "≤ 10 ms", used <= 0.010)
 
   -- 3. /ping latency for 3 s of back-to-back requests, with nothing running, then while 50
   -- awaited downloads run (each 400 000 bytes at 100 000 bytes/s, progress listeners on)

@@ -325,9 +325,9 @@ describe("OpenResty, the event-driven poller", function()
   it("a worker awaiting an idle trickle uses (almost) no CPU", function()
     local worker = tonumber(OR.get(o, "/pong").fields.worker)
     OR.get(o, fetch_target { url = ng.url("small.txt") })       -- the poller, warm
-    -- 300 bytes at 100 bytes/s: ~3 s, the engine reports progress every 100 ms at most
+    -- 300 bytes at 100 bytes/s in 100-byte chunks: ~3 s, a chunk a second
     local c0 = cpu_seconds(worker)
-    local a = OR.send(o, fetch_target { url = f.url("/bytes?n=300&rate=100"), id = "T" })
+    local a = OR.send(o, fetch_target { url = f.url("/bytes?n=300&rate=100&chunk=100"), id = "T" })
     local r = OR.receive(a)
     local used = cpu_seconds(worker) - c0
     assert.are.equal("200", r.fields.status, r.body)
