@@ -27,14 +27,15 @@ CRYPTO_LIBS ?= $(shell $(PKG_CONFIG) --libs libcrypto)
 OPT ?= -O2 -g
 WARN ?= -std=c11 -Wall -Wextra -Wpedantic -Wmissing-prototypes -Wshadow
 CFLAGS ?= $(OPT)
-DEFS = -fPIC -fvisibility=hidden -D_POSIX_C_SOURCE=200809L
+DEFS = -fPIC -fvisibility=hidden -D_POSIX_C_SOURCE=200809L -I$(GEN)
 ALL_CFLAGS = $(WARN) $(CFLAGS) $(DEFS) $(LUA_CFLAGS) $(CURL_CFLAGS) $(CRYPTO_CFLAGS)
 LDFLAGS ?=
 LIBS = $(CURL_LIBS) $(CRYPTO_LIBS) -lpthread
 BUSTED ?= $(LUA) /usr/bin/busted
 
-SRC = src/module.c src/task.c src/dispatch.c src/engine.c src/files.c
-HDR = src/dt.h src/binding.h src/compat.h src/files.h
+SRC = src/module.c src/task.c src/dispatch.c src/engine.c src/files.c src/notify.c
+HDR = src/dt.h src/binding.h src/compat.h src/files.h src/notify.h $(GEN)/ngx_lua.h
+GEN = build/gen
 
 # Every Lua the sources support. LUA_VERSIONS (the ones test-all runs) may be narrowed on
 # the command line; the build rules exist for all of these whatever it says.
@@ -72,6 +73,17 @@ $(foreach v,$(KNOWN_LUAS),$(eval $(call lua_build,$(v))))
 # points at the Lua 5.4 build again afterwards.
 downloadtask.so: build/5.4/downloadtask.so FORCE
 	@if [ "$$(readlink $@ 2>/dev/null)" != $< ]; then rm -f $@ && ln -s $< $@; fi
+
+# The await method and OpenResty's poller are Lua (lua/downloadtask/ngx.lua), compiled into
+# the module: task.c includes it as a byte array made here, so `require "downloadtask"` needs
+# no .lua file at run time. A byte array, not a string: ISO C guarantees string literals of
+# 4095 bytes only (-Woverlength-strings). od and sed, as every POSIX system has them.
+$(GEN)/ngx_lua.h: lua/downloadtask/ngx.lua
+	@mkdir -p $(@D)
+	{ echo '/* generated from $< by the Makefile: do not edit */'; \
+	  echo 'static const unsigned char NGX_LUA[] = {'; \
+	  od -An -v -tx1 $< | sed -e 's/\([0-9a-f][0-9a-f]\)/0x\1,/g' -e 's/^ *//'; \
+	  echo '};'; } >$@.tmp && mv $@.tmp $@
 
 clean:
 	rm -rf build downloadtask.so src/*.o
@@ -116,7 +128,7 @@ ROCK_DIR = build/rock/$(notdir $(LUA_INCDIR))
 rock_dirs = $(foreach d,$(1),$(if $(strip $(d)),$(2)$(d)))
 .PHONY: rock rock-install rockspec
 
-rock: FORCE
+rock: FORCE $(GEN)/ngx_lua.h
 	rm -rf $(ROCK_DIR) && mkdir -p $(ROCK_DIR)
 	for f in $(SRC); do \
 	  $(CC) $(WARN) $(ROCK_CFLAGS) $(DEFS) -I$(LUA_INCDIR) $(call rock_dirs,$(sort $(CURL_INCDIR) $(OPENSSL_INCDIR)),-I) \
@@ -247,6 +259,10 @@ chaos chaos-long: $(if $(filter asan,$(CHECK)),build/asan/downloadtask.so build/
 soak: $(MODULE)
 	BUSTED=tools/soak.lua DT_TEST_LUA=$(LUA) DT_TEST_CPATH='$(BUILD)/?.so' spec/support/run-specs.sh $(SOAK_ARGS)
 bench: downloadtask.so $(eval .PHONY: bench) ; $(LUA) bench/run.lua $(BENCH_ARGS)
+# issue 15's OpenResty figures (bench/openresty.lua): a real nginx with the Lua module, which
+# loads build/luajit/downloadtask.so; writes the OpenResty section of bench/results.md.
+bench-openresty: build/luajit/downloadtask.so $(eval .PHONY: bench-openresty)
+	BUSTED=bench/openresty.lua DT_TEST_LUA=lua5.4 spec/support/run-specs.sh $(BENCH_ARGS)
 
 # ---- Reference (issue 5): HTML from the /*** comments of src/module.c and src/task.c -----
 # LDoc (Debian lua-ldoc) with Markdown by lua-discount, configured by config.ld; both come
@@ -319,7 +335,7 @@ $(WIN_PROBES): $(WIN_DIR)/%/probe.dll: tools/windows/probe.c $(WIN_DEPS)/stamps/
 	  $< $(WIN_DIR)/$*/$(call win_luadll,$*) $(WIN_CURL_LIBS)
 
 $(WIN_MODULES): $(WIN_DIR)/%/downloadtask.dll: $(SRC) $(HDR) $(WIN_DEPS)/stamps/curl
-	$(WIN_CC) $(WARN) $(WIN_OPT) $(WIN_CURL_CFLAGS) -I$(WIN_DEPS)/$*/include -shared -o $@ \
+	$(WIN_CC) $(WARN) $(WIN_OPT) $(WIN_CURL_CFLAGS) -I$(GEN) -I$(WIN_DEPS)/$*/include -shared -o $@ \
 	  $(SRC) $(WIN_DIR)/$*/$(call win_luadll,$*) $(WIN_MODULE_LIBS)
 
 # each Lua's DLL, which the modules link against

@@ -142,6 +142,10 @@ void engine_free(dt_engine *e);        /* aborts all, joins the thread */
 int engine_owned_here(dt_engine *e);   /* false in a fork()ed child */
 void engine_forget(dt_engine *e);      /* in a fork()ed child: close its descriptors, free nothing */
 int engine_fd(dt_engine *e);           /* readable when the ready list is non-empty */
+/* The path of a Unix-domain socket whose connections get a byte whenever
+ * engine_fd does (OpenResty's cosockets cannot wait on a pipe); made at the
+ * first call, removed by engine_free. NULL and *why when it cannot be made. */
+const char *engine_notify_path(dt_engine *e, const char **why);
 void engine_set_max_concurrent(dt_engine *e, long n);
 /* Connections to one host at most (0: no cap); applied by the engine thread. */
 void engine_set_max_per_host(dt_engine *e, long n);

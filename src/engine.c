@@ -19,6 +19,7 @@
 #define _GNU_SOURCE /* mkostemp, pipe2 */
 #include "dt.h"
 #include "files.h"
+#include "notify.h"
 
 #include <curl/curl.h>
 #include <openssl/evp.h>
@@ -155,6 +156,8 @@ struct dt_engine {
   char *gather_free[GATHER_POOL]; /* pool buffers not in use */
   int gather_nfree, gather_made;
   files_scans scans; /* directories swept of dead processes' temporary files */
+
+  dt_notify notify; /* OpenResty's wakeups (notify.c); its own mutex */
 };
 
 /* getpid() is a system call, and the binding asks at every poll: the pid
@@ -434,6 +437,7 @@ static void wake_lua(dt_engine *e) {
   ssize_t n;
   do n = write(e->wake_w, &b, 1);
   while (n < 0 && errno == EINTR);
+  notify_send(&e->notify);
 }
 
 static void publish(dt_engine *e, dt_xfer *x, unsigned ev, dt_headers *h,
@@ -1624,6 +1628,15 @@ static int check_timers(dt_engine *e) {
   return wait > 0 ? (int)wait + 1 : 0;
 }
 
+/* curl_multi_poll, also waiting for connections to the notifier socket once
+ * there is one, and accepting them */
+static void engine_notify_poll(dt_engine *e, int wait) {
+  struct curl_waitfd w = {.fd = notify_listen_fd(&e->notify), .events = CURL_WAIT_POLLIN};
+  int extra = w.fd >= 0;
+  curl_multi_poll(e->multi, extra ? &w : NULL, (unsigned)extra, wait, NULL);
+  if (extra && w.revents) notify_accept(&e->notify);
+}
+
 static void *engine_main(void *arg) {
   dt_engine *e = arg;
   for (;;) {
@@ -1642,7 +1655,7 @@ static void *engine_main(void *arg) {
       e->wake_due = 0;
       wake_lua(e);
     }
-    curl_multi_poll(e->multi, NULL, 0, wait, NULL);
+    engine_notify_poll(e, wait);
   }
   take_commands(e);
   while (e->running.head) drop(e, e->running.head);
@@ -1696,6 +1709,7 @@ dt_engine *engine_new(const char **why) {
   pthread_once(&fork_once, watch_fork);
   e->pid = getpid();
   pthread_mutex_init(&e->mu, NULL);
+  notify_init(&e->notify);
   e->multi = curl_multi_init();
   if (e->multi) cloexec_new_sockets(e->wake_r > e->wake_w ? e->wake_r : e->wake_w);
   /* The thread runs with every asynchronous signal blocked: a host's handler
@@ -1715,6 +1729,7 @@ dt_engine *engine_new(const char **why) {
     if (e->multi) curl_multi_cleanup(e->multi);
     close(p[0]);
     close(p[1]);
+    notify_close(&e->notify);
     pthread_mutex_destroy(&e->mu);
     free(e);
     return NULL;
@@ -1743,6 +1758,7 @@ void engine_free(dt_engine *e) {
   curl_multi_cleanup(e->multi);
   close(e->wake_r);
   close(e->wake_w);
+  notify_close(&e->notify);
   pthread_mutex_destroy(&e->mu);
   free(e);
 }
@@ -1762,6 +1778,13 @@ void engine_rearm(dt_engine *e) {
 void engine_forget(dt_engine *e) {
   close(e->wake_r);
   close(e->wake_w);
+  notify_forget(&e->notify);
+}
+
+const char *engine_notify_path(dt_engine *e, const char **why) {
+  const char *path = notify_open(&e->notify, why);
+  if (path) curl_multi_wakeup(e->multi); /* the thread's next wait includes it */
+  return path;
 }
 int engine_fd(dt_engine *e) { return e->wake_r; }
 

@@ -889,115 +889,26 @@ static int l_await_tick(lua_State *L) {
   return 1;
 }
 
-/* await's Lua half. Only 5.2+ can continue a C function after a yield, and
- * each version its own way; a Lua loop is the same everywhere, and makes a
- * resume by anyone but the dispatcher (the task has not ended) wait again.
- *
- * In an OpenResty request or timer (a phase where ngx.sleep may yield), a
- * plain yield would hand the request's coroutine to nginx's scheduler, and
- * blocking would stall the worker. There, one timer per worker polls every
- * TICK seconds while tasks remain (listeners run in that timer, never in a
- * request), and await waits on an ngx.semaphore that the timer posts once
- * the task has ended. downloadFile starts the timer through kick (the
- * chunk's second result) when it is not running. */
-static const char AWAIT_LUA[] =
-    "local await, yield, tick = ...\n"
-    "local TICK = 0.005\n"
-    "local NGX_WAIT = {rewrite = true, server_rewrite = true, access = true, content = true,\n"
-    "  timer = true, ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,\n"
-    "  preread = true}\n"
-    "local waiting, ticking, in_tick = {}, false, false\n"
-    "local function poll_and_wake(ngx)\n"
-    "  in_tick = true\n"
-    "  local ok, live = pcall(tick)\n"
-    "  in_tick = false\n"
-    "  if not ok then ngx.log(ngx.ERR, 'downloadtask: ', tostring(live)) end\n"
-    "  for task, w in pairs(waiting) do\n"
-    "    if await(task, true) ~= 0 then waiting[task] = nil w.sema:post(w.n) end\n"
-    "  end\n"
-    "  return not ok or live > 0 or next(waiting) ~= nil\n"
-    "end\n"
-    "local function ngx_tick(premature)\n"
-    "  local ngx = ngx\n"
-    "  if premature then\n"
-    "    while next(waiting) ~= nil do\n"
-    "      poll_and_wake(ngx)\n"
-    "      if next(waiting) == nil then break end\n"
-    "      ngx.sleep(TICK)\n"
-    "    end\n"
-    "    ticking = false\n"
-    "    return\n"
-    "  end\n"
-    "  if poll_and_wake(ngx) then\n"
-    "    local okt, err = ngx.timer.at(TICK, ngx_tick)\n"
-    "    if okt then return end\n"
-    "    if ngx.worker.exiting() then return ngx_tick(true) end\n"
-    "    ngx.log(ngx.ERR, 'downloadtask: cannot schedule the poller: ', tostring(err))\n"
-    "  end\n"
-    "  ticking = false\n"
-    "end\n"
-    "local function start_poller(ngx)\n"
-    "  if ticking then return true end\n"
-    "  local ok, err = ngx.timer.at(0, ngx_tick)\n"
-    "  ticking = ok and true or false\n"
-    "  return ticking, err\n"
-    "end\n"
-    "-- downloadFile's hook, in a worker: a download nobody awaits is driven too\n"
-    "local function kick()\n"
-    "  local ngx = rawget(_G, 'ngx')\n"
-    "  if not ticking and type(ngx) == 'table' and ngx.get_phase and ngx.get_phase() ~= 'init' then\n"
-    "    local ok, err = start_poller(ngx)\n"
-    "    if not ok and not ngx.worker.exiting() then\n"
-    "      ngx.log(ngx.WARN, 'downloadtask: cannot start the poller: ', tostring(err))\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "local function ngx_await(self, ngx)\n"
-    "  local n, a, b = await(self, true)\n"
-    "  if n == 0 and in_tick then\n"
-    "    error('DownloadTask:await: cannot wait inside a listener in OpenResty (listeners run in '\n"
-    "      .. 'the poller timer); await in a timer of your own (ngx.timer.at)', 3)\n"
-    "  end\n"
-    "  if n == 0 then\n"
-    "    local w = waiting[self]\n"
-    "    if not w then\n"
-    "      w = {sema = require('ngx.semaphore').new(), n = 0}\n"
-    "      waiting[self] = w\n"
-    "    end\n"
-    "    w.n = w.n + 1\n"
-    "    local ok, err = start_poller(ngx)\n"
-    "    if not ok then\n"
-    "      if not ngx.worker.exiting() then\n"
-    "        w.n = w.n - 1\n"
-    "        if w.n == 0 then waiting[self] = nil end\n"
-    "        error('downloadtask: cannot start the poller: ' .. tostring(err), 3)\n"
-    "      end\n"
-    "      ngx_tick(true) -- the worker exits: poll from here until nobody waits\n"
-    "    end\n"
-    "    while n == 0 do\n"
-    "      w.sema:wait(1)\n"
-    "      -- the poller may have failed to schedule its next round (timers exhausted):\n"
-    "      -- start it again, or poll from here\n"
-    "      if not start_poller(ngx) then poll_and_wake(ngx) end\n"
-    "      n, a, b = await(self, true)\n"
-    "    end\n"
-    "  end\n"
-    "  if n == 1 then return a end\n"
-    "  return a, b\n"
-    "end\n"
-    "return function(self)\n"
-    "  local ngx = rawget(_G, 'ngx')\n"
-    "  if type(ngx) == 'table' and ngx.get_phase and NGX_WAIT[ngx.get_phase()] then\n"
-    "    return ngx_await(self, ngx)\n"
-    "  end\n"
-    "  local n, a, b = await(self)\n"
-    "  while n == 0 do\n"
-    "    yield()\n"
-    "    n, a, b = await(self)\n"
-    "  end\n"
-    "  if n == 1 then return a end\n"
-    "  return a, b\n"
-    "end, kick\n";
+/* OpenResty's poller: the path of the engine's notifier socket (made now if
+ * need be), or nil and why it cannot be made. */
+static int l_await_notifier(lua_State *L) {
+  dt_state *st = state_get(L);
+  const char *why = "unknown error";
+  const char *path = engine_notify_path(state_engine(L, st), &why);
+  if (!path) {
+    lua_pushnil(L);
+    lua_pushstring(L, why);
+    return 2;
+  }
+  lua_pushstring(L, path);
+  return 1;
+}
+
+/* await's Lua half, and OpenResty's poller: lua/downloadtask/ngx.lua, made a
+ * byte array NGX_LUA by the Makefile. Only 5.2+ can continue a C function
+ * after a yield, and each version its own way; a Lua loop is the same
+ * everywhere. */
+#include "ngx_lua.h"
 
 /***
  * **(ext)** Waits for the task to end. In a coroutine: yields until the task has ended (the
@@ -1043,12 +954,13 @@ static int global_is_table(lua_State *L, const char *name) {
 
 /* pushes the await method and OpenResty's poller kick */
 static void push_await(lua_State *L) {
-  if (luaL_loadbuffer(L, AWAIT_LUA, sizeof AWAIT_LUA - 1, "=downloadtask.await") != LUA_OK)
+  if (luaL_loadbuffer(L, (const char *)NGX_LUA, sizeof NGX_LUA, "@downloadtask/ngx.lua") != LUA_OK)
     lua_error(L);
   lua_pushcfunction(L, l_await_step);
   lua_pushcfunction(L, l_await_yield);
   lua_pushcfunction(L, l_await_tick);
-  lua_call(L, 3, 2);
+  lua_pushcfunction(L, l_await_notifier);
+  lua_call(L, 4, 2);
 }
 
 /* Under nginx's Lua module (a global ngx table when the module is loaded),

@@ -3,9 +3,10 @@
 --
 --   local OR = require "spec.support.openresty"
 --   local ok, why = OR.available()    -- false, reason when the module or LuaJIT is missing
---   local o = OR.start { workers = 1, reuseport = false }
---       -- { port, pid, dir, files, errlog, url(path) }: spec/support/openresty.conf with
---       -- its own temp dir (S.tmpdir()), port, pid file and error log
+--   local o = OR.start { workers = 1, reuseport = false, code_cache = true }
+--       -- { port, ssl_port, pid, dir, files, tmp, errlog, ca, url(path) }:
+--       -- spec/support/openresty.conf with its own temp dir (S.tmpdir()), ports, pid file,
+--       -- error log, and TMPDIR for the workers (tmp: where the notifier sockets go)
 --   local r = OR.get(o, "/pong")      -- { status=, body=, fields = { key = value } }
 --   local c = OR.send(o, "/fetch?url=" .. OR.escape(u))   -- request sent, not read yet
 --   OR.readable(c)                    -- true once the response (or EOF) has started to arrive
@@ -114,16 +115,19 @@ function OR.start(opts)
   opts = opts or {}
   local ng = S.nginx()                 -- serves the file init_by_lua downloads
   local dir = S.tmpdir()
-  for _, d in ipairs { "/temp", "/files", "/lib" } do assert(lfs.mkdir(dir .. d)) end
+  for _, d in ipairs { "/temp", "/files", "/lib", "/tmp" } do assert(lfs.mkdir(dir .. d)) end
+  local certs = S.tls_certs()
   local lib = dir .. "/lib/downloadtask.so"
   S.writefile(lib, assert(S.readfile(luajit_module())))
   local template = assert(S.readfile(HERE .. "/openresty.conf"), "missing openresty.conf")
   local conf, pidfile, errlog = dir .. "/nginx.conf", dir .. "/nginx.pid", dir .. "/error.log"
 
   for _ = 1, 5 do                      -- the port can be taken before nginx binds it
-    local port = S.free_port()
+    local port, ssl_port = S.free_port(), S.free_port()
     local text = template:gsub("%${([%u_]+)}", {
       DIR = dir, PORT = tostring(port), WORKERS = tostring(opts.workers or 1),
+      SSL_PORT = tostring(ssl_port), SSL_CERT = certs.valid.cert, SSL_KEY = certs.valid.key,
+      CODE_CACHE = opts.code_cache == false and "off" or "on",
       LISTEN = opts.reuseport and " reuseport" or "", LIBDIR = dir .. "/lib",
       INIT_URL = ng.url("small.txt"),
     })
@@ -141,6 +145,7 @@ function OR.start(opts)
       while not can_connect(port) and socket.gettime() < deadline do socket.sleep(0.01) end
       local o = {
         port = port, pid = pid, dir = dir, files = dir .. "/files", errlog = errlog,
+        ssl_port = ssl_port, tmp = dir .. "/tmp", ca = certs.ca,
         url = function(path) return ("http://%s:%d%s"):format(HOST, port, path) end,
       }
       live[o] = true

@@ -1,0 +1,196 @@
+-- downloadtask's await method, and its OpenResty glue: the worker's poller.
+--
+-- Not a module to require: the Makefile compiles this file into downloadtask.so
+-- (build/gen/ngx_lua.h) and src/task.c runs it once per Lua state, with four C functions:
+--   step(task [, check])  0 while the task runs (and, without check, registers the running
+--                         coroutine to be resumed when it ends); 1, res; or 2, nil, err
+--   yield()               coroutine.yield from C
+--   tick()                poll(0) unless the loop is already being driven; returns the
+--                         number of tasks not yet ended
+--   notifier()            the path of the engine's notifier socket (made at the first call),
+--                         which gets a byte whenever poll(0) has something to deliver; or
+--                         nil and why it cannot be made
+-- It returns the await method and `kick`, which downloadFile calls under nginx.
+--
+-- Plain Lua: await yields in a coroutine (the dispatcher resumes it after `complete`; a
+-- resume by anyone else just waits again) and drives the loop outside one (in C).
+--
+-- OpenResty: a request cannot block (it would stall every request of the worker) and
+-- cannot wait on a pipe, but a cosocket can wait on a Unix-domain socket. One timer per
+-- worker, the poller, connects a cosocket to the engine's notifier socket and sits in
+-- receive: nginx's event loop wakes it exactly when the engine has news, it calls poll(0)
+-- (listeners and callbacks run there) and posts the ngx.semaphore of every await whose task
+-- has ended. No timer loop, no ngx.sleep: a worker with nothing to deliver does nothing.
+local step, yield, tick, notifier = ...
+
+-- The phases in which a request or timer may yield: await waits on a semaphore there.
+local NGX_WAIT = {
+  rewrite = true, server_rewrite = true, access = true, content = true, timer = true,
+  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true, preread = true,
+}
+-- The poller's receive timeout (seconds). Nothing happens at a timeout but two checks: an
+-- idle poller ends (a new download or await starts it again), so that with
+-- `lua_code_cache off` the request's Lua VM, which the timer holds, can go; and an exiting
+-- worker's poller ends once no await waits, so a graceful stop or reload is not held up.
+local IDLE = 1
+-- An await's semaphore wait (seconds): the poller posts it; the timeout only guards against
+-- a poller that died of an error the log shows.
+local SEMA_WAIT = 5
+
+local waiting = {}     -- task -> { sema = ngx.semaphore, n = awaits waiting on it }
+local running = false  -- the poller timer is scheduled or running
+local in_tick = false  -- listeners are running (inside tick)
+
+-- poll(0), then wake the awaits whose task has ended; returns tick's count (1 after an
+-- error: a listener's error is logged and polling goes on).
+local function poll_and_wake(ngx)
+  in_tick = true
+  local ok, live = pcall(tick)
+  in_tick = false
+  if not ok then
+    ngx.log(ngx.ERR, "downloadtask: ", tostring(live))
+    live = 1
+  end
+  for task, w in pairs(waiting) do
+    if step(task, true) ~= 0 then
+      waiting[task] = nil
+      w.sema:post(w.n)
+    end
+  end
+  return live
+end
+
+local function connect(ngx)
+  local path, why = notifier()
+  if not path then return nil, why end
+  local sock = ngx.socket.tcp()
+  sock:settimeout(IDLE * 1000)
+  local ok, err = sock:connect("unix:" .. path)
+  if not ok then
+    return nil, "cannot connect to the notifier socket " .. path .. ": " .. tostring(err)
+  end
+  return sock
+end
+
+-- Waits on the notifier socket and polls after every byte. Without `task` (the poller
+-- timer): until nothing is live, nobody awaits and IDLE seconds passed without news, or
+-- the worker exits and nobody awaits. With `task` (an await that could not start the
+-- timer): until that task has ended. Returns true, or nil and why it could not wait.
+local function drive(ngx, task)
+  local sock, err = connect(ngx)
+  if not sock then return nil, err end
+  -- news published before the connection existed wrote no byte to it: poll first
+  poll_and_wake(ngx)
+  while true do
+    if task and step(task, true) ~= 0 then break end
+    if not task and next(waiting) == nil and ngx.worker.exiting() then break end
+    -- receiveany returns what has arrived (the engine may have written more than one byte
+    -- before this ran); lua-nginx-module < 0.10.14 has receive(1) only
+    local data, rerr
+    if sock.receiveany then data, rerr = sock:receiveany(64)
+    else data, rerr = sock:receive(1) end
+    if not data and rerr ~= "timeout" then
+      -- the engine closed it (it stops, or dropped this connection as its oldest): again
+      sock:close()
+      sock, err = connect(ngx)
+      if not sock then return nil, err end
+    end
+    local live = poll_and_wake(ngx)
+    if not data and rerr == "timeout" and not task and live == 0 and next(waiting) == nil then
+      break -- IDLE seconds without news, nothing to drive: no yield between this and the end
+    end
+  end
+  sock:close()
+  return true
+end
+
+local start_poller
+
+local function poller(premature)
+  local ngx = ngx
+  local ok, done, err = pcall(drive, ngx)
+  running = false
+  if not (ok and done) then
+    ngx.log(ngx.ERR, "downloadtask: the poller stopped: ", tostring(ok and err or done))
+    -- the awaits retry (starting a poller again, or driving from their request)
+    for task, w in pairs(waiting) do
+      waiting[task] = nil
+      w.sema:post(w.n)
+    end
+    return
+  end
+  -- a download started after the last check (nothing can run between that check and
+  -- here; this only guards that reasoning) is not left without a poller
+  if not premature and (next(waiting) ~= nil or tick() > 0) then start_poller(ngx) end
+end
+
+function start_poller(ngx)
+  if running then return true end
+  local ok, err = ngx.timer.at(0, poller)
+  running = ok and true or false
+  return running, err
+end
+
+-- downloadFile's hook, in a worker: a download nobody awaits is driven too
+local function kick()
+  local ngx = rawget(_G, "ngx")
+  if not running and type(ngx) == "table" and ngx.get_phase and ngx.get_phase() ~= "init" then
+    local ok, err = start_poller(ngx)
+    if not ok and not ngx.worker.exiting() then
+      ngx.log(ngx.WARN, "downloadtask: cannot start the poller: ", tostring(err))
+    end
+  end
+end
+
+local function ngx_await(self, ngx)
+  local n, a, b = step(self, true)
+  if n == 0 and in_tick then
+    error("DownloadTask:await: cannot wait inside a listener in OpenResty (listeners run in "
+      .. "the poller timer); await in a timer of your own (ngx.timer.at)", 3)
+  end
+  while n == 0 do
+    local ok, err = start_poller(ngx)
+    if ok then
+      local w = waiting[self]
+      if not w then
+        w = { sema = require("ngx.semaphore").new(), n = 0 }
+        waiting[self] = w
+      end
+      w.n = w.n + 1
+      w.sema:wait(SEMA_WAIT)
+      -- on a timeout or after the poller's error, w may still be registered: count this
+      -- await out of it (the poller removes w when it posts)
+      if waiting[self] == w then
+        w.n = w.n - 1
+        if w.n == 0 then waiting[self] = nil end
+      end
+    else
+      -- no timer (lua_max_pending_timers or lua_max_running_timers reached, or the worker
+      -- exits): wait on the notifier socket from this request
+      local done, why = drive(ngx, self)
+      if not done then
+        error("downloadtask: await: cannot start the poller timer (" .. tostring(err)
+          .. ") nor wait on the notifier socket from here (" .. tostring(why) .. ")", 3)
+      end
+    end
+    n, a, b = step(self, true)
+  end
+  if n == 1 then return a end
+  return a, b
+end
+
+local function await(self)
+  local ngx = rawget(_G, "ngx")
+  if type(ngx) == "table" and ngx.get_phase and NGX_WAIT[ngx.get_phase()] then
+    return ngx_await(self, ngx)
+  end
+  local n, a, b = step(self)
+  while n == 0 do
+    yield()
+    n, a, b = step(self)
+  end
+  if n == 1 then return a end
+  return a, b
+end
+
+return await, kick
