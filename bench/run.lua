@@ -523,6 +523,10 @@ if opt.write then
     table.concat(details, "\n"),
     "",
   }, "\n")
+  -- bench/openresty.lua (make bench-openresty) writes a section of its own: it stays
+  local old = B.readfile(HERE .. "/results.md") or ""
+  local ngx = old:match("\n(## OpenResty\n.-)\n## ") or old:match("\n(## OpenResty\n.*)$")
+  if ngx then text = text .. "\n" .. ngx:gsub("%s*$", "") .. "\n" end
   B.writefile(HERE .. "/results.md", text)
   B.log("bench: wrote %s", HERE .. "/results.md")
 end
