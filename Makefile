@@ -33,8 +33,8 @@ LDFLAGS ?=
 LIBS = $(CURL_LIBS) $(CRYPTO_LIBS) -lpthread
 BUSTED ?= $(LUA) /usr/bin/busted
 
-SRC = src/module.c src/task.c src/dispatch.c src/engine.c src/files.c
-HDR = src/dt.h src/binding.h src/compat.h src/files.h
+SRC = src/module.c src/task.c src/dispatch.c src/engine.c src/files.c src/platform_posix.c
+HDR = src/dt.h src/binding.h src/compat.h src/files.h src/platform.h
 
 # Every Lua the sources support. LUA_VERSIONS (the ones test-all runs) may be narrowed on
 # the command line; the build rules exist for all of these whatever it says.
