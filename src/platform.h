@@ -122,7 +122,6 @@ char *plat_follow_links(const char *path);
 /* The absolute, canonical form of an existing directory (malloc'ed), or
  * NULL with errno. */
 char *plat_realdir(const char *dir);
-int plat_is_absolute(const char *path);
 
 /* ---- the module itself ------------------------------------------------- */
 

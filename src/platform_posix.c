@@ -418,8 +418,6 @@ char *plat_follow_links(const char *path) {
 
 char *plat_realdir(const char *dir) { return realpath(dir, NULL); }
 
-int plat_is_absolute(const char *path) { return path[0] == '/'; }
-
 /* ---- the module itself ------------------------------------------------- */
 
 /* One more reference to the library, never dropped (RTLD_NODELETE). */
