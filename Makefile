@@ -293,11 +293,10 @@ test-posix-portable: build/portable/downloadtask.so
 # luajit from `apt-get source`, cross-built into $(WIN_DEPS) (tools/windows/deps.sh; cached:
 # a second run does nothing). `make windows`: the interpreters and their DLLs in
 # build/windows/{lua5.4,luajit}/, the probe module (tools/windows/probe.c, a tool-chain
-# check that is not downloadtask) and the wine prefix; with WIN_MODULE=yes also
-# downloadtask.dll from src/ (not portable yet: the default is no until it is).
+# check that is not downloadtask), the wine prefix and downloadtask.dll from src/ with
+# src/platform_win.c for each (WIN_MODULE=no leaves the module out).
 # `make test-windows`: spec/portable/ under wine with both interpreters, against servers
-# started here (tools/windows/run-portable.lua); only the probe while downloadtask.dll
-# is not built, and it says so (WINDOWS_REQUIRE_MODULE=1 makes that a failure).
+# started here (tools/windows/run-portable.lua); a missing downloadtask.dll is a failure.
 # `make test-portable`: the same specs on Linux with $(LUA) and ./downloadtask.so.
 WIN_CROSS ?= x86_64-w64-mingw32-
 WIN_CC ?= $(WIN_CROSS)gcc
@@ -308,7 +307,7 @@ WIN_CURL_CFLAGS ?= -DCURL_STATICLIB -I$(WIN_DEPS)/curl/include
 WIN_CURL_LIBS ?= $(WIN_DEPS)/curl/lib/libcurl.a -lbcrypt -ladvapi32 -lcrypt32 -lws2_32
 # winpthread and libgcc linked in: the DLL needs Windows' own DLLs and its Lua DLL only
 WIN_MODULE_LIBS ?= $(WIN_CURL_LIBS) -static-libgcc -Wl,-Bstatic -lpthread -Wl,-Bdynamic
-WIN_MODULE ?= no
+WIN_MODULE ?= yes
 WIN_LUAS = lua5.4 luajit
 # What a module DLL may import besides its Lua DLL: Windows' own DLLs (case-insensitive)
 WIN_SYSTEM_DLLS ?= kernel32 msvcrt ws2_32 advapi32 bcrypt crypt32 secur32 normaliz user32 shell32 ole32
@@ -366,7 +365,7 @@ windows: $(WIN_INTERP) $(WIN_PROBES) $(WINEPREFIX)/system.reg $(if $(filter yes,
 
 test-windows: windows
 	BUSTED=tools/windows/run-portable.lua DT_TEST_LUA=$(LUA) WINEPREFIX=$(WINEPREFIX) \
-	  spec/support/run-specs.sh $(WIN_LUAS)
+	  WINDOWS_REQUIRE_MODULE=$(if $(filter yes,$(WIN_MODULE)),1,0) spec/support/run-specs.sh $(WIN_LUAS)
 
 test-portable: downloadtask.so
 	BUSTED=tools/windows/run-portable.lua DT_TEST_LUA=$(LUA) spec/support/run-specs.sh linux

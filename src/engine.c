@@ -471,7 +471,8 @@ static int open_private(dt_xfer *x) {
   int fd = -1;
   errno = EEXIST;
   for (int tries = 0; fd < 0 && errno == EEXIST && tries < 100; tries++) {
-    snprintf(p, n, "%s/downloadtask-%08x", x->opts->shared->temp_dir, next_rand());
+    snprintf(p, n, "%s%cdownloadtask-%08x", x->opts->shared->temp_dir, plat_sep(x->opts->shared->temp_dir),
+             next_rand());
     fd = plat_open_write(p, PLAT_EXCL | PLAT_PRIVATE);
   }
   if (fd < 0) {

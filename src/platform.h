@@ -108,8 +108,11 @@ int plat_unlink(const char *path);
 int plat_sync_dir(const char *dir); /* makes its entries durable */
 /* Calls fn for the name of every entry of dir (no "." or ".."). 0, or -1. */
 int plat_dir_each(const char *dir, void (*fn)(const char *dir, const char *name, void *ud), void *ud);
-/* The default tempDir: $TMPDIR or /tmp; GetTempPathW on Windows. Static. */
+/* The default tempDir: $TMPDIR or /tmp; GetTempPathW on Windows (in
+ * Windows' own form, with '\\'). Static. */
 const char *plat_temp_dir(void);
+/* The separator that joins a name to dir ('/'; on Windows the one dir uses). */
+char plat_sep(const char *dir);
 
 /* What is at a path, links followed. */
 enum { PLAT_NONE, PLAT_REGULAR, PLAT_INPLACE, PLAT_DIR, PLAT_OTHER };

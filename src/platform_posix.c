@@ -356,6 +356,11 @@ const char *plat_temp_dir(void) {
   return t && *t ? t : "/tmp";
 }
 
+char plat_sep(const char *dir) {
+  (void)dir;
+  return '/';
+}
+
 int plat_kind(const char *path, const char **what) {
   struct stat st;
   if (stat(path, &st) != 0) return errno == ENOENT ? PLAT_NONE : -1;
