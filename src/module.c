@@ -229,7 +229,7 @@ static const char *config_str(lua_State *L, const char *name) {
  * @tparam[opt] string settings.userAgent the `User-Agent` header sent; default
  * `"downloadtask/<version>"`
  * @tparam[opt] string settings.tempDir where bodies without `filePath` (and non-2xx bodies)
- * go: the directory of `res.tempFilePath`; default `$TMPDIR`, else `/tmp`
+ * go: the directory of `res.tempFilePath`; default `$TMPDIR`, else `/tmp` (Windows: `GetTempPathW`)
  * @tparam[opt=500] integer settings.pollBudget **(ext)** microseconds `poll(0)` may spend
  * delivering: once they are spent, the tasks not reached yet are delivered by the next poll
  * (each task's events stay whole and in order; progress piling up meanwhile is coalesced).
