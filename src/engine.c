@@ -5,16 +5,18 @@
  *
  * Commands come in through a list under `mu` (add, abort) with
  * curl_multi_wakeup; news goes out through the ready list under `mu` and a
- * byte on a pipe, which the binding drains in engine_take(). A transfer is on
+ * byte on the wake-up object (platform.h: a pipe, a socket on Windows), which
+ * the binding drains in engine_take(). A transfer is on
  * each list at most once and being on a list holds a reference, so both lists
  * are bounded by the number of transfers and progress is coalesced: the pub
  * part keeps only the latest value.
  *
- * The body is written with write(2) straight from libcurl's receive buffer
+ * The body is written (plat_write_all) straight from libcurl's receive buffer
  * into a temporary file: beside the destination for a 2xx response with a
  * filePath, a private file under tempDir otherwise. The engine never renames
  * onto the destination: the binding does that when it delivers success, so a
- * task aborted before then leaves the destination as it was.
+ * task aborted before then leaves the destination as it was. Everything it
+ * needs from the OS goes through platform.h; nothing here is per platform.
  */
 #include "dt.h"
 #include "files.h"
