@@ -7,7 +7,7 @@
  * macOS compiles). SHA-256 comes from OpenSSL's libcrypto.
  */
 #if defined(__APPLE__)
-#define _DARWIN_C_SOURCE /* dladdr, RTLD_NODELETE, SOCK_* and F_FULLFSYNC next to POSIX */
+#define _DARWIN_C_SOURCE /* dladdr, RTLD_NODELETE and F_FULLFSYNC next to POSIX */
 #endif
 #define _XOPEN_SOURCE 700 /* realpath: glibc declares it only for XSI */
 #include "platform.h"
@@ -319,7 +319,14 @@ long long plat_seek_end(int fd) { return (long long)lseek(fd, 0, SEEK_END); }
 
 int plat_truncate0(int fd) { return ftruncate(fd, 0) == 0 && lseek(fd, 0, SEEK_SET) == 0 ? 0 : -1; }
 
-int plat_sync(int fd) { return fsync(fd); }
+/* macOS's fsync leaves the data in the drive's cache; F_FULLFSYNC does not
+ * (and fsync stays the answer where that fcntl is refused). */
+int plat_sync(int fd) {
+#ifdef F_FULLFSYNC
+  if (fcntl(fd, F_FULLFSYNC) == 0) return 0;
+#endif
+  return fsync(fd);
+}
 
 int plat_keep_mode(const char *path, int fd) {
   struct stat st;
