@@ -33,8 +33,11 @@ LDFLAGS ?=
 LIBS = $(CURL_LIBS) $(CRYPTO_LIBS) -lpthread
 BUSTED ?= $(LUA) /usr/bin/busted
 
-SRC = src/module.c src/task.c src/dispatch.c src/engine.c src/files.c src/notify.c
-HDR = src/dt.h src/binding.h src/compat.h src/files.h src/notify.h $(GEN)/ngx_lua.h
+# One platform file a platform (src/platform.h): platform_posix.c here, platform_win.c for Windows.
+COMMON_SRC = src/module.c src/task.c src/dispatch.c src/engine.c src/files.c
+SRC = $(COMMON_SRC) src/notify.c src/platform_posix.c
+WIN_SRC = $(COMMON_SRC) src/notify_none.c src/platform_win.c
+HDR = src/dt.h src/binding.h src/compat.h src/files.h src/notify.h src/platform.h $(GEN)/ngx_lua.h
 GEN = build/gen
 
 # Every Lua the sources support. LUA_VERSIONS (the ones test-all runs) may be narrowed on
@@ -281,16 +284,35 @@ doc:
 	  echo "make doc: no Markdown formatter for ldoc; install Debian's lua-discount (./dev deps)" >&2; exit 1; fi; \
 	echo "make doc: $(DOC_DIR)/index.html"
 
+# ---- The portable POSIX build (issue 12) ------------------------------------------------
+# The code macOS and the BSDs compile, built and tested on Linux: POSIX.1-2008 only (no
+# _GNU_SOURCE, no pipe2), and -DDT_PORTABLE switches off what the sources take from glibc
+# when they find it (malloc_usable_size for the receive-buffer cache). `make
+# test-posix-portable` runs the whole suite against build/portable/downloadtask.so.
+PORTABLE_DEFS = -fPIC -fvisibility=hidden -D_POSIX_C_SOURCE=200809L -DDT_PORTABLE
+.PHONY: test-posix-portable
+
+build/portable/src/%.o: src/%.c $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(CFLAGS) $(PORTABLE_DEFS) $(LUA_CFLAGS_5.4) $(CURL_CFLAGS) $(CRYPTO_CFLAGS) -c -o $@ $<
+
+build/portable/downloadtask.so: $(SRC:src/%.c=build/portable/src/%.o)
+	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LIBS)
+
+test-posix-portable: build/portable/downloadtask.so
+	@if nm -D --undefined-only $< | grep -E ' (pipe2|malloc_usable_size|mkostemp)(@|$$)'; then \
+	  echo "test-posix-portable: the portable build calls glibc-only functions (above)" >&2; exit 1; fi
+	DT_TEST_LUA=lua5.4 DT_TEST_CPATH='build/portable/?.so' spec/support/run-specs.sh $(BUSTED_ARGS)
+
 # ---- Windows x64, tested under wine (issue 12) --------------------------------------------
 # `make windows-deps`: mingw-w64 and wine from Debian, and the sources of curl, lua5.4 and
 # luajit from `apt-get source`, cross-built into $(WIN_DEPS) (tools/windows/deps.sh; cached:
 # a second run does nothing). `make windows`: the interpreters and their DLLs in
 # build/windows/{lua5.4,luajit}/, the probe module (tools/windows/probe.c, a tool-chain
-# check that is not downloadtask) and the wine prefix; with WIN_MODULE=yes also
-# downloadtask.dll from src/ (not portable yet: the default is no until it is).
+# check that is not downloadtask), the wine prefix and downloadtask.dll from src/ with
+# src/platform_win.c for each (WIN_MODULE=no leaves the module out).
 # `make test-windows`: spec/portable/ under wine with both interpreters, against servers
-# started here (tools/windows/run-portable.lua); only the probe while downloadtask.dll
-# is not built, and it says so (WINDOWS_REQUIRE_MODULE=1 makes that a failure).
+# started here (tools/windows/run-portable.lua); a missing downloadtask.dll is a failure.
 # `make test-portable`: the same specs on Linux with $(LUA) and ./downloadtask.so.
 WIN_CROSS ?= x86_64-w64-mingw32-
 WIN_CC ?= $(WIN_CROSS)gcc
@@ -299,8 +321,9 @@ WIN_DEPS ?= $(WIN_DIR)/deps
 WIN_OPT ?= -O2
 WIN_CURL_CFLAGS ?= -DCURL_STATICLIB -I$(WIN_DEPS)/curl/include
 WIN_CURL_LIBS ?= $(WIN_DEPS)/curl/lib/libcurl.a -lbcrypt -ladvapi32 -lcrypt32 -lws2_32
-WIN_MODULE_LIBS ?= $(WIN_CURL_LIBS)
-WIN_MODULE ?= no
+# winpthread and libgcc linked in: the DLL needs Windows' own DLLs and its Lua DLL only
+WIN_MODULE_LIBS ?= $(WIN_CURL_LIBS) -static-libgcc -Wl,-Bstatic -lpthread -Wl,-Bdynamic
+WIN_MODULE ?= yes
 WIN_LUAS = lua5.4 luajit
 # What a module DLL may import besides its Lua DLL: Windows' own DLLs (case-insensitive)
 WIN_SYSTEM_DLLS ?= kernel32 msvcrt ws2_32 advapi32 bcrypt crypt32 secur32 normaliz user32 shell32 ole32
@@ -334,9 +357,9 @@ $(WIN_PROBES): $(WIN_DIR)/%/probe.dll: tools/windows/probe.c $(WIN_DEPS)/stamps/
 	$(WIN_CC) $(WARN) $(WIN_OPT) $(WIN_CURL_CFLAGS) -I$(WIN_DEPS)/$*/include -shared -s -o $@ \
 	  $< $(WIN_DIR)/$*/$(call win_luadll,$*) $(WIN_CURL_LIBS)
 
-$(WIN_MODULES): $(WIN_DIR)/%/downloadtask.dll: $(SRC) $(HDR) $(WIN_DEPS)/stamps/curl
-	$(WIN_CC) $(WARN) $(WIN_OPT) $(WIN_CURL_CFLAGS) -I$(GEN) -I$(WIN_DEPS)/$*/include -shared -o $@ \
-	  $(SRC) $(WIN_DIR)/$*/$(call win_luadll,$*) $(WIN_MODULE_LIBS)
+$(WIN_MODULES): $(WIN_DIR)/%/downloadtask.dll: $(WIN_SRC) $(HDR) $(WIN_DEPS)/stamps/curl
+	$(WIN_CC) $(WARN) $(WIN_OPT) $(WIN_CURL_CFLAGS) -I$(GEN) -I$(WIN_DEPS)/$*/include -shared -s -o $@ \
+	  $(WIN_SRC) $(WIN_DIR)/$*/$(call win_luadll,$*) $(WIN_MODULE_LIBS)
 
 # each Lua's DLL, which the modules link against
 $(WIN_DIR)/lua5.4/probe.dll $(WIN_DIR)/lua5.4/downloadtask.dll: $(WIN_DIR)/lua5.4/lua54.dll
@@ -358,7 +381,7 @@ windows: $(WIN_INTERP) $(WIN_PROBES) $(WINEPREFIX)/system.reg $(if $(filter yes,
 
 test-windows: windows
 	BUSTED=tools/windows/run-portable.lua DT_TEST_LUA=$(LUA) WINEPREFIX=$(WINEPREFIX) \
-	  spec/support/run-specs.sh $(WIN_LUAS)
+	  WINDOWS_REQUIRE_MODULE=$(if $(filter yes,$(WIN_MODULE)),1,0) spec/support/run-specs.sh $(WIN_LUAS)
 
 test-portable: downloadtask.so
 	BUSTED=tools/windows/run-portable.lua DT_TEST_LUA=$(LUA) spec/support/run-specs.sh linux

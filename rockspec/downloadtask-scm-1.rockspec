@@ -22,8 +22,12 @@ external_dependencies = {
   CURL = {
     library = "curl",
   },
-  OPENSSL = { -- libcrypto, for the sha256 option
-    library = "crypto",
+  platforms = {
+    unix = {
+      OPENSSL = { -- libcrypto, for the sha256 option (Windows uses BCrypt)
+        library = "crypto",
+      },
+    },
   },
 }
 -- The Makefile builds (`make rock`, then `make rock-install`): its objects go to
@@ -49,5 +53,33 @@ build = {
     LUA_INCDIR = "$(LUA_INCDIR)",
     INST_LIBDIR = "$(LIBDIR)",
     INST_LUADIR = "$(LUADIR)",
+  },
+  -- Per platform (src/platform.h): macOS links a bundle whose Lua symbols the host
+  -- provides. Windows (mingw-w64 only: the engine uses pthreads, which mingw's winpthread
+  -- gives) compiles with LuaRocks' builtin backend against libcurl, SHA-256 from BCrypt; a
+  -- static libcurl (libcurl.a) needs CFLAGS="-DCURL_STATICLIB" on the luarocks command line.
+  platforms = {
+    macosx = {
+      build_variables = {
+        LIBFLAG = "-bundle -undefined dynamic_lookup",
+      },
+    },
+    windows = {
+      type = "builtin",
+      modules = {
+        downloadtask = {
+          sources = {
+            "src/module.c", "src/task.c", "src/dispatch.c", "src/engine.c", "src/files.c",
+            "src/notify_none.c", "src/platform_win.c",
+          },
+          incdirs = { "$(CURL_INCDIR)" },
+          libdirs = { "$(CURL_LIBDIR)" },
+          libraries = { "curl", "ws2_32", "bcrypt", "crypt32", "advapi32", "pthread" },
+        },
+      },
+      install = {
+        lua = { ["downloadtask.types"] = "lua/downloadtask/types.lua" },
+      },
+    },
   },
 }

@@ -5,41 +5,32 @@
  *
  * Commands come in through a list under `mu` (add, abort) with
  * curl_multi_wakeup; news goes out through the ready list under `mu` and a
- * byte on a pipe, which the binding drains in engine_take(). A transfer is on
+ * byte on the wake-up object (platform.h: a pipe, a socket on Windows), which
+ * the binding drains in engine_take(). A transfer is on
  * each list at most once and being on a list holds a reference, so both lists
  * are bounded by the number of transfers and progress is coalesced: the pub
  * part keeps only the latest value.
  *
- * The body is written with write(2) straight from libcurl's receive buffer
+ * The body is written (plat_write_all) straight from libcurl's receive buffer
  * into a temporary file: beside the destination for a 2xx response with a
  * filePath, a private file under tempDir otherwise. The engine never renames
  * onto the destination: the binding does that when it delivers success, so a
- * task aborted before then leaves the destination as it was.
+ * task aborted before then leaves the destination as it was. Everything it
+ * needs from the OS goes through platform.h; nothing here is per platform.
  */
-#define _GNU_SOURCE /* mkostemp, pipe2 */
 #include "dt.h"
 #include "files.h"
 #include "notify.h"
+#include "platform.h"
 
 #include <curl/curl.h>
-#include <openssl/evp.h>
 
 #include <errno.h>
-#include <fcntl.h>
-#include <malloc.h>
-#include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/time.h>
-#include <time.h>
-#include <unistd.h>
 
 /* What a server may send before it reaches Lua. */
 #define MAX_HEADERS 1000
@@ -87,7 +78,7 @@ typedef struct xrun {
   double last_progress;
   char *hbuf; /* final response headers so far: name\0value\0... */
   size_t hlen, hcap, hcount;
-  EVP_MD_CTX *md;   /* SHA-256 of the body, when opts.sha256 is given */
+  plat_sha256 *md;  /* SHA-256 of the body, when opts.sha256 is given */
   double last_byte; /* monotonic ms of the last body byte, for stallTimeout */
   double rate_start; /* rateLimit: when the first body byte came */
   long attempt;      /* requests started so far */
@@ -139,9 +130,9 @@ typedef struct xlist {
 struct dt_engine {
   pthread_mutex_t mu;
   pthread_t thread;
-  pid_t pid;
+  long pid;
   CURLM *multi;
-  int wake_r, wake_w;
+  plat_wake wake; /* readable while the ready list has news */
 
   /* under mu */
   int wake_sent, shutdown;
@@ -159,23 +150,6 @@ struct dt_engine {
 
   dt_notify notify; /* OpenResty's wakeups (notify.c); its own mutex */
 };
-
-/* getpid() is a system call, and the binding asks at every poll: the pid
- * is kept, and forgotten in a child (pthread_atfork, registered by the
- * first engine_new) */
-static atomic_int cached_pid;
-static void forget_pid(void) { atomic_store_explicit(&cached_pid, 0, memory_order_relaxed); }
-static void watch_fork(void) { (void)pthread_atfork(NULL, NULL, forget_pid); }
-static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
-
-static pid_t self_pid(void) {
-  pid_t p = (pid_t)atomic_load_explicit(&cached_pid, memory_order_relaxed);
-  if (p == 0) {
-    p = getpid();
-    atomic_store_explicit(&cached_pid, (int)p, memory_order_relaxed);
-  }
-  return p;
-}
 
 /* ---- libcurl's receive buffers ----------------------------------------
  * libcurl allocates each transfer's receive buffer (CURLOPT_BUFFERSIZE + 1
@@ -214,7 +188,7 @@ static void *mem_malloc(size_t n) {
 
 static void mem_free(void *p) {
   if (!p) return;
-  size_t n = atomic_load_explicit(&recv_seen, memory_order_relaxed) ? malloc_usable_size(p) : 0;
+  size_t n = atomic_load_explicit(&recv_seen, memory_order_relaxed) ? plat_malloc_size(p) : 0;
   if (n >= RECV_BLOCK && n < RECV_BLOCK + 4096)
     for (int i = 0; i < RECV_CACHE; i++) {
       void *empty = NULL;
@@ -235,7 +209,7 @@ static void mem_free(void *p) {
 #endif
 #endif
 #ifndef RECV_CACHE_ON
-#define RECV_CACHE_ON 1
+#define RECV_CACHE_ON plat_malloc_size_known /* 0 where the C library cannot tell a block's size */
 #endif
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -246,17 +220,8 @@ static void init_curl(void) {
                                : curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-static double epoch_ms(void) {
-  struct timeval tv;
-  gettimeofday(&tv, NULL);
-  return (double)tv.tv_sec * 1000.0 + (double)tv.tv_usec / 1000.0;
-}
-
-static double mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
+static double epoch_ms(void) { return plat_epoch_ms(); }
+static double mono_ms(void) { return plat_mono_ms(); }
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -323,13 +288,13 @@ void dt_result_free(dt_result *r) {
 }
 
 void dt_result_discard(dt_result *r) {
-  if (r && r->body_path) unlink(r->body_path);
+  if (r && r->body_path) plat_unlink(r->body_path);
   dt_result_free(r);
 }
 
 void dt_result_land(dt_result *r) {
   if (!r->ok || !r->to_dest || !r->body_path || !r->dest_path) return;
-  if (rename(r->body_path, r->dest_path) == 0) {
+  if (plat_rename(r->body_path, r->dest_path) == 0) {
     free(r->body_path);
     r->body_path = NULL;
     if (r->durable) { /* the rename itself reaches the disk */
@@ -351,7 +316,7 @@ void dt_result_land(dt_result *r) {
   r->err = perm ? DT_ERR_PERM : DT_ERR_SAVE;
   free(r->reason);
   r->reason = strdup(reason);
-  unlink(r->body_path);
+  plat_unlink(r->body_path);
 }
 
 /* The running part and its result, made together: a transfer that cannot
@@ -385,7 +350,7 @@ static void run_free(dt_xfer *x) {
   free(r->part_path);
   free(r->body_path);
   free(r->hbuf);
-  EVP_MD_CTX_free(r->md);
+  plat_sha256_free(r->md);
   free(r);
 }
 
@@ -433,10 +398,7 @@ static int ready_locked(dt_engine *e, dt_xfer *x) {
 }
 
 static void wake_lua(dt_engine *e) {
-  char b = 1;
-  ssize_t n;
-  do n = write(e->wake_w, &b, 1);
-  while (n < 0 && errno == EINTR);
+  plat_wake_signal(&e->wake);
   notify_send(&e->notify);
 }
 
@@ -500,16 +462,10 @@ static int open_part(dt_engine *e, dt_xfer *x) {
  * file and no rename. A FIFO nobody reads fails at once (ENXIO) instead of
  * blocking the engine thread in open(). */
 static int open_inplace(dt_xfer *x) {
-  int fd = open(x->dest.path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  int fd = plat_open_inplace(x->dest.path);
   if (fd < 0) {
     if (errno == ENXIO) set_fail(x, DT_ERR_SAVE, "save file error: FIFO has no reader: %s", x->dest.path);
     else file_error(x, errno, x->dest.path);
-    return -1;
-  }
-  int fl = fcntl(fd, F_GETFL);
-  if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
-    file_error(x, errno, x->dest.path);
-    close(fd);
     return -1;
   }
   x->run->inplace = 1;
@@ -525,8 +481,13 @@ static int open_private(dt_xfer *x) {
     set_fail(x, DT_ERR_SAVE, "save file error: %s", "out of memory");
     return -1;
   }
-  snprintf(p, n, "%s/downloadtask-XXXXXX", x->opts->shared->temp_dir);
-  int fd = mkostemp(p, O_CLOEXEC);
+  int fd = -1;
+  errno = EEXIST;
+  for (int tries = 0; fd < 0 && errno == EEXIST && tries < 100; tries++) {
+    snprintf(p, n, "%s%cdownloadtask-%08x", x->opts->shared->temp_dir, plat_sep(x->opts->shared->temp_dir),
+             next_rand());
+    fd = plat_open_write(p, PLAT_EXCL | PLAT_PRIVATE);
+  }
   if (fd < 0) {
     file_error(x, errno, x->opts->shared->temp_dir);
     free(p);
@@ -539,24 +500,11 @@ static int open_private(dt_xfer *x) {
 
 /* ---- writing the body (engine thread) --------------------------------- */
 
-static int write_all(int fd, const char *buf, size_t len) {
-  size_t off = 0;
-  while (off < len) {
-    ssize_t w = write(fd, buf + off, len - off);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return 0;
-    }
-    off += (size_t)w;
-  }
-  return 1;
-}
-
 /* Writes body bytes to the file, then hashes them: the digest describes
  * only bytes that reached the file. 0 (with errno) when that failed. */
 static int emit(dt_xfer *x, const char *buf, size_t len) {
-  if (!write_all(x->run->fd, buf, len)) return 0;
-  if (x->run->md && !EVP_DigestUpdate(x->run->md, buf, len)) {
+  if (!plat_write_all(x->run->fd, buf, len)) return 0;
+  if (x->run->md && !plat_sha256_update(x->run->md, buf, len)) {
     errno = ENOMEM;
     return 0;
   }
@@ -603,15 +551,14 @@ static void close_body(dt_xfer *x) {
   if (x->run->wbuf && x->run->fd >= 0 && keep && x->run->to_dest) (void)gather_flush(x);
   gather_end(x);
   if (x->run->fd >= 0) {
-    struct stat st;
-    if (keep && fstat(x->run->fd, &st) == 0 && st.st_size == 0) keep = 0;
-    close(x->run->fd);
+    if (keep && plat_size(x->run->fd) == 0) keep = 0;
+    plat_close(x->run->fd);
     x->run->fd = -1;
   }
   if (x->run->body_path && (!x->run->part_path || strcmp(x->run->body_path, x->run->part_path) != 0))
-    unlink(x->run->body_path); /* a private file */
+    plat_unlink(x->run->body_path); /* a private file */
   if (x->run->part_path && !keep) {
-    unlink(x->run->part_path);
+    plat_unlink(x->run->part_path);
     if (x->opts->resume) files_write_validator(&x->dest, NULL);
   }
   free(x->run->body_path);
@@ -637,8 +584,8 @@ static const char *find_header(dt_xfer *x, const char *name) {
 static int hash_existing(dt_xfer *x) {
   char buf[65536];
   for (int64_t off = 0; off < x->run->offset;) {
-    ssize_t n = pread(x->run->fd, buf, sizeof buf, (off_t)off);
-    if (n <= 0 || !EVP_DigestUpdate(x->run->md, buf, (size_t)n)) return 0;
+    long long n = plat_pread(x->run->fd, buf, sizeof buf, off);
+    if (n <= 0 || !plat_sha256_update(x->run->md, buf, (size_t)n)) return 0;
     off += n;
   }
   return 1;
@@ -649,8 +596,8 @@ static int restart_part(dt_xfer *x) {
   files_write_validator(&x->dest, NULL);
   x->run->offset = 0;
   if (x->run->fd < 0) return 1;
-  if (ftruncate(x->run->fd, 0) != 0 || lseek(x->run->fd, 0, SEEK_SET) != 0) return 0;
-  return !x->run->md || EVP_DigestInit_ex(x->run->md, EVP_sha256(), NULL);
+  if (plat_truncate0(x->run->fd) != 0) return 0;
+  return !x->run->md || plat_sha256_init(x->run->md);
 }
 
 /* Opens the destination's resume part to continue it; returns the
@@ -663,13 +610,11 @@ static int open_resume_part(dt_engine *e, dt_xfer *x, char **validator) {
     set_fail(x, DT_ERR_SAVE, "save file error: %s", "out of memory");
     return -1;
   }
-  /* O_NONBLOCK: something else under that name (a FIFO) must not block the
-   * engine thread in open(); only a regular file is a part */
-  int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0666);
-  struct stat st;
-  if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+  /* only a regular file is a part: something else under that name (a FIFO)
+   * must neither block the engine thread in open() nor take its writes */
+  int fd = plat_open_write(p, PLAT_RDWR | PLAT_CREATE | PLAT_REGULAR_ONLY);
+  if (fd < 0 && errno == PLAT_ENOTREG) {
     set_fail(x, DT_ERR_SAVE, "save file error: the resume part is not a regular file: %s", p);
-    close(fd);
     free(p);
     return -1;
   }
@@ -679,12 +624,12 @@ static int open_resume_part(dt_engine *e, dt_xfer *x, char **validator) {
     return -1;
   }
   x->run->part_path = p;
-  off_t end = lseek(fd, 0, SEEK_END);
+  long long end = plat_seek_end(fd);
   *validator = end > 0 ? files_read_validator(&x->dest) : NULL;
   if (end <= 0 || !*validator) { /* nothing, or nothing to guard a splice with */
-    if (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0) {
+    if (plat_truncate0(fd) != 0) {
       file_error(x, errno, x->dest.path);
-      close(fd);
+      plat_close(fd);
       return -1;
     }
     end = 0;
@@ -850,13 +795,13 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
   }
   if (status == DT_NOT_MODIFIED) { /* the caller's copy is current: no file at all */
     if (x->run->fd >= 0 && !x->run->part_path) { /* in place: nothing to write */
-      close(x->run->fd);
+      plat_close(x->run->fd);
       x->run->fd = -1;
     }
     if (x->run->part_path) {
-      close(x->run->fd);
+      plat_close(x->run->fd);
       x->run->fd = -1;
-      if (!x->opts->resume) unlink(x->run->part_path);
+      if (!x->opts->resume) plat_unlink(x->run->part_path);
       free(x->run->part_path);
       x->run->part_path = NULL;
     }
@@ -871,16 +816,15 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
     }
   } else {
     if (x->run->inplace) { /* not the destination's body: it is not written there */
-      close(x->run->fd);
+      plat_close(x->run->fd);
       x->run->fd = -1;
       x->run->inplace = 0;
     }
     if (x->run->part_path) { /* this body never replaces the destination */
-      struct stat st;
-      int keep = x->opts->resume && fstat(x->run->fd, &st) == 0 && st.st_size > 0;
-      close(x->run->fd);
+      int keep = x->opts->resume && plat_size(x->run->fd) > 0;
+      plat_close(x->run->fd);
       x->run->fd = -1;
-      if (!keep) unlink(x->run->part_path);
+      if (!keep) plat_unlink(x->run->part_path);
       if (!keep && x->opts->resume) files_write_validator(&x->dest, NULL);
       free(x->run->part_path);
       x->run->part_path = NULL;
@@ -973,21 +917,13 @@ static void fail(dt_engine *e, dt_xfer *x, int err, const char *reason) {
 static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a) {
   (void)ud;
   (void)purpose;
-#ifdef SOCK_CLOEXEC
-  curl_socket_t fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
-  if (fd != CURL_SOCKET_BAD || errno != EINVAL) return fd;
-#endif
-  fd = socket(a->family, a->socktype, a->protocol);
-  if (fd != CURL_SOCKET_BAD && fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
-    close(fd);
-    return CURL_SOCKET_BAD;
-  }
-  return fd;
+  long long fd = plat_socket(a->family, a->socktype, a->protocol);
+  return fd < 0 ? CURL_SOCKET_BAD : (curl_socket_t)fd;
 }
 
 /* libcurl guesses a scheme for "host/path"; we take http:// and https:// only. */
 static int scheme_ok(const char *url) {
-  return strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0;
+  return curl_strnequal(url, "http://", 7) || curl_strnequal(url, "https://", 8);
 }
 
 /* Appends "Name: value" to the request's header list. */
@@ -1039,8 +975,8 @@ static void start(dt_engine *e, dt_xfer *x) {
       return;
     }
   }
-  if (o->sha256 && (!(x->run->md || (x->run->md = EVP_MD_CTX_new())) ||
-                    !EVP_DigestInit_ex(x->run->md, EVP_sha256(), NULL) || !hash_existing(x))) {
+  if (o->sha256 && (!(x->run->md || (x->run->md = plat_sha256_new())) || !plat_sha256_init(x->run->md) ||
+                    !hash_existing(x))) {
     free(validator);
     fail(e, x, DT_ERR_SAVE, "save file error: cannot compute the checksum");
     return;
@@ -1078,7 +1014,7 @@ static void start(dt_engine *e, dt_xfer *x) {
    * that is being made and share it (one multiplexed connection per host)
    * rather than open one each. Over plain HTTP/1.1 waiting gains nothing and,
    * with maxPerHost, held transfers back to one connection at a time. */
-  if (strncasecmp(o->url, "https://", 8) == 0) curl_easy_setopt(c, CURLOPT_PIPEWAIT, 1L);
+  if (curl_strnequal(o->url, "https://", 8)) curl_easy_setopt(c, CURLOPT_PIPEWAIT, 1L);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, o->max_redirects != 0 ? 1L : 0L);
@@ -1110,7 +1046,7 @@ static void start(dt_engine *e, dt_xfer *x) {
     curl_easy_setopt(c, CURLOPT_TIMEVALUE_LARGE, (curl_off_t)o->if_modified_since);
   }
   /* never from https down to http */
-  if (strncasecmp(o->url, "https://", 8) == 0)
+  if (curl_strnequal(o->url, "https://", 8))
     curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "https");
   x->run->last_byte = mono_ms();
   if (curl_multi_add_handle(e->multi, c) != CURLM_OK)
@@ -1198,11 +1134,11 @@ static int map_error(dt_xfer *x, CURLcode rc, char *reason, size_t n) {
       snprintf(reason, n, "the server's reply is not HTTP");
       return DT_ERR_NETWORK;
     }
-    if (strncasecmp(x->opts->url, "https://", 8) == 0) {
+    if (curl_strnequal(x->opts->url, "https://", 8)) {
       /* the refused redirect's Location (CURLINFO_REDIRECT_URL is only set
        * when libcurl does not follow redirects itself) */
       const char *next = find_header(x, "location");
-      if (next && strncasecmp(next, "http://", 7) == 0) {
+      if (next && curl_strnequal(next, "http://", 7)) {
         snprintf(reason, n, "redirect from https to http refused");
         return DT_ERR_URL;
       }
@@ -1313,11 +1249,7 @@ static void retry_later(dt_engine *e, dt_xfer *x) {
 
 /* A replaced destination keeps its permission bits (a new one has
  * 0666 & ~umask from open()). 0, or -1 with errno. */
-static int keep_mode(dt_xfer *x) {
-  struct stat st;
-  if (stat(x->dest.path, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
-  return fchmod(x->run->fd, st.st_mode & 07777);
-}
+static int keep_mode(dt_xfer *x) { return plat_keep_mode(x->dest.path, x->run->fd); }
 
 /* The resume part, complete, becomes an ordinary temporary file: its name
  * is free for the next download of the destination, which may start as
@@ -1326,10 +1258,10 @@ static int release_part(dt_xfer *x) {
   char *tmp = NULL;
   int fd = files_temp(x->dest.dir, &tmp);
   if (fd < 0) return -1;
-  close(fd);
-  if (rename(x->run->part_path, tmp) != 0) {
+  plat_close(fd);
+  if (plat_rename(x->run->part_path, tmp) != 0) {
     int e = errno;
-    unlink(tmp);
+    plat_unlink(tmp);
     free(tmp);
     errno = e;
     return -1;
@@ -1346,20 +1278,16 @@ static int release_part(dt_xfer *x) {
  * when there is no file there). Not compared with the option: a 304 says the
  * caller's copy is current, and it is left as it is either way. */
 static void digest_file(dt_xfer *x, dt_result *r) {
-  int fd = open(x->dest.path, O_RDONLY | O_CLOEXEC);
+  int fd = plat_open_read(x->dest.path);
   if (fd < 0) return;
   char buf[65536];
-  ssize_t n;
-  int ok = EVP_DigestInit_ex(x->run->md, EVP_sha256(), NULL);
-  while (ok && (n = read(fd, buf, sizeof buf)) != 0) {
-    if (n < 0 && errno == EINTR) continue;
-    ok = n > 0 && EVP_DigestUpdate(x->run->md, buf, (size_t)n);
-  }
-  close(fd);
-  unsigned char d[EVP_MAX_MD_SIZE];
-  unsigned int dn = 0;
-  if (!ok || !EVP_DigestFinal_ex(x->run->md, d, &dn)) return;
-  for (unsigned int i = 0; i < dn && i < 32; i++) snprintf(r->sha256 + 2 * i, 3, "%02x", d[i]);
+  long long n;
+  int ok = plat_sha256_init(x->run->md);
+  while (ok && (n = plat_read(fd, buf, sizeof buf)) != 0) ok = n > 0 && plat_sha256_update(x->run->md, buf, (size_t)n);
+  plat_close(fd);
+  unsigned char d[32];
+  if (!ok || !plat_sha256_final(x->run->md, d)) return;
+  for (unsigned int i = 0; i < 32; i++) snprintf(r->sha256 + 2 * i, 3, "%02x", d[i]);
 }
 
 static void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc) {
@@ -1379,9 +1307,9 @@ static void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc) {
   if (rc == CURLE_OK && x->run->fd >= 0) {
     int c = gather_flush_end(x);
     if (c == 0 && x->run->to_dest && !x->run->inplace) c = keep_mode(x);
-    if (c == 0 && x->run->to_dest && x->opts->durable && fsync(x->run->fd) != 0) c = -1;
+    if (c == 0 && x->run->to_dest && x->opts->durable && plat_sync(x->run->fd) != 0) c = -1;
     int ce = errno;
-    if (close(x->run->fd) != 0 && c == 0) {
+    if (plat_close(x->run->fd) != 0 && c == 0) {
       c = -1;
       ce = errno;
     }
@@ -1402,10 +1330,9 @@ static void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc) {
   if (x->run->md && r->status == DT_NOT_MODIFIED && x->dest.path && x->dest.kind != DEST_INPLACE)
     digest_file(x, r); /* the file is the caller's copy, untouched: its digest */
   if (x->run->md && r->status != DT_NOT_MODIFIED) {
-    unsigned char d[EVP_MAX_MD_SIZE];
-    unsigned int dn = 0;
-    EVP_DigestFinal_ex(x->run->md, d, &dn);
-    for (unsigned int i = 0; i < dn && i < 32; i++) snprintf(r->sha256 + 2 * i, 3, "%02x", d[i]);
+    unsigned char d[32];
+    if (plat_sha256_final(x->run->md, d))
+      for (unsigned int i = 0; i < 32; i++) snprintf(r->sha256 + 2 * i, 3, "%02x", d[i]);
     if ((r->status / 100 == 2 || x->run->complete_part) && strcmp(r->sha256, x->opts->sha256) != 0) {
       fail(e, x, DT_ERR_CHECKSUM, "checksum mismatch");
       return;
@@ -1448,7 +1375,7 @@ static void finish(dt_engine *e, dt_xfer *x) {
   curl_slist_free_all(x->run->slist);
   x->run->slist = NULL;
   if (!r->ok && r->err == DT_ERR_CHECKSUM && x->opts->resume && x->run->part_path) {
-    unlink(x->run->part_path); /* a wrong file is nothing to continue */
+    plat_unlink(x->run->part_path); /* a wrong file is nothing to continue */
     files_write_validator(&x->dest, NULL);
   }
   if (!r->ok) close_body(x);
@@ -1668,24 +1595,6 @@ static void *engine_main(void *arg) {
 
 /* ---- the binding's side ----------------------------------------------- */
 
-/* libcurl 7.88 makes the multi handle's wakeup socket pair without
- * close-on-exec (and no option reaches it): the Unix sockets above `after`
- * (the engine's own pipe, made just before) that curl_multi_init left
- * inheritable get the flag. Descriptors are numbered lowest-free first, so
- * they are found right above the pipe; the scan stops at the first gap. */
-static void cloexec_new_sockets(int after) {
-  for (int fd = after + 1, gaps = 0; gaps < 8; fd++) {
-    int fl = fcntl(fd, F_GETFD);
-    if (fl < 0) {
-      gaps++;
-      continue;
-    }
-    struct stat st;
-    if (!(fl & FD_CLOEXEC) && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))
-      (void)fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
-  }
-}
-
 dt_engine *engine_new(const char **why) {
   pthread_once(&curl_once, init_curl);
   if (curl_init_rc != CURLE_OK) {
@@ -1697,38 +1606,26 @@ dt_engine *engine_new(const char **why) {
     *why = "not enough memory";
     return NULL;
   }
-  int p[2];
-  if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) {
+  if (plat_wake_open(&e->wake) != 0) {
     *why = "cannot create a pipe";
     free(e);
     return NULL;
   }
-  e->wake_r = p[0];
-  e->wake_w = p[1];
   e->max_concurrent = 10;
-  pthread_once(&fork_once, watch_fork);
-  e->pid = getpid();
+  e->pid = plat_pid();
   pthread_mutex_init(&e->mu, NULL);
   notify_init(&e->notify);
   e->multi = curl_multi_init();
-  if (e->multi) cloexec_new_sockets(e->wake_r > e->wake_w ? e->wake_r : e->wake_w);
-  /* The thread runs with every asynchronous signal blocked: a host's handler
-   * (lua.c's SIGINT one touches its lua_State) never runs on it, and a write
-   * to a FIFO whose reader left, or past RLIMIT_FSIZE, fails with EPIPE or
-   * EFBIG instead of raising SIGPIPE or SIGXFSZ. The thread inherits the
-   * mask; this thread's own is put back at once. */
-  sigset_t all, old;
-  sigfillset(&all);
-  static const int sync_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP};
-  for (size_t i = 0; i < sizeof sync_signals / sizeof sync_signals[0]; i++) sigdelset(&all, sync_signals[i]);
-  int masked = pthread_sigmask(SIG_BLOCK, &all, &old) == 0;
-  int started = e->multi && pthread_create(&e->thread, NULL, engine_main, e) == 0;
-  if (masked) pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (e->multi) plat_cloexec_sockets_above(e->wake.r > e->wake.w ? (int)e->wake.r : (int)e->wake.w);
+  /* On POSIX the thread runs with every asynchronous signal blocked: a
+   * host's handler (lua.c's SIGINT one touches its lua_State) never runs on
+   * it, and a write to a FIFO whose reader left, or past RLIMIT_FSIZE, fails
+   * with EPIPE or EFBIG instead of raising SIGPIPE or SIGXFSZ. */
+  int started = e->multi && plat_thread_start(&e->thread, engine_main, e) == 0;
   if (!started) {
     *why = e->multi ? "cannot start the engine thread" : "libcurl multi handle";
     if (e->multi) curl_multi_cleanup(e->multi);
-    close(p[0]);
-    close(p[1]);
+    plat_wake_close(&e->wake);
     notify_close(&e->notify);
     pthread_mutex_destroy(&e->mu);
     free(e);
@@ -1756,14 +1653,13 @@ void engine_free(dt_engine *e) {
   unref_list(e->cmd_head, 0);
   unref_list(e->ready_head, 1);
   curl_multi_cleanup(e->multi);
-  close(e->wake_r);
-  close(e->wake_w);
+  plat_wake_close(&e->wake);
   notify_close(&e->notify);
   pthread_mutex_destroy(&e->mu);
   free(e);
 }
 
-int engine_owned_here(dt_engine *e) { return e->pid == self_pid(); }
+int engine_owned_here(dt_engine *e) { return e->pid == plat_pid(); }
 
 void engine_rearm(dt_engine *e) {
   pthread_mutex_lock(&e->mu);
@@ -1776,8 +1672,7 @@ void engine_rearm(dt_engine *e) {
 /* The parent's engine in a fork()ed child: its thread does not exist here and
  * its mutex may be held forever, so only the descriptors are closed. */
 void engine_forget(dt_engine *e) {
-  close(e->wake_r);
-  close(e->wake_w);
+  plat_wake_close(&e->wake);
   notify_forget(&e->notify);
 }
 
@@ -1786,7 +1681,7 @@ const char *engine_notify_path(dt_engine *e, const char **why) {
   if (path) curl_multi_wakeup(e->multi); /* the thread's next wait includes it */
   return path;
 }
-int engine_fd(dt_engine *e) { return e->wake_r; }
+int engine_fd(dt_engine *e) { return plat_wake_fd(&e->wake); }
 
 void engine_set_max_per_host(dt_engine *e, long n) {
   pthread_mutex_lock(&e->mu);
@@ -1832,7 +1727,7 @@ dt_xfer *engine_submit(dt_engine *e, dt_opts *opts, void *owner) {
   /* a relative filePath is the caller's working directory's, now: a chdir
    * before the download starts or lands does not move it (without memory
    * for it, the directory of the moment it starts) */
-  if (opts->file_path && opts->file_path[0] != '/') x->cwd = files_cwd();
+  if (opts->file_path && !plat_is_absolute(opts->file_path)) x->cwd = files_cwd();
   pthread_mutex_lock(&e->mu);
   int wake = command_locked(e, x);
   pthread_mutex_unlock(&e->mu);
@@ -1858,8 +1753,7 @@ void engine_release(dt_engine *e, dt_xfer *x) {
 }
 
 void engine_take(dt_engine *e, dt_take_fn fn, void *ud) {
-  char buf[64];
-  while (read(e->wake_r, buf, sizeof buf) == (ssize_t)sizeof buf) {} /* it holds a byte or two */
+  plat_wake_drain(&e->wake);
   pthread_mutex_lock(&e->mu);
   dt_xfer *list = e->ready_head;
   e->ready_head = e->ready_tail = NULL;
@@ -1873,21 +1767,5 @@ void engine_take(dt_engine *e, dt_take_fn fn, void *ud) {
   unref_taken(list, 1);
 }
 
-/* Waits up to ms (< 0: no limit) for the wakeup pipe. A signal ends poll()
- * early (EINTR); the wait goes on for what is left of ms, on the monotonic
- * clock, instead of starting over: with a signal every 0.2 s, poll(1000)
- * took 9 s. */
-void engine_wait(dt_engine *e, int ms) {
-  struct pollfd p = {.fd = e->wake_r, .events = POLLIN};
-  struct timespec t0;
-  if (ms > 0 && clock_gettime(CLOCK_MONOTONIC, &t0) != 0) ms = 0; /* no clock: do not wait */
-  int left = ms;
-  while (poll(&p, 1, left) < 0 && errno == EINTR) {
-    if (ms <= 0) continue; /* 0: once more at once; < 0: no limit */
-    struct timespec now;
-    if (clock_gettime(CLOCK_MONOTONIC, &now) != 0) return;
-    int64_t spent = ((int64_t)now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
-    if (spent >= ms) return;
-    left = ms - (int)spent;
-  }
-}
+/* Waits up to ms (< 0: no limit) for the wake-up object. */
+void engine_wait(dt_engine *e, int ms) { plat_wake_wait(&e->wake, ms); }

@@ -1,5 +1,7 @@
 /*
- * files.c: the engine's file-system work (see files.h). POSIX.1-2008 only.
+ * files.c: the engine's file naming and bookkeeping (see files.h), on top of
+ * the platform layer (platform.h): no system call of its own, so the same
+ * code runs on POSIX and on Windows.
  *
  * Temporary names are short and fixed in length, so that a destination may
  * have any name its directory accepts (255 bytes too): a temporary file is
@@ -9,21 +11,15 @@
  * no longer run (a kill -9, an os.exit that skipped lua_close), never a live
  * one's, and never a resume part, which is kept on purpose.
  */
-#define _XOPEN_SOURCE 700 /* realpath; glibc declares it only for XSI */
 #include "files.h"
 #include "dt.h"
+#include "platform.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -39,8 +35,7 @@ static unsigned host_tag(void) {
   unsigned t = atomic_load_explicit(&tag, memory_order_relaxed);
   if (t) return t;
   char name[256] = "";
-  if (gethostname(name, sizeof name - 1) != 0) name[0] = '\0';
-  name[sizeof name - 1] = '\0';
+  plat_hostname(name, sizeof name);
   uint64_t h = fnv64(name);
   t = (unsigned)(h ^ (h >> 32));
   if (!t) t = 1;
@@ -48,22 +43,7 @@ static unsigned host_tag(void) {
   return t;
 }
 
-unsigned files_rand(void) {
-  static atomic_uint counter;
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  unsigned x = (unsigned)ts.tv_nsec ^ ((unsigned)getpid() << 16) ^
-               (atomic_fetch_add(&counter, 1) * 2654435761u);
-  x ^= x >> 16; /* spread the counter's bits over the low ones too */
-  x *= 0x45d9f3bu;
-  return x ^ (x >> 16);
-}
-
-static double mono_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+unsigned files_rand(void) { return plat_rand(); }
 
 static char *join(const char *dir, const char *name) {
   size_t a = strlen(dir), b = strlen(name);
@@ -77,16 +57,7 @@ static char *join(const char *dir, const char *name) {
 
 char *files_join(const char *dir, const char *name) { return join(dir, name); }
 
-char *files_cwd(void) {
-  for (size_t n = 256; n <= 65536; n *= 2) {
-    char *b = malloc(n);
-    if (!b) return NULL;
-    if (getcwd(b, n)) return b;
-    free(b);
-    if (errno != ERANGE) return NULL;
-  }
-  return NULL;
-}
+char *files_cwd(void) { return plat_cwd(); }
 
 int files_error(int e, const char *what, const char *path, char *reason, size_t n) {
   if (e == EACCES || e == EPERM || e == EROFS) {
@@ -108,58 +79,24 @@ void files_dest_free(dest_info *d) {
   d->base = NULL;
 }
 
+static char *dupn(const char *p, size_t n) {
+  char *d = malloc(n + 1);
+  if (!d) return NULL;
+  memcpy(d, p, n);
+  d[n] = '\0';
+  return d;
+}
+
 /* Splits p at its last '/': the directory ("." or "/" at least) and the name. */
 static int split(const char *p, char **dir, char **name) {
   const char *slash = strrchr(p, '/');
   size_t dl = slash ? (size_t)(slash - p) : 0;
-  *dir = slash ? (dl ? strndup(p, dl) : strdup("/")) : strdup(".");
+  *dir = slash ? (dl ? dupn(p, dl) : strdup("/")) : strdup(".");
   *name = strdup(slash ? slash + 1 : p);
   if (*dir && *name) return 0;
   free(*dir);
   free(*name);
   return -1;
-}
-
-/* Follows symlinks in the last component until a non-link (or nothing). */
-static char *follow_links(const char *path, int *e) {
-  char *cur = strdup(path);
-  for (int hops = 0; cur && hops < 40; hops++) {
-    struct stat st;
-    if (lstat(cur, &st) != 0 || !S_ISLNK(st.st_mode)) return cur;
-    size_t cap = (size_t)st.st_size + 2;
-    if (cap < 256) cap = 256;
-    char *buf = malloc(cap);
-    ssize_t n = buf ? readlink(cur, buf, cap - 1) : -1;
-    if (n < 0) {
-      *e = buf ? errno : ENOMEM;
-      free(buf);
-      free(cur);
-      return NULL;
-    }
-    buf[n] = '\0';
-    char *next;
-    if (buf[0] == '/') {
-      next = buf;
-    } else {
-      char *dir, *name;
-      next = NULL;
-      if (split(cur, &dir, &name) == 0) {
-        next = join(dir, buf);
-        free(dir);
-        free(name);
-      }
-      free(buf);
-    }
-    free(cur);
-    cur = next;
-  }
-  if (cur) {
-    free(cur);
-    *e = ELOOP;
-  } else {
-    *e = ENOMEM;
-  }
-  return NULL;
 }
 
 int files_resolve(const char *file_path, dest_info *d, int *err, char *reason, size_t n) {
@@ -170,7 +107,8 @@ int files_resolve(const char *file_path, dest_info *d, int *err, char *reason, s
     return -1;
   }
   int e = 0;
-  char *target = follow_links(file_path, &e);
+  char *target = plat_follow_links(file_path);
+  if (!target) e = errno;
   char *dir = NULL, *name = NULL, *real = NULL;
   if (!target || split(target, &dir, &name) != 0) {
     *err = files_error(e ? e : ENOMEM, NULL, file_path, reason, n);
@@ -182,7 +120,7 @@ int files_resolve(const char *file_path, dest_info *d, int *err, char *reason, s
     *err = files_error(0, "destination is a directory", file_path, reason, n);
     goto fail;
   }
-  real = realpath(dir, NULL);
+  real = plat_realdir(dir);
   if (!real) {
     e = errno;
     if (e == ENOENT || e == ENOTDIR) *err = files_error(e, "directory does not exist", dir, reason, n);
@@ -197,23 +135,18 @@ int files_resolve(const char *file_path, dest_info *d, int *err, char *reason, s
   d->dir = real;
   real = NULL;
   d->base = strrchr(d->path, '/') + 1;
-  struct stat st;
-  if (stat(d->path, &st) != 0) {
-    e = errno;
-    if (e != ENOENT) {
-      *err = files_error(e, NULL, d->path, reason, n);
-      goto fail;
-    }
+  const char *what = "destination is not a regular file";
+  int kind = plat_kind(d->path, &what);
+  if (kind < 0) {
+    *err = files_error(errno, NULL, d->path, reason, n);
+    goto fail;
+  } else if (kind == PLAT_NONE) {
     d->kind = DEST_NEW;
-  } else if (S_ISREG(st.st_mode)) {
+  } else if (kind == PLAT_REGULAR) {
     d->kind = DEST_REGULAR;
-  } else if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)) {
+  } else if (kind == PLAT_INPLACE) {
     d->kind = DEST_INPLACE;
   } else {
-    const char *what = S_ISDIR(st.st_mode)   ? "destination is a directory"
-                       : S_ISBLK(st.st_mode) ? "destination is a block device"
-                       : S_ISSOCK(st.st_mode) ? "destination is a socket"
-                                              : "destination is not a regular file";
     *err = files_error(0, what, d->path, reason, n);
     goto fail;
   }
@@ -243,12 +176,20 @@ static int stale(const char *name) {
   if (sscanf(name + 4, "%8x.%ld.%8x.tmp%n", &host, &pid, &rnd, &end) != 3 || end == 0 ||
       name[4 + end] != '\0')
     return 0;
-  if (host != host_tag() || pid <= 0 || (pid_t)pid == getpid()) return 0;
-  return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+  if (host != host_tag() || pid <= 0 || pid == plat_pid()) return 0;
+  return !plat_pid_alive(pid);
+}
+
+static void sweep_one(const char *dir, const char *name, void *ud) {
+  (void)ud;
+  if (!stale(name)) return;
+  char *p = join(dir, name);
+  if (p) (void)plat_unlink(p); /* gone already: fine */
+  free(p);
 }
 
 void files_sweep(files_scans *c, const char *dir) {
-  double now = mono_s();
+  double now = plat_mono_ms() / 1000.0;
   int i;
   for (i = 0; i < 16; i++)
     if (c->slot[i].dir && strcmp(c->slot[i].dir, dir) == 0) break;
@@ -261,13 +202,7 @@ void files_sweep(files_scans *c, const char *dir) {
     if (!c->slot[i].dir) return;
   }
   c->slot[i].at = now;
-  DIR *d = opendir(dir);
-  if (!d) return;
-  int dfd = dirfd(d);
-  struct dirent *ent;
-  while ((ent = readdir(d)) != NULL)
-    if (stale(ent->d_name)) (void)unlinkat(dfd, ent->d_name, 0); /* gone already: fine */
-  closedir(d);
+  (void)plat_dir_each(dir, sweep_one, NULL); /* an unreadable directory: nothing to sweep */
 }
 
 void files_scans_free(files_scans *c) {
@@ -285,9 +220,9 @@ int files_temp(const char *dir, char **path) {
     return -1;
   }
   for (int tries = 0; tries < 100; tries++) {
-    snprintf(p, n, "%s/" TEMP_PREFIX "%08x.%ld.%08x" TEMP_SUFFIX, dir, host_tag(), (long)getpid(),
+    snprintf(p, n, "%s/" TEMP_PREFIX "%08x.%ld.%08x" TEMP_SUFFIX, dir, host_tag(), plat_pid(),
              files_rand());
-    int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);
+    int fd = plat_open_write(p, PLAT_EXCL);
     if (fd >= 0) {
       *path = p;
       return fd;
@@ -313,14 +248,14 @@ char *files_part_path(const dest_info *d, const char *suffix) {
 char *files_read_validator(const dest_info *d) {
   char *info = files_part_path(d, ".info");
   if (!info) return NULL;
-  int fd = open(info, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  int fd = plat_open_read(info);
   free(info);
   if (fd < 0) return NULL;
   size_t cap = 1024 + strlen(d->base) + 4, len = 0;
   char *buf = malloc(cap);
-  ssize_t r = 1;
-  while (buf && len < cap - 1 && (r = read(fd, buf + len, cap - 1 - len)) > 0) len += (size_t)r;
-  close(fd);
+  long long r = 1;
+  while (buf && len < cap - 1 && (r = plat_read(fd, buf + len, cap - 1 - len)) > 0) len += (size_t)r;
+  plat_close(fd);
   if (!buf || r < 0) {
     free(buf);
     return NULL;
@@ -342,9 +277,9 @@ void files_write_validator(const dest_info *d, const char *v) {
   char *info = files_part_path(d, ".info");
   if (!info) return;
   if (!v || strchr(v, '\n')) {
-    (void)unlink(info); /* none, or nothing we could read back */
+    (void)plat_unlink(info); /* none, or nothing we could read back */
   } else {
-    int fd = open(info, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0666);
+    int fd = plat_open_write(info, PLAT_CREATE | PLAT_TRUNC);
     if (fd >= 0) {
       size_t a = strlen(v), b = strlen(d->base), n = a + b + 2;
       char *text = malloc(n);
@@ -354,22 +289,14 @@ void files_write_validator(const dest_info *d, const char *v) {
         text[a] = '\n';
         memcpy(text + a + 1, d->base, b);
         text[a + 1 + b] = '\n';
-        ok = write(fd, text, n) == (ssize_t)n;
+        ok = plat_write_all(fd, text, n);
         free(text);
       }
-      if (close(fd) != 0) ok = 0;
-      if (!ok) (void)unlink(info); /* half a validator is none */
+      if (plat_close(fd) != 0) ok = 0;
+      if (!ok) (void)plat_unlink(info); /* half a validator is none */
     }
   }
   free(info);
 }
 
-int files_sync_dir(const char *dir) {
-  int fd = open(dir, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
-  if (fd < 0) return -1;
-  int rc = fsync(fd);
-  int e = errno;
-  close(fd);
-  errno = e;
-  return rc;
-}
+int files_sync_dir(const char *dir) { return plat_sync_dir(dir); }

@@ -1,6 +1,6 @@
 /*
- * files.h: what the engine needs from the file system, as plain C on POSIX
- * (no Lua, no libcurl): where a destination really is and what kind of file
+ * files.h: what the engine needs from the file system, in plain C on top of
+ * platform.h (no Lua, no libcurl): where a destination really is and what kind of file
  * it is, the short temporary names beside it, the removal of temporary files
  * that dead processes left, and the resume part and its validator.
  */

@@ -4,14 +4,12 @@
  * the engine: the engine is created with the first download and freed with
  * the state, when the lua_State closes.
  */
-#define _GNU_SOURCE /* dladdr, RTLD_NODELETE */
 #include "binding.h"
+#include "platform.h"
 
-#include <dlfcn.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 /***
  * The mini-program `downloadFile` / `DownloadTask` API for Lua, on libcurl.
@@ -136,8 +134,7 @@ static void state_new(lua_State *L) {
   lua_setmetatable(L, -2);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
   }
-  const char *tmp = getenv("TMPDIR");
-  if (!st->shared) st->shared = dt_shared_new("downloadtask/" DT_VERSION, tmp && *tmp ? tmp : "/tmp");
+  if (!st->shared) st->shared = dt_shared_new("downloadtask/" DT_VERSION, plat_temp_dir());
   if (!st->shared) luaL_error(L, "not enough memory");
   lua_newtable(L);
   st->anchors = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -236,7 +233,7 @@ static const char *config_str(lua_State *L, const char *name) {
  * @tparam[opt] string settings.userAgent the `User-Agent` header sent; default
  * `"downloadtask/<version>"`
  * @tparam[opt] string settings.tempDir where bodies without `filePath` (and non-2xx bodies)
- * go: the directory of `res.tempFilePath`; default `$TMPDIR`, else `/tmp`
+ * go: the directory of `res.tempFilePath`; default `$TMPDIR`, else `/tmp` (Windows: `GetTempPathW`)
  * @tparam[opt=500] integer settings.pollBudget **(ext)** microseconds `poll(0)` may spend
  * delivering: once they are spent, the tasks not reached yet are delivered by the next poll
  * (each task's events stay whole and in order; progress piling up meanwhile is coalesced).
@@ -314,17 +311,8 @@ static int l_fd(lua_State *L) {
  * run the finalizers of the objects created before `require` loaded it; one
  * of those calling a task method would jump into unmapped code. The library
  * therefore keeps itself loaded: one more reference, never dropped
- * (RTLD_NODELETE). The engine thread is stopped by the state's __gc anyway. */
-static void pin_library(void) {
-  Dl_info info;
-  if (dladdr(&STATE_KEY, &info) && info.dli_fname) (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);
-}
-
-#if defined(__GNUC__)
-#define DT_EXPORT __attribute__((visibility("default")))
-#else
-#define DT_EXPORT
-#endif
+ * (platform.h). The engine thread is stopped by the state's __gc anyway. */
+static void pin_library(void) { plat_pin_module(&STATE_KEY); }
 
 /***
  * The module's version string, like `"0.1.0"`.

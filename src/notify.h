@@ -10,17 +10,19 @@
 #define DT_NOTIFY_H
 
 #include <pthread.h>
-#include <sys/un.h>
 
 #define NOTIFY_MAX_CONNS 64
+/* sun_path's size where it is smallest (104 on macOS and the BSDs, 108 on
+ * Linux): a path that fits here fits every sockaddr_un */
+#define NOTIFY_PATH_MAX 104
 
 typedef struct dt_notify {
   pthread_mutex_t mu;
   int listen_fd;                 /* -1 until notify_open */
   int conns[NOTIFY_MAX_CONNS];   /* accepted connections, oldest first */
   int nconns;
-  char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
-  char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  char dir[NOTIFY_PATH_MAX];
+  char path[NOTIFY_PATH_MAX];
 } dt_notify;
 
 void notify_init(dt_notify *n);
@@ -39,5 +41,8 @@ void notify_send(dt_notify *n);
 void notify_close(dt_notify *n);
 /* In a fork()ed child: the parent's descriptors closed, its files left alone. */
 void notify_forget(dt_notify *n);
+
+/* notify.c implements this on POSIX; notify_none.c, where nothing needs it
+ * (Windows: OpenResty does not run there), says it is not available. */
 
 #endif

@@ -149,7 +149,9 @@ static const char *opt_string(lua_State *L, optread *r, int i, int required) {
   return s;
 }
 
-static long opt_int(lua_State *L, optread *r, int i, long def, long min) {
+/* 64 bits whatever the C long is (32 on Windows): sizes and rates beyond
+ * 2 GiB, dates beyond 2038. */
+static int64_t opt_int64(lua_State *L, optread *r, int i, int64_t def, long min) {
   int idx = OPT_AT(r, i);
   const char *name = OPTION_NAMES[i];
   if (lua_isnil(L, idx)) return def;
@@ -157,6 +159,12 @@ static long opt_int(lua_State *L, optread *r, int i, long def, long min) {
   lua_Integer v = lua_type(L, idx) == LUA_TNUMBER ? compat_tointegerx(L, idx, &isint) : 0;
   if (!isint) opt_type_error(L, name, "integer", idx);
   if (v < min) opt_error(L, name, lua_pushfstring(L, "must be at least %d", (int)min));
+  return (int64_t)v;
+}
+
+/* Counts and milliseconds, which libcurl takes as a long: clamped to its range. */
+static long opt_int(lua_State *L, optread *r, int i, long def, long min) {
+  int64_t v = opt_int64(L, r, i, def, min);
   return v > LONG_MAX ? LONG_MAX : (long)v;
 }
 
@@ -294,7 +302,7 @@ static int64_t opt_if_modified_since(lua_State *L, optread *r) {
   }
   if (!lua_isnil(L, idx) && lua_type(L, idx) != LUA_TNUMBER)
     opt_type_error(L, name, "integer or HTTP date string", idx);
-  return opt_int(L, r, O_IF_MODIFIED_SINCE, -1, 0);
+  return opt_int64(L, r, O_IF_MODIFIED_SINCE, -1, 0);
 }
 
 static int is_token_char(unsigned char c) {
@@ -379,7 +387,7 @@ static void read_options(lua_State *L, optread *r) {
   }
   v->connect_timeout_ms = opt_int(L, r, O_CONNECT_TIMEOUT, 30000, 0);
   v->max_redirects = opt_int(L, r, O_MAX_REDIRECTS, 10, 0);
-  v->max_file_size = opt_int(L, r, O_MAX_FILE_SIZE, -1, 0);
+  v->max_file_size = opt_int64(L, r, O_MAX_FILE_SIZE, -1, 0);
   v->insecure = opt_bool(L, r, O_INSECURE);
   opt_string(L, r, O_CA_FILE, 0);
   opt_string(L, r, O_PROXY, 0);
@@ -387,7 +395,7 @@ static void read_options(lua_State *L, optread *r) {
   const char *sha = opt_string(L, r, O_SHA256, 0);
   if (sha && (strlen(sha) != 64 || strspn(sha, "0123456789abcdefABCDEF") != 64))
     opt_error(L, "sha256", "64 hexadecimal digits expected");
-  v->rate_limit = opt_int(L, r, O_RATE_LIMIT, 0, 0);
+  v->rate_limit = opt_int64(L, r, O_RATE_LIMIT, 0, 0);
   const char *etag = opt_string(L, r, O_ETAG, 0);
   for (const char *p = etag; p && *p; p++)
     if (*p == '\r' || *p == '\n') opt_error(L, "etag", "contains a line break");

@@ -88,6 +88,17 @@ H.test("without filePath the body goes to a new tempFilePath", function()
   H.truthy(os.remove(b.tempFilePath), "removing tempFilePath")
 end)
 
+H.test("the null device is written in place, never replaced", function()
+  -- Windows' NUL (a DOS device, in any directory) and POSIX's /dev/null (a character device)
+  local null = H.WINDOWS and "NUL" or "/dev/null"
+  local res, kind = H.download(dt, { url = H.url("1k.bin"), filePath = null })
+  H.eq(kind, "success", "kind")
+  H.eq(res.statusCode, 200, "statusCode")
+  H.eq(res.dataLength, 1024, "dataLength")
+  H.truthy(res.filePath ~= nil, "filePath")
+  H.eq(res.tempFilePath, nil, "tempFilePath")
+end)
+
 H.test("configure{tempDir} puts tempFilePath there", function()
   dt.configure { tempDir = H.TMPDIR }
   local res = H.download(dt, { url = H.url("1k.bin") })
