@@ -1558,8 +1558,9 @@ static int check_timers(dt_engine *e) {
 /* curl_multi_poll, also waiting for connections to the notifier socket once
  * there is one, and accepting them */
 static void engine_notify_poll(dt_engine *e, int wait) {
-  struct curl_waitfd w = {.fd = notify_listen_fd(&e->notify), .events = CURL_WAIT_POLLIN};
-  int extra = w.fd >= 0;
+  int fd = notify_listen_fd(&e->notify);
+  int extra = fd >= 0;
+  struct curl_waitfd w = {.fd = extra ? (curl_socket_t)fd : CURL_SOCKET_BAD, .events = CURL_WAIT_POLLIN};
   curl_multi_poll(e->multi, extra ? &w : NULL, (unsigned)extra, wait, NULL);
   if (extra && w.revents) notify_accept(&e->notify);
 }
