@@ -15,7 +15,8 @@ local function human(n)
   while n >= 1024 and i < #units do
     n, i = n / 1024, i + 1
   end
-  return (i == 1 and "%d %s" or "%.1f %s"):format(n, units[i])
+  -- a speed is a float: whole bytes are rounded (5.3+ refuses "%d" for 146.5)
+  return (i == 1 and "%d %s" or "%.1f %s"):format(i == 1 and math.floor(n + 0.5) or n, units[i])
 end
 
 -- Speed and ETA want a sub-second wall clock: LuaSocket's when it is installed,

@@ -9,6 +9,12 @@ local socket = require "socket"
 
 describe("regression: poll(0) drains many tasks with news", function()
   it("10,000 aborted tasks end within a bounded number of poll(0) calls", function()
+    -- what a 500 µs budget holds depends on the speed of the code: under memcheck (about
+    -- 50 times slower) a call delivers a task or two whatever the dispatcher does
+    if os.getenv("DT_TEST_CHECKER") == "valgrind" then
+      pending("counts deliveries per 500 µs budget: meaningless under valgrind")
+      return
+    end
     local N = 10000
     local url = S.nginx().url("small.txt")
     local failed, completed = 0, 0
