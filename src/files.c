@@ -149,6 +149,49 @@ static char *follow_links(const char *path, int *e) {
   return NULL;
 }
 
+/* Whether p names a directory (links followed); 0 with errno otherwise. */
+static int is_dir(const char *p) {
+  struct stat st;
+  if (stat(p, &st) != 0) return 0;
+  if (S_ISDIR(st.st_mode)) return 1;
+  errno = ENOTDIR;
+  return 0;
+}
+
+/* One mkdir of `mkdir -p`: made, or there already as a directory. */
+static int make_dir(const char *p, int *err, char *reason, size_t n) {
+  if (mkdir(p, 0777) == 0) return 0; /* the umask applies */
+  int e = errno;
+  if (e == EEXIST || e == EISDIR) {
+    if (is_dir(p)) return 0;
+    e = errno;
+  }
+  *err = files_error(e, e == ENOTDIR || e == EEXIST ? "not a directory" : strerror(e), p, reason, n);
+  return -1;
+}
+
+int files_make_dirs(const char *file_path, int *err, char *reason, size_t n) {
+  const char *slash = strrchr(file_path, '/');
+  if (!slash || slash == file_path) return 0; /* the working directory or the root */
+  char *p = strndup(file_path, (size_t)(slash - file_path));
+  if (!p) {
+    *err = files_error(ENOMEM, NULL, file_path, reason, n);
+    return -1;
+  }
+  int rc = 0;
+  if (!is_dir(p)) { /* the usual case, a directory that exists, costs one stat */
+    for (char *q = p + 1; *q && rc == 0; q++) {
+      if (*q != '/' || q[-1] == '/') continue;
+      *q = '\0';
+      rc = make_dir(p, err, reason, n);
+      *q = '/';
+    }
+    if (rc == 0) rc = make_dir(p, err, reason, n);
+  }
+  free(p);
+  return rc;
+}
+
 int files_resolve(const char *file_path, dest_info *d, int *err, char *reason, size_t n) {
   memset(d, 0, sizeof *d);
   size_t len = strlen(file_path);
