@@ -105,7 +105,7 @@ void task_unlist(dt_task *t); /* off the list of dt.tasks(): ended, aborted or o
 int task_abort(lua_State *L, dt_task *t); /* 1 when it was aborted now */
 int task_tasks(lua_State *L);     /* dt.tasks() */
 int task_abort_all(lua_State *L); /* dt.abortAll() */
-void task_push_many(lua_State *L, int mod); /* sets awaitAll and awaitAny in the module table */
+void task_push_many(lua_State *L); /* pushes awaitAll, then awaitAny */
 
 /* dispatch.c */
 void dispatch_take(dt_state *st);

@@ -336,7 +336,9 @@ DT_EXPORT int luaopen_downloadtask(lua_State *L) {
   state_new(L);
   task_open(L);
   luaL_newlib(L, funcs);
-  task_push_many(L, lua_gettop(L));
+  task_push_many(L);
+  lua_setfield(L, -3, "awaitAny");
+  lua_setfield(L, -2, "awaitAll");
   lua_pushliteral(L, DT_VERSION);
   lua_setfield(L, -2, "version");
   return 1;

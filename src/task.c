@@ -1154,6 +1154,43 @@ static const char AWAIT_LUA[] =
     "  return a, b\n"
     "end\n";
 
+/***
+ * **(ext)** Waits until every task of the array has ended, as @{DownloadTask:await} waits
+ * (in a coroutine: yields; outside one: drives the loop, refused with an error while the
+ * loop is being driven unless every task has ended already; in OpenResty: waits on a
+ * semaphore). An empty array, or one whose tasks have all ended, returns at once.
+ * @function awaitAll
+ * @tparam {DownloadTask,...} tasks
+ * @treturn {table,...} for each task, in the same order, the table its `complete` received:
+ * its @{res} or its @{err}
+ * @raise when `tasks` is not an array of tasks, or when blocking is refused
+ * @usage
+ * local results = dt.awaitAll{a, b, c}
+ * for i, r in ipairs(results) do print(i, r.errMsg) end
+ */
+
+/***
+ * **(ext)** Waits until one task of the array has ended, as @{DownloadTask:await} waits
+ * (in a coroutine: yields; outside one: drives the loop, refused with an error while the
+ * loop is being driven unless one has ended already; in OpenResty: waits on a semaphore).
+ * When several have ended, the first of the array is returned. An aborted task counts once
+ * its `fail` has been delivered.
+ * @function awaitAny
+ * @tparam {DownloadTask,...} tasks not empty
+ * @treturn[1] DownloadTask the task that ended
+ * @treturn[1] table its @{res} when `success` was delivered
+ * @treturn[2] DownloadTask the task that ended
+ * @treturn[2] nil
+ * @treturn[2] table its @{err} when `fail` was delivered
+ * @raise when `tasks` is empty or not an array of tasks, or when blocking is refused
+ * @usage
+ * local pending = {a, b, c}
+ * while #pending > 0 do
+ *   local t, res, err = dt.awaitAny(pending)
+ *   for i = #pending, 1, -1 do if pending[i] == t then table.remove(pending, i) end end
+ * end
+ */
+
 /* dt.awaitAll and dt.awaitAny: the end of the chunk AWAIT_LUA begins (C11
  * promises string literals of 4095 bytes only). awaitAll awaits each task in
  * turn; awaitAny waits as await does, on several tasks: in a coroutine, as a
@@ -1273,11 +1310,10 @@ static void push_await(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &ALL_KEY);
 }
 
-void task_push_many(lua_State *L, int mod) {
+/* pushes awaitAll and awaitAny, for the module table */
+void task_push_many(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &ALL_KEY);
-  lua_setfield(L, mod, "awaitAll");
   lua_rawgetp(L, LUA_REGISTRYINDEX, &ANY_KEY);
-  lua_setfield(L, mod, "awaitAny");
 }
 
 /* Under nginx's Lua module (a global ngx table when the module is loaded),
@@ -1300,22 +1336,11 @@ static void ngx_kick(lua_State *L, dt_state *st) {
  * @tfield string state
  */
 
-/***
- * **(ext)** A task carries fields of the user's own, of any name but `state` and the
- * methods' (`task.name = "level2"`; reading one not set gives `nil`). They stay after the
- * task has ended. Assigning `state` or the name of a method raises an error.
- * @tfield any ...
- * @usage
- * local task = dt.downloadFile{url = url, filePath = "level2.pak"}
- * task.level = 2
- * -- later, from dt.tasks() or dt.awaitAny():
- * print(task.level, task.state)
- */
-
 static int l_index(lua_State *L) {
   dt_task *t = check_task(L);
-  /* not lua_tostring: it would turn a number key into a string in place */
-  if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "state") == 0) {
+  /* not lua_tostring alone: it would turn a number key into a string in place */
+  const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
+  if (k && strcmp(k, "state") == 0) {
     lua_pushstring(L, STATE_NAMES[t->state]);
     return 1;
   }
@@ -1331,8 +1356,20 @@ static int l_index(lua_State *L) {
   return 1;
 }
 
-/* task[k] = v: a field of the user's own, in a table of its own (the user
- * value's slots are the module's) */
+/***
+ * **(ext)** `task.key = value`: a task carries fields of the user's own, of any key but
+ * `state` and the names of its methods (`task.name = "level2"`; reading a key never set
+ * gives `nil`). They stay after the task has ended, so a task from @{tasks} or
+ * @{awaitAny} says what it was for. Assigning `state` or the name of a method raises an
+ * error.
+ * @function __newindex
+ * @usage
+ * local task = dt.downloadFile{url = url, filePath = "level2.pak"}
+ * task.level = 2
+ * local t, res = dt.awaitAny(dt.tasks())
+ * print(t.level, t.state)
+ */
+/* A table of its own holds them: the user value's slots are the module's. */
 static int l_newindex(lua_State *L) {
   check_task(L);
   lua_settop(L, 3);
