@@ -402,3 +402,53 @@ describe("createDirs", function()
       errmsg(dt.downloadFile, { url = small(), filePath = "x", createDirs = "yes" }))
   end)
 end)
+
+describe("awaitAll and awaitAny in OpenResty", function()
+  local OR = require "spec.support.openresty"
+  local available, why = OR.available()
+  if not available then
+    pending(why)
+    return
+  end
+
+  local o
+  setup(function()
+    o = OR.start { workers = 1 }
+  end)
+  teardown(function()
+    assert.is_true(OR.stop(o), "nginx did not stop on SIGTERM")
+  end)
+
+  local function many(q)
+    return "/many?urls=" .. OR.escape(table.concat(q.urls, ",")) .. "&mode=" .. q.mode
+      .. (q.abort and "&abort=" .. q.abort or "")
+  end
+
+  it("awaitAll waits for every task without blocking the worker", function()
+    local c = OR.send(o, many { mode = "all", urls = { slow(600), ng.url("small.txt"), f.url("/close") } })
+    -- the worker answers another request meanwhile
+    local t0 = H.now()
+    local p = OR.get(o, "/pong")
+    assert.matches("pong", p.body)
+    assert.is_true(H.now() - t0 < 0.4, "the worker was blocked")
+    assert.is_false(OR.readable(c))
+    local r = OR.receive(c)
+    assert.are.equal(200, r.status, r.body)
+    assert.are.equal("status 200", r.fields.r1)
+    assert.are.equal("status 200", r.fields.r2)
+    assert.matches("^errno %d+$", r.fields.r3)
+  end)
+
+  it("awaitAny returns the first task to end, also one that was aborted", function()
+    local r = OR.get(o, many { mode = "any", urls = { hang(), ng.url("small.txt") } })
+    assert.are.equal(200, r.status, r.body)
+    assert.are.equal("2", r.fields.index)
+    assert.are.equal("status 200", r.fields.result)
+    assert.are.equal("1", r.fields.aborted)
+    r = OR.get(o, many { mode = "any", urls = { hang(), hang() }, abort = 2 })
+    assert.are.equal(200, r.status, r.body)
+    assert.are.equal("2", r.fields.index)
+    assert.are.equal("errno 600003", r.fields.result)
+    assert.are.equal("1", r.fields.aborted)
+  end)
+end)
