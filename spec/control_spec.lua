@@ -346,6 +346,20 @@ describe("priority", function()
     assert.are.same(want, order_of(specs))
   end)
 
+  it("orders 200 tasks of random priorities as a stable sort would", function()
+    math.randomseed(14)
+    local specs = {}
+    for i = 1, 200 do specs[i] = { i, math.random(-5, 5) } end
+    local want = {}
+    for i, s in ipairs(specs) do want[i] = s end
+    table.sort(want, function(a, b)
+      if a[2] ~= b[2] then return a[2] > b[2] end
+      return a[1] < b[1]
+    end)
+    for i, s in ipairs(want) do want[i] = s[1] end
+    assert.are.same(want, order_of(specs))
+  end)
+
   it("takes integers only", function()
     assert.matches("bad option 'priority' %(integer expected, got number%)",
       errmsg(dt.downloadFile, { url = small(), priority = 1.5 }))
