@@ -3,7 +3,7 @@
 --
 --   lua5.4 bench/run.lua [--pairs N] [--only NAME,NAME] [--no-write]
 --
--- NAMEs: big, game, mid, durable, many, queue, poll. --pairs (default 7) is the number of timed
+-- NAMEs: big, game, mid, durable, many, queue, poll, prio. --pairs (default 7) is the number of timed
 -- rounds after one warm-up round (3 times as many for the short workloads, mid and many);
 -- each round runs every client once, after a `sync`, alternating the order
 -- (downloadtask first in odd rounds, last in even ones). Ratios are taken round by round
@@ -37,7 +37,7 @@ do
       i = i + 1
     elseif a == "--no-write" then opt.write = false
     else
-      io.stderr:write("usage: lua5.4 bench/run.lua [--pairs N] [--only big,game,mid,durable,many,queue,poll] [--no-write]\n")
+      io.stderr:write("usage: lua5.4 bench/run.lua [--pairs N] [--only big,game,mid,durable,many,queue,poll,prio] [--no-write]\n")
       os.exit(2)
     end
     i = i + 1
@@ -113,8 +113,8 @@ local function setup()
   if wanted("many") then
     for i = 1, 1000 do B.make_file(("%s/www/small/s%04d.bin"):format(d, i), 100 * KiB) end
   end
-  if wanted("queue") then B.writefile(d .. "/www/tiny.txt", "hello downloadtask\n") end
-  if wanted("poll") then B.make_file(d .. "/www/10m.bin", 10 * MiB) end
+  if wanted("queue") or wanted("prio") then B.writefile(d .. "/www/tiny.txt", "hello downloadtask\n") end
+  if wanted("poll") or wanted("prio") then B.make_file(d .. "/www/10m.bin", 10 * MiB) end
   B.log("bench: files ready in %.1f s", B.now() - t0)
 
   T.nginx = B.start_nginx(HERE, d, d .. "/www")
@@ -361,6 +361,23 @@ local function w_poll()
   end
 end
 
+-- Issue 14: 10,000 tasks queued behind one slow download (maxConcurrent = 1), inserted
+-- with priority 0 and with random priorities; dt.tasks() and dt.abortAll() on them.
+local PRIO_N = 10000
+local function w_prio()
+  R.prio = {}
+  for i = 1, opt.pairs do
+    B.log("bench: 10,000 priority inserts, round %d of %d", i, opt.pairs)
+    local r = dt("dt_priority.lua", T.nginx.url("limited/10m.bin"), T.nginx.url("tiny.txt"), tostring(PRIO_N))
+    local rounds_of = {}
+    for line in r.out:gmatch("[^\n]+") do
+      if line:match("^RESULT ") then rounds_of[line:match("round=(%w+)")] = B.results(line) end
+    end
+    assert(rounds_of.fifo and rounds_of.random, "dt_priority.lua printed no results:\n" .. r.out)
+    R.prio[i] = rounds_of
+  end
+end
+
 ------------------------------------------------------------------------------
 -- The table.
 
@@ -443,6 +460,23 @@ local function build_table()
       end
     end
   end
+  if R.prio then
+    local function med(round, key)
+      local xs = {}
+      for i, r in ipairs(R.prio) do xs[i] = r[round][key] end
+      return B.median(xs)
+    end
+    for _, round in ipairs { "fifo", "random" } do
+      local what = round == "fifo" and "priority 0" or "random priorities −1000…1000"
+      rows[#rows + 1] = { ("10,000 inserts into the queue (%s), one download running, maxConcurrent = 1"):format(what),
+        "downloadtask", "", "", "",
+        ("created in %.1f ms (%.2f µs each); abortAll %.1f ms, drained in %.1f ms"):format(med(round, "create") * 1000,
+          med(round, "create") * 1e6 / PRIO_N, med(round, "abort") * 1000, med(round, "drain") * 1000),
+        "", "" }
+    end
+    rows[#rows + 1] = { "`dt.tasks()` with 10,000 queued", "downloadtask", "", "", "",
+      ("median %.2f ms a call"):format(med("random", "tasks") * 1000), "", "" }
+  end
   local head = { "workload", "client", "wall s, median (min–max)", "user+sys CPU s", "peak RSS MiB",
     "ratio to curl, median of rounds (min–max)", "target", "" }
   local lines = { "| " .. table.concat(head, " | ") .. " |", "|" .. ("---|"):rep(#head) }
@@ -482,6 +516,7 @@ local ok, err = xpcall(function()
   if wanted("many") then w_many() end
   if wanted("queue") then w_queue() end
   if wanted("poll") then w_poll() end
+  if wanted("prio") then w_prio() end
 end, debug.traceback)
 cleanup()
 if not ok then

@@ -35,13 +35,14 @@ enum {
   UV_RESULT,  /* res or err table, once built */
   UV_EVENT,   /* the event table being delivered */
   UV_SNAP,    /* the listener array being delivered */
-  UV_ALL = UV_SNAP
+  UV_FIELDS,  /* the user's own fields (task.name = ...), made by the first assignment */
+  UV_ALL = UV_FIELDS
 };
 
 typedef struct dt_state dt_state;
 
 /* Small fields are bytes and bits (only the Lua thread touches a task):
- * 10,000 queued tasks are 10,000 of these, 104 bytes each. */
+ * 10,000 queued tasks are 10,000 of these, 120 bytes each. */
 typedef struct dt_task {
   dt_state *st;
   dt_xfer *x; /* NULL once released */
@@ -58,7 +59,9 @@ typedef struct dt_task {
   unsigned progress_sent : 1;
   unsigned in_fifo : 1;
   unsigned uv_full : 1; /* the user value table has every slot (dispatch.c, deliver) */
+  unsigned listed : 1;  /* on the state's list of tasks (dt.tasks()) */
   struct dt_task *fifo_prev, *fifo_next;
+  struct dt_task *list_prev, *list_next; /* dt.tasks(), in creation order */
   unsigned fifo_seq; /* st->fifo_seq when pushed: a dispatcher run stops after its last task */
   unsigned attempts; /* requests started, as last published (err.attempts of an abort) */
 
@@ -76,6 +79,8 @@ struct dt_state {
   long max_per_host; /* configure's maxPerHost: 0, no cap */
   dt_shared *shared; /* userAgent and tempDir, shared with the tasks made under them */
   dt_task *fifo_head, *fifo_tail; /* tasks with something to deliver */
+  dt_task *list_head, *list_tail; /* queued or running, in creation order (dt.tasks()) */
+  long listed;                    /* how many are on that list */
   unsigned fifo_seq;               /* pushes so far (wraps) */
   int depth;   /* nesting of dispatcher runs */
   int in_run;  /* inside run() */
@@ -97,6 +102,11 @@ int task_new(lua_State *L);
 void task_open(lua_State *L);
 void task_release(lua_State *L, dt_task *t);
 const char *task_state_name(int s);
+void task_unlist(dt_task *t); /* off the list of dt.tasks(): ended, aborted or orphaned */
+int task_abort(lua_State *L, dt_task *t); /* 1 when it was aborted now */
+int task_tasks(lua_State *L);     /* dt.tasks() */
+int task_abort_all(lua_State *L); /* dt.abortAll() */
+void task_push_many(lua_State *L); /* pushes awaitAll, then awaitAny */
 
 /* dispatch.c */
 void dispatch_take(dt_state *st);

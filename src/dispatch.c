@@ -120,6 +120,7 @@ void dispatch_orphan(dt_state *st, dt_task *t) {
   keep_xfer(t->x);
   t->x = NULL; /* the parent's engine's: neither aborted nor unref'd */
   dispatch_remove(st, t);
+  task_unlist(t);
   t->inbox = 0;
   t->stage = SG_IDLE;
   free(t->headers);
@@ -435,6 +436,7 @@ static int step(lua_State *L, dt_task *t, int uv, int h) {
   case SG_RESULT: {
     int ok = t->state != TS_ABORTED && t->result && t->result->ok;
     t->result_delivered = 1;
+    task_unlist(t);
     if (t->state != TS_ABORTED) t->state = ok ? TS_DONE : TS_FAILED;
     t->stage = SG_COMPLETE;
     if (compat_rawgeti(L, uv, ok ? UV_SUCCESS : UV_FAIL) != LUA_TFUNCTION) {

@@ -82,6 +82,8 @@ typedef struct dt_opts {
   const char *ca_file; /* may be NULL */
   const char *proxy;   /* may be NULL: the environment decides */
   int durable;         /* fsync the file before the rename and the directory after it */
+  long priority;       /* the queue starts higher ones first; equal ones in call order */
+  int create_dirs;     /* create the missing parent directories of file_path */
 } dt_opts;
 
 /* Final response headers: `count` pairs of NUL-terminated name (lower case)

@@ -113,7 +113,11 @@ struct dt_xfer {
   dt_xfer *next_taken_cmd, *next_taken_ready;
 
   /* engine thread only */
-  dt_xfer *prev, *next; /* on the waiting or running list */
+  /* on the running or sleeping list; while waiting, the queue's heap links:
+   * next = right sibling, prev = left sibling or parent */
+  dt_xfer *prev, *next;
+  dt_xfer *child; /* waiting: the first child in the queue's heap */
+  int64_t seq;    /* waiting: order among equal priorities (smaller first) */
   xrun *run; /* from the first start() until finish() or drop() */
   char *cwd;         /* a relative filePath's working directory, taken at the call */
   dest_info dest;    /* filePath resolved, before the first start */
@@ -126,6 +130,15 @@ typedef struct xlist {
   dt_xfer *head, *tail;
   long n;
 } xlist;
+
+/* The queue: higher opts->priority first, then smaller seq (call order).
+ * An intrusive pairing heap: insertion O(1), removal of the first or of
+ * any transfer O(log n) amortized, and no allocation (nothing to fail). */
+typedef struct xqueue {
+  dt_xfer *root;
+  long n;
+  int64_t back, front; /* seq given by the last push at the back (> 0) or at the front (< 0) */
+} xqueue;
 
 struct dt_engine {
   pthread_mutex_t mu;
@@ -142,7 +155,8 @@ struct dt_engine {
   dt_xfer *ready_head, *ready_tail;
 
   /* engine thread only */
-  xlist waiting, running, sleeping;
+  xqueue waiting;
+  xlist running, sleeping;
   int wake_due; /* news was published: the pipe gets its byte at the end of this round */
   char *gather_free[GATHER_POOL]; /* pool buffers not in use */
   int gather_nfree, gather_made;
@@ -234,15 +248,6 @@ static void xlist_push(xlist *l, dt_xfer *x) {
   l->n++;
 }
 
-static void xlist_push_front(xlist *l, dt_xfer *x) {
-  x->prev = NULL;
-  x->next = l->head;
-  if (l->head) l->head->prev = x;
-  else l->tail = x;
-  l->head = x;
-  l->n++;
-}
-
 static void xlist_remove(xlist *l, dt_xfer *x) {
   if (x->prev) x->prev->next = x->next;
   else l->head = x->next;
@@ -250,6 +255,83 @@ static void xlist_remove(xlist *l, dt_xfer *x) {
   else l->tail = x->prev;
   x->prev = x->next = NULL;
   l->n--;
+}
+
+static int xq_before(const dt_xfer *a, const dt_xfer *b) {
+  return a->opts->priority != b->opts->priority ? a->opts->priority > b->opts->priority
+                                                : a->seq < b->seq;
+}
+
+/* Links two heap roots; returns the new root. */
+static dt_xfer *xq_link(dt_xfer *a, dt_xfer *b) {
+  if (!a) return b;
+  if (!b) return a;
+  if (xq_before(b, a)) {
+    dt_xfer *t = a;
+    a = b;
+    b = t;
+  }
+  b->next = a->child;
+  if (a->child) a->child->prev = b;
+  b->prev = a;
+  a->child = b;
+  a->prev = a->next = NULL;
+  return a;
+}
+
+/* The two-pass pairing of a sibling list into one heap (iterative: no
+ * recursion however long the list). */
+static dt_xfer *xq_pairs(dt_xfer *first) {
+  dt_xfer *pairs = NULL;
+  while (first) {
+    dt_xfer *a = first, *b = a->next;
+    first = b ? b->next : NULL;
+    a->prev = a->next = NULL;
+    if (b) b->prev = b->next = NULL;
+    dt_xfer *m = xq_link(a, b);
+    m->next = pairs;
+    pairs = m;
+  }
+  dt_xfer *root = NULL;
+  while (pairs) {
+    dt_xfer *n = pairs->next;
+    pairs->next = NULL;
+    root = xq_link(root, pairs);
+    pairs = n;
+  }
+  return root;
+}
+
+/* Inserts x with the seq it has (a transfer put back keeps its place). */
+static void xq_insert(xqueue *q, dt_xfer *x) {
+  x->child = x->prev = x->next = NULL;
+  q->root = xq_link(q->root, x);
+  q->n++;
+}
+
+/* After the transfers of its priority queued so far. */
+static void xq_push(xqueue *q, dt_xfer *x) {
+  x->seq = ++q->back;
+  xq_insert(q, x);
+}
+
+/* Before the transfers of its priority queued so far. */
+static void xq_push_front(xqueue *q, dt_xfer *x) {
+  x->seq = --q->front;
+  xq_insert(q, x);
+}
+
+static void xq_remove(xqueue *q, dt_xfer *x) {
+  if (x == q->root) {
+    q->root = xq_pairs(x->child);
+  } else {
+    if (x->prev->child == x) x->prev->child = x->next;
+    else x->prev->next = x->next;
+    if (x->next) x->next->prev = x->prev;
+    q->root = xq_link(q->root, xq_pairs(x->child));
+  }
+  x->child = x->prev = x->next = NULL;
+  q->n--;
 }
 
 dt_shared *dt_shared_new(const char *user_agent, const char *temp_dir) {
@@ -444,7 +526,9 @@ static void resolve_dest(dt_xfer *x) {
   x->dest_done = 1;
   char reason[512];
   char *abs = x->cwd ? files_join(x->cwd, x->opts->file_path) : NULL;
-  if (files_resolve(abs ? abs : x->opts->file_path, &x->dest, &x->dest_err, reason, sizeof reason) != 0)
+  const char *path = abs ? abs : x->opts->file_path;
+  if ((x->opts->create_dirs && files_make_dirs(path, &x->dest_err, reason, sizeof reason) != 0) ||
+      files_resolve(path, &x->dest, &x->dest_err, reason, sizeof reason) != 0)
     x->dest_reason = strdup(reason); /* NULL: start() says "out of memory" */
   free(abs);
 }
@@ -1389,7 +1473,7 @@ static void finish(dt_engine *e, dt_xfer *x) {
 
 /* Stops x without telling anyone: the binding already knows. */
 static void drop(dt_engine *e, dt_xfer *x) {
-  if (x->phase == PH_WAITING) xlist_remove(&e->waiting, x);
+  if (x->phase == PH_WAITING) xq_remove(&e->waiting, x);
   if (x->phase == PH_SLEEPING) xlist_remove(&e->sleeping, x);
   if (x->phase == PH_RUNNING) {
     xlist_remove(&e->running, x);
@@ -1442,7 +1526,7 @@ static void take_commands(dt_engine *e) {
   for (dt_xfer *x = list; x; x = x->next_taken_cmd) {
     if (x->phase == PH_NEW) {
       x->phase = PH_WAITING;
-      xlist_push(&e->waiting, x);
+      xq_push(&e->waiting, x);
     }
     if (x->abort_now) abort_xfer(e, x);
   }
@@ -1466,19 +1550,32 @@ static void start_waiting(dt_engine *e) {
     if (curl_multi_setopt(e->multi, CURLMOPT_MAX_HOST_CONNECTIONS, per_host) == CURLM_OK)
       e->max_per_host_set = per_host;
   }
-  for (dt_xfer *x = e->waiting.head, *next; x && e->running.n < max; x = next) {
-    next = x->next;
+  dt_xfer *skipped = NULL; /* taken out, put back with their seq: their places are kept */
+  while (e->waiting.root && e->running.n < max) {
+    dt_xfer *x = e->waiting.root;
+    xq_remove(&e->waiting, x);
     /* One destination, one writer: a transfer whose destination another
      * one is writing (or will write again after its retry's backoff) keeps
      * its place in the queue until that one has finished. */
     resolve_dest(x);
-    if (x->dest.path && dest_busy(e, x)) continue;
+    if (x->dest.path && dest_busy(e, x)) {
+      x->next = skipped;
+      skipped = x;
+      continue;
+    }
     /* Out of memory for its running part: x keeps its place in the queue and
      * is tried again on a later round (the loop wakes at least once a
      * second, check_timers), rather than failed or lost. */
-    if (!run_new(x)) break;
-    xlist_remove(&e->waiting, x);
+    if (!run_new(x)) {
+      xq_insert(&e->waiting, x);
+      break;
+    }
     start(e, x);
+  }
+  while (skipped) {
+    dt_xfer *n = skipped->next;
+    xq_insert(&e->waiting, skipped);
+    skipped = n;
   }
 }
 
@@ -1500,10 +1597,10 @@ static int check_timers(dt_engine *e) {
   double wait = 1000, now = mono_ms();
   for (dt_xfer *s = e->sleeping.head, *next; s; s = next) {
     next = s->next;
-    if (s->run->retry_at <= now) { /* its turn comes before the queue's */
+    if (s->run->retry_at <= now) { /* its turn comes before the others of its priority */
       xlist_remove(&e->sleeping, s);
       s->phase = PH_WAITING;
-      xlist_push_front(&e->waiting, s);
+      xq_push_front(&e->waiting, s);
       wait = 0;
     } else if (s->run->retry_at - now < wait) {
       wait = s->run->retry_at - now;
@@ -1588,7 +1685,7 @@ static void *engine_main(void *arg) {
   take_commands(e);
   while (e->running.head) drop(e, e->running.head);
   while (e->sleeping.head) drop(e, e->sleeping.head);
-  while (e->waiting.head) drop(e, e->waiting.head);
+  while (e->waiting.root) drop(e, e->waiting.root);
   while (e->gather_nfree > 0) free(e->gather_free[--e->gather_nfree]);
   files_scans_free(&e->scans);
   return NULL;

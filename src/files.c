@@ -99,6 +99,52 @@ static int split(const char *p, char **dir, char **name) {
   return -1;
 }
 
+/* Whether p names a directory (links followed); 0 with errno otherwise. */
+static int is_dir(const char *p) {
+  const char *what = NULL;
+  int k = plat_kind(p, &what);
+  if (k == PLAT_DIR) return 1;
+  if (k >= 0) errno = k == PLAT_NONE ? ENOENT : ENOTDIR;
+  return 0;
+}
+
+/* One mkdir of `mkdir -p`: made, or there already as a directory. */
+static int make_dir(const char *p, int *err, char *reason, size_t n) {
+  if (plat_mkdir(p) == 0) return 0; /* 0777 & ~umask */
+  int e = errno;
+  if (e == EEXIST || e == EISDIR) {
+    if (is_dir(p)) return 0;
+    e = errno;
+  }
+  *err = files_error(e, e == ENOTDIR || e == EEXIST ? "not a directory" : strerror(e), p, reason, n);
+  return -1;
+}
+
+int files_make_dirs(const char *file_path, int *err, char *reason, size_t n) {
+  const char *slash = NULL;
+  for (const char *q = file_path; *q; q++)
+    if (plat_is_sep(*q)) slash = q;
+  if (!slash || slash == file_path) return 0; /* the working directory or the root */
+  char *p = strndup(file_path, (size_t)(slash - file_path));
+  if (!p) {
+    *err = files_error(ENOMEM, NULL, file_path, reason, n);
+    return -1;
+  }
+  int rc = 0;
+  if (!is_dir(p)) { /* the usual case, a directory that exists, costs one stat */
+    for (char *q = p + 1; *q && rc == 0; q++) {
+      if (!plat_is_sep(*q) || plat_is_sep(q[-1])) continue;
+      char sep = *q;
+      *q = '\0';
+      rc = make_dir(p, err, reason, n);
+      *q = sep;
+    }
+    if (rc == 0) rc = make_dir(p, err, reason, n);
+  }
+  free(p);
+  return rc;
+}
+
 int files_resolve(const char *file_path, dest_info *d, int *err, char *reason, size_t n) {
   memset(d, 0, sizeof *d);
   size_t len = strlen(file_path);

@@ -33,6 +33,9 @@ void files_dest_free(dest_info *d);
 char *files_cwd(void);
 /* "<dir>/<name>" (malloc'd), or NULL. */
 char *files_join(const char *dir, const char *name);
+/* `mkdir -p` of file_path's directory (0777 & ~umask), before files_resolve.
+ * 0, or -1 with *err and a reason naming the directory that could not be. */
+int files_make_dirs(const char *file_path, int *err, char *reason, size_t n);
 
 /* Removes, at most once a minute per directory, the temporary files of
  * processes of this host that no longer run. `cache` belongs to the caller

@@ -326,11 +326,16 @@ DT_EXPORT int luaopen_downloadtask(lua_State *L) {
                                    {"run", l_run},
                                    {"configure", l_configure},
                                    {"fd", l_fd},
+                                   {"tasks", task_tasks},
+                                   {"abortAll", task_abort_all},
                                    {NULL, NULL}};
   pin_library();
   state_new(L);
   task_open(L);
   luaL_newlib(L, funcs);
+  task_push_many(L);
+  lua_setfield(L, -3, "awaitAny");
+  lua_setfield(L, -2, "awaitAll");
   lua_pushliteral(L, DT_VERSION);
   lua_setfield(L, -2, "version");
   return 1;

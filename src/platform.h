@@ -97,6 +97,10 @@ int plat_open_write(const char *path, int flags);
 /* The working directory, UTF-8 (malloc'd), or NULL; whether a path is absolute. */
 char *plat_cwd(void);
 int plat_is_absolute(const char *path);
+/* Whether c separates path components ('/'; on Windows '\\' too). */
+int plat_is_sep(char c);
+/* mkdir with 0777 & ~umask (POSIX); 0 or -1 with errno. */
+int plat_mkdir(const char *path);
 int plat_open_read(const char *path);
 /* A FIFO or character device, written in place: a FIFO without a reader
  * fails at once with ENXIO instead of blocking. */

@@ -344,6 +344,16 @@ char *plat_cwd(void) {
   return s;
 }
 
+int plat_is_sep(char c) { return c == '/' || c == '\\'; }
+
+int plat_mkdir(const char *path) {
+  wchar_t *w = wide(path);
+  if (!w) return -1;
+  int rc = _wmkdir(w);
+  free(w);
+  return rc;
+}
+
 /* "C:/x", "C:\\x", "//server/share", "\\\\server\\share"; "/x" is the current drive's root */
 int plat_is_absolute(const char *path) {
   if (path[0] == '/' || path[0] == '\\') return 1;

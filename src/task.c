@@ -97,6 +97,14 @@ static dt_task *check_task(lua_State *L) { return luaL_checkudata(L, 1, DT_TASK_
  * @tfield[opt=false] boolean durable **(ext)** `fsync` the file before the rename and the
  * directory after it, so that the destination holds the old or the new file also after a
  * power loss
+ * @tfield[opt=0] integer priority **(ext)** the queue (`maxConcurrent`, @{configure}) starts
+ * higher priorities first (negative ones after the default 0); equal priorities in call
+ * order. A `retry` waiting for its next attempt goes before the others of its priority. A
+ * download whose `filePath` another one is writing is passed by the ones after it
+ * @tfield[opt=false] boolean createDirs **(ext)** create the missing parent directories of
+ * `filePath` (`mkdir -p`, mode 0777 minus the umask) when the download leaves the queue; a
+ * directory that cannot be made (a file in the way, no permission) fails the download with
+ * 603300 or 603303 naming it
  */
 
 /* Every name downloadFile accepts, in the order they are read; the ones from
@@ -105,11 +113,13 @@ static dt_task *check_task(lua_State *L) { return luaL_checkudata(L, 1, DT_TASK_
 static const char *const OPTION_NAMES[] = {
     "url", "filePath", "header", "timeout", "success", "fail", "complete", "connectTimeout",
     "maxRedirects", "maxFileSize", "insecure", "caFile", "proxy", "stallTimeout", "sha256",
-    "rateLimit", "etag", "ifModifiedSince", "resume", "retry", "durable", NULL};
+    "rateLimit", "etag", "ifModifiedSince", "resume", "retry", "durable", "priority",
+    "createDirs", NULL};
 enum {
   O_URL, O_FILE_PATH, O_HEADER, O_TIMEOUT, O_SUCCESS, O_FAIL, O_COMPLETE, O_CONNECT_TIMEOUT,
   O_MAX_REDIRECTS, O_MAX_FILE_SIZE, O_INSECURE, O_CA_FILE, O_PROXY, O_STALL_TIMEOUT, O_SHA256,
-  O_RATE_LIMIT, O_ETAG, O_IF_MODIFIED_SINCE, O_RESUME, O_RETRY, O_DURABLE, O_COUNT
+  O_RATE_LIMIT, O_ETAG, O_IF_MODIFIED_SINCE, O_RESUME, O_RETRY, O_DURABLE, O_PRIORITY,
+  O_CREATE_DIRS, O_COUNT
 };
 #define FIRST_UNIMPLEMENTED O_COUNT
 
@@ -404,6 +414,8 @@ static void read_options(lua_State *L, optread *r) {
   if (v->resume && !fp) opt_error(L, "resume", "needs filePath");
   v->retry = opt_int(L, r, O_RETRY, 0, 0);
   v->durable = opt_bool(L, r, O_DURABLE);
+  v->priority = opt_int(L, r, O_PRIORITY, 0, LONG_MIN);
+  v->create_dirs = opt_bool(L, r, O_CREATE_DIRS);
   int h = OPT_AT(r, O_HEADER);
   if (!lua_isnil(L, h)) {
     if (lua_type(L, h) != LUA_TTABLE) opt_type_error(L, "header", "table", h);
@@ -522,6 +534,12 @@ int task_new(lua_State *L) {
     return luaL_error(L, "downloadFile: not enough memory");
   }
   st->live++;
+  t->listed = 1;
+  t->list_prev = st->list_tail;
+  if (st->list_tail) st->list_tail->list_next = t;
+  else st->list_head = t;
+  st->list_tail = t;
+  st->listed++;
   lua_settop(L, ti);
   ngx_kick(L, st);
   return 1;
@@ -634,9 +652,22 @@ int task_new(lua_State *L) {
  * fork()ed child, the parent's tasks are orphaned first (a finalizer may be
  * the first thing the child runs of this module): their results and files
  * are the parent's, to be freed, never removed. */
+void task_unlist(dt_task *t) {
+  if (!t->listed) return;
+  dt_state *st = t->st;
+  if (t->list_prev) t->list_prev->list_next = t->list_next;
+  else st->list_head = t->list_next;
+  if (t->list_next) t->list_next->list_prev = t->list_prev;
+  else st->list_tail = t->list_prev;
+  t->list_prev = t->list_next = NULL;
+  t->listed = 0;
+  st->listed--;
+}
+
 void task_release(lua_State *L, dt_task *t) {
   state_check_fork(L, t->st);
   if (t->in_fifo) dispatch_remove(t->st, t);
+  task_unlist(t);
   if (t->anchor != LUA_NOREF && !t->st->closed) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->st->anchors);
     luaL_unref(L, -1, t->anchor);
@@ -679,10 +710,10 @@ void task_release(lua_State *L, dt_task *t) {
  * (see @{poll}).
  * @function abort
  */
-static int l_abort(lua_State *L) {
-  dt_task *t = check_task(L);
+int task_abort(lua_State *L, dt_task *t) {
   state_check_fork(L, t->st);
   if (t->result_delivered || t->state == TS_ABORTED || t->orphan) return 0;
+  task_unlist(t);
   t->state = TS_ABORTED;
   t->inbox = 0;
   dt_result_discard(t->result); /* a finished body that will never be delivered */
@@ -695,6 +726,11 @@ static int l_abort(lua_State *L) {
     dispatch_push(t->st, t);
   }
   if (!t->busy) t->stage = SG_IDLE; /* a busy task notices after its listener returns */
+  return 1;
+}
+
+static int l_abort(lua_State *L) {
+  task_abort(L, check_task(L));
   return 0;
 }
 
@@ -778,7 +814,7 @@ static int l_off_headers(lua_State *L) { return listeners_off(L, UV_HEADERS); }
  * counted for await's Lua half */
 static int push_outcome(lua_State *L, dt_task *t) {
   int done = t->state == TS_DONE;
-  compat_getuservalue(L, 1);
+  compat_getuservalue(L, 1); /* t */
   int uv = lua_gettop(L);
   lua_pushinteger(L, done ? 1 : 2);
   if (!done) lua_pushnil(L);
@@ -786,8 +822,9 @@ static int push_outcome(lua_State *L, dt_task *t) {
   return done ? 2 : 3;
 }
 
-static void add_waiter(lua_State *L) {
-  compat_getuservalue(L, 1);
+/* Makes this coroutine a waiter of the task at stack index ti. */
+static void add_waiter(lua_State *L, int ti) {
+  compat_getuservalue(L, ti);
   if (compat_rawgeti(L, -1, UV_WAITERS) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_newtable(L);
@@ -812,9 +849,9 @@ static void add_waiter(lua_State *L) {
 /* This coroutine's await() returns: the dispatcher must not resume it for
  * this task any more, whatever it yields to next. In the array being woken,
  * the entry becomes false so the dispatcher's index stays valid. */
-static void remove_waiter(lua_State *L, dt_task *t) {
+static void remove_waiter(lua_State *L, int ti, dt_task *t) {
   int base = lua_gettop(L);
-  compat_getuservalue(L, 1);
+  compat_getuservalue(L, ti);
   int uv = lua_gettop(L);
   lua_pushthread(L);
   int me = lua_gettop(L);
@@ -869,11 +906,11 @@ static int l_await_step(lua_State *L) {
     return await_error(L, "DownloadTask:await: the download belongs to the parent process "
                           "(this one was fork()ed from it) and ends there");
   if (t->ended) {
-    if (!check_only) remove_waiter(L, t);
+    if (!check_only) remove_waiter(L, 1, t);
     return push_outcome(L, t);
   }
   if (check_only || compat_isyieldable(L)) {
-    if (!check_only) add_waiter(L);
+    if (!check_only) add_waiter(L, 1);
     lua_pushinteger(L, 0);
     return 1;
   }
@@ -895,6 +932,118 @@ static int l_await_tick(lua_State *L) {
   if (st->depth == 0 && !st->in_run && dispatch_poll(L, st, 0) != LUA_OK) return lua_error(L);
   lua_pushinteger(L, st->live);
   return 1;
+}
+
+/* ---- awaitAll, awaitAny ------------------------------------------------ */
+
+/* Checks that the argument of dt.<name> (stack index 1) is an array of
+ * tasks, with the errors placed at the caller of the Lua half, as await's;
+ * returns its length and the number of its tasks not yet ended. */
+static lua_Integer check_tasks(lua_State *L, const char *name, lua_Integer *left) {
+  if (!lua_istable(L, 1))
+    await_error(L, lua_pushfstring(L, "bad argument #1 to '%s' (table expected, got %s)", name,
+                                   luaL_typename(L, 1)));
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+  *left = 0;
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    dt_task *t = luaL_testudata(L, -1, DT_TASK_MT);
+    if (!t)
+      await_error(L, lua_pushfstring(L, "bad argument #1 to '%s' (item %d: %s expected, got %s)",
+                                     name, (int)i, DT_TASK_MT, luaL_typename(L, -1)));
+    state_check_fork(L, t->st);
+    if (t->orphan)
+      await_error(L, lua_pushfstring(L, "downloadtask.%s: item %d belongs to the parent process "
+                                        "(this one was fork()ed from it) and ends there",
+                                     name, (int)i));
+    if (!t->ended) (*left)++;
+    lua_pop(L, 1);
+  }
+  return n;
+}
+
+static void refuse_blocking(lua_State *L, const char *name) {
+  dt_state *st = state_get(L);
+  if (st->depth > 0 || st->in_run)
+    await_error(L, lua_pushfstring(L, "downloadtask.%s: cannot block while the loop is being "
+                                      "driven; call it from a coroutine, or use poll()", name));
+}
+
+/* awaitAll's C half: checks the array and returns its length. Outside a
+ * coroutine (and outside OpenResty: no second argument) refuses to block
+ * while the loop is being driven, before anything is awaited; the Lua half
+ * then awaits each task in turn. */
+static int l_all_check(lua_State *L) {
+  int check_only = lua_toboolean(L, 2);
+  lua_settop(L, 1);
+  lua_Integer left;
+  lua_Integer n = check_tasks(L, "awaitAll", &left);
+  if (left > 0 && !check_only && !compat_isyieldable(L)) refuse_blocking(L, "awaitAll");
+  lua_pushinteger(L, n);
+  lua_pushinteger(L, left);
+  return 2;
+}
+
+/* The first ended task of the array, if any: pushes it and its outcome
+ * (res, nil or nil, err) and returns 3; else returns 0. With `unwait`, this
+ * coroutine stops waiting for every task of the array. */
+static int any_ended(lua_State *L, lua_Integer n, int unwait) {
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    dt_task *t = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (!t->ended) continue;
+    if (unwait)
+      for (lua_Integer j = 1; j <= n; j++) {
+        lua_rawgeti(L, 1, j);
+        remove_waiter(L, lua_gettop(L), lua_touserdata(L, -1));
+        lua_pop(L, 1);
+      }
+    lua_rawgeti(L, 1, i);
+    compat_getuservalue(L, -1);
+    int done = t->state == TS_DONE;
+    lua_rawgeti(L, -1, UV_RESULT);
+    lua_remove(L, -2);
+    if (!done) {
+      lua_pushnil(L);
+      lua_insert(L, -2);
+    } else {
+      lua_pushnil(L);
+    }
+    return 3;
+  }
+  return 0;
+}
+
+/* awaitAny's C half: returns the first ended task of the array and its
+ * outcome (task, res, nil or task, nil, err), and stops waiting for the
+ * others. Otherwise, with a second argument (OpenResty's wait), returns 0;
+ * in a coroutine, makes the coroutine a waiter of every task (the dispatcher
+ * resumes it when the first ends) and returns 0 for the Lua half to yield;
+ * outside one, drives the loop until one has ended. */
+static int l_any_step(lua_State *L) {
+  int check_only = lua_toboolean(L, 2);
+  lua_settop(L, 1);
+  lua_Integer left;
+  lua_Integer n = check_tasks(L, "awaitAny", &left);
+  if (n == 0) await_error(L, "bad argument #1 to 'awaitAny' (empty array: nothing could end)");
+  int found = any_ended(L, n, !check_only);
+  if (found) return found;
+  if (check_only || compat_isyieldable(L)) {
+    if (!check_only)
+      for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, 1, i);
+        add_waiter(L, lua_gettop(L));
+        lua_pop(L, 1);
+      }
+    lua_pushinteger(L, 0);
+    return 1;
+  }
+  refuse_blocking(L, "awaitAny");
+  dt_state *st = state_get(L);
+  while (!(found = any_ended(L, n, 0)))
+    if (dispatch_poll(L, st, -1) != LUA_OK) return lua_error(L);
+  return found;
 }
 
 /* OpenResty's poller: the path of the engine's notifier socket (made now if
@@ -936,7 +1085,7 @@ static int l_await_notifier(lua_State *L) {
  * end)()
  * dt.run()
  */
-static const char KICK_KEY = 'k';
+static const char KICK_KEY = 'k', ALL_KEY = 'a', ANY_KEY = 'y';
 
 /* Whether global `name` is a table, looked up without calling anything: raw,
  * then through __index tables (nginx's Lua module may give a coroutine
@@ -968,7 +1117,17 @@ static void push_await(lua_State *L) {
   lua_pushcfunction(L, l_await_yield);
   lua_pushcfunction(L, l_await_tick);
   lua_pushcfunction(L, l_await_notifier);
-  lua_call(L, 4, 2);
+  lua_pushcfunction(L, l_any_step);
+  lua_pushcfunction(L, l_all_check);
+  lua_call(L, 6, 4);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &ANY_KEY);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &ALL_KEY);
+}
+
+/* pushes awaitAll and awaitAny, for the module table */
+void task_push_many(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &ALL_KEY);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &ANY_KEY);
 }
 
 /* Under nginx's Lua module (a global ngx table when the module is loaded),
@@ -993,14 +1152,61 @@ static void ngx_kick(lua_State *L, dt_state *st) {
 
 static int l_index(lua_State *L) {
   dt_task *t = check_task(L);
-  const char *k = lua_tostring(L, 2);
+  /* not lua_tostring alone: it would turn a number key into a string in place */
+  const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
   if (k && strcmp(k, "state") == 0) {
     lua_pushstring(L, STATE_NAMES[t->state]);
     return 1;
   }
   lua_pushvalue(L, 2);
-  lua_rawget(L, lua_upvalueindex(1));
+  if (compat_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+  compat_getuservalue(L, 1);
+  if (compat_rawgeti(L, -1, UV_FIELDS) != LUA_TTABLE) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushvalue(L, 2);
+  lua_rawget(L, -2);
   return 1;
+}
+
+/***
+ * **(ext)** `task.key = value`: a task carries fields of the user's own, of any key but
+ * `state` and the names of its methods (`task.name = "level2"`; reading a key never set
+ * gives `nil`). They stay after the task has ended, so a task from @{tasks} or
+ * @{awaitAny} says what it was for. Assigning `state` or the name of a method raises an
+ * error.
+ * @function __newindex
+ * @usage
+ * local task = dt.downloadFile{url = url, filePath = "level2.pak"}
+ * task.level = 2
+ * local t, res = dt.awaitAny(dt.tasks())
+ * print(t.level, t.state)
+ */
+/* A table of its own holds them: the user value's slots are the module's. */
+static int l_newindex(lua_State *L) {
+  check_task(L);
+  lua_settop(L, 3);
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    const char *k = lua_tostring(L, 2);
+    if (strcmp(k, "state") == 0)
+      return luaL_error(L, "DownloadTask: 'state' is read-only");
+    lua_pushvalue(L, 2);
+    if (compat_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
+      return luaL_error(L, "DownloadTask: '%s' is a method and cannot be assigned", k);
+    lua_pop(L, 1);
+  }
+  compat_getuservalue(L, 1);
+  if (compat_rawgeti(L, -1, UV_FIELDS) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -3, UV_FIELDS);
+  }
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
+  lua_rawset(L, -3); /* a nil or NaN key raises as for a table */
+  return 0;
 }
 
 /***
@@ -1061,7 +1267,55 @@ void task_open(lua_State *L) {
   dt_state *st = state_get(L);
   st->ngx = global_is_table(L, "ngx");
   lua_setfield(L, -2, "await");
+  lua_pushvalue(L, -1);
   lua_pushcclosure(L, l_index, 1);
-  lua_setfield(L, -2, "__index");
+  lua_setfield(L, -3, "__index");
+  lua_pushcclosure(L, l_newindex, 1);
+  lua_setfield(L, -2, "__newindex");
   lua_pop(L, 1);
+}
+
+/* ---- the task list ----------------------------------------------------- */
+
+/***
+ * **(ext)** The tasks not yet ended: those whose `state` is `"queued"` or `"running"`, in
+ * the order they were created. A task leaves the list when its `success` or `fail` is
+ * delivered, or when it is aborted (at once). A new table at each call; building it costs
+ * one step per task listed.
+ * @function tasks
+ * @treturn {DownloadTask,...}
+ * @usage for _, t in ipairs(dt.tasks()) do print(t.name, t.state) end
+ */
+int task_tasks(lua_State *L) {
+  dt_state *st = state_get(L);
+  state_check_fork(L, st);
+  lua_createtable(L, st->listed > INT_MAX ? INT_MAX : (int)st->listed, 0);
+  int arr = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, st->anchors);
+  lua_Integer i = 0;
+  for (dt_task *t = st->list_head; t; t = t->list_next) {
+    lua_rawgeti(L, -1, t->anchor); /* a listed task is anchored */
+    lua_rawseti(L, arr, ++i);
+  }
+  lua_settop(L, arr);
+  return 1;
+}
+
+/***
+ * **(ext)** Aborts every task of @{tasks}, as @{DownloadTask:abort} (their `fail` with errno
+ * 600003 comes at the next `poll`/`run`/`await`). Allowed inside a listener.
+ * @function abortAll
+ * @treturn integer how many tasks were aborted
+ * @usage dt.abortAll() -- leaving the scene
+ */
+int task_abort_all(lua_State *L) {
+  dt_state *st = state_get(L);
+  state_check_fork(L, st);
+  lua_Integer n = 0;
+  for (dt_task *t = st->list_head, *next; t; t = next) {
+    next = t->list_next;
+    n += task_abort(L, t);
+  }
+  lua_pushinteger(L, n);
+  return 1;
 }

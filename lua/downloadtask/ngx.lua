@@ -1,7 +1,7 @@
 -- downloadtask's await method, and its OpenResty glue: the worker's poller.
 --
 -- Not a module to require: the Makefile compiles this file into downloadtask.so
--- (build/gen/ngx_lua.h) and src/task.c runs it once per Lua state, with four C functions:
+-- (build/gen/ngx_lua.h) and src/task.c runs it once per Lua state, with six C functions:
 --   step(task [, check])  0 while the task runs (and, without check, registers the running
 --                         coroutine to be resumed when it ends); 1, res; or 2, nil, err
 --   yield()               coroutine.yield from C
@@ -10,7 +10,13 @@
 --   notifier()            the path of the engine's notifier socket (made at the first call),
 --                         which gets a byte whenever poll(0) has something to deliver; or
 --                         nil and why it cannot be made
--- It returns the await method and `kick`, which downloadFile calls under nginx.
+--   any(tasks [, check])  awaitAny's step: 0 while none of the array's tasks has ended (and,
+--                         without check, registers the running coroutine with each of them);
+--                         or the first ended task and its res, nil or nil, err
+--   all_check(tasks [, check])  checks awaitAll's array; returns its length and how many of
+--                         its tasks have not ended
+-- It returns the await method, `kick` (which downloadFile calls under nginx), and
+-- dt.awaitAll and dt.awaitAny.
 --
 -- Plain Lua: await yields in a coroutine (the dispatcher resumes it after `complete`; a
 -- resume by anyone else just waits again) and drives the loop outside one (in C).
@@ -21,7 +27,7 @@
 -- receive: nginx's event loop wakes it exactly when the engine has news, it calls poll(0)
 -- (listeners and callbacks run there) and posts the ngx.semaphore of every await whose task
 -- has ended. No timer loop, no ngx.sleep: a worker with nothing to deliver does nothing.
-local step, yield, tick, notifier = ...
+local step, yield, tick, notifier, any, all_check = ...
 
 -- The phases in which a request or timer may yield: await waits on a semaphore there.
 local NGX_WAIT = {
@@ -38,6 +44,7 @@ local IDLE = 1
 local SEMA_WAIT = 5
 
 local waiting = {}     -- task -> { sema = ngx.semaphore, n = awaits waiting on it }
+local any_waiting = {} -- awaitAny: ngx.semaphore -> its array of tasks
 local running = false  -- the poller timer is scheduled or running
 local in_tick = false  -- listeners are running (inside tick)
 
@@ -57,8 +64,18 @@ local function poll_and_wake(ngx)
       w.sema:post(w.n)
     end
   end
+  for sema, tasks in pairs(any_waiting) do
+    -- an error (the array changed meanwhile) is raised by awaitAny itself
+    local okc, t = pcall(any, tasks, true)
+    if not okc or t ~= 0 then
+      any_waiting[sema] = nil
+      sema:post(1)
+    end
+  end
   return live
 end
+
+local function nobody_waits() return next(waiting) == nil and next(any_waiting) == nil end
 
 local function connect(ngx)
   local path, why = notifier()
@@ -72,18 +89,18 @@ local function connect(ngx)
   return sock
 end
 
--- Waits on the notifier socket and polls after every byte. Without `task` (the poller
+-- Waits on the notifier socket and polls after every byte. Without `ended` (the poller
 -- timer): until nothing is live, nobody awaits and IDLE seconds passed without news, or
--- the worker exits and nobody awaits. With `task` (an await that could not start the
--- timer): until that task has ended. Returns true, or nil and why it could not wait.
-local function drive(ngx, task)
+-- the worker exits and nobody awaits. With `ended` (an await that could not start the
+-- timer): until ended() is true. Returns true, or nil and why it could not wait.
+local function drive(ngx, ended)
   local sock, err = connect(ngx)
   if not sock then return nil, err end
   -- news published before the connection existed wrote no byte to it: poll first
   poll_and_wake(ngx)
   while true do
-    if task and step(task, true) ~= 0 then break end
-    if not task and next(waiting) == nil and ngx.worker.exiting() then break end
+    if ended and ended() then break end
+    if not ended and nobody_waits() and ngx.worker.exiting() then break end
     -- receiveany returns what has arrived (the engine may have written more than one byte
     -- before this ran); lua-nginx-module < 0.10.14 has receive(1) only
     local data, rerr
@@ -96,7 +113,7 @@ local function drive(ngx, task)
       if not sock then return nil, err end
     end
     local live = poll_and_wake(ngx)
-    if not data and rerr == "timeout" and not task and live == 0 and next(waiting) == nil then
+    if not data and rerr == "timeout" and not ended and live == 0 and nobody_waits() then
       break -- IDLE seconds without news, nothing to drive: no yield between this and the end
     end
   end
@@ -117,11 +134,15 @@ local function poller(premature)
       waiting[task] = nil
       w.sema:post(w.n)
     end
+    for sema in pairs(any_waiting) do
+      any_waiting[sema] = nil
+      sema:post(1)
+    end
     return
   end
   -- a download started after the last check (nothing can run between that check and
   -- here; this only guards that reasoning) is not left without a poller
-  if not premature and (next(waiting) ~= nil or tick() > 0) then start_poller(ngx) end
+  if not premature and (not nobody_waits() or tick() > 0) then start_poller(ngx) end
 end
 
 function start_poller(ngx)
@@ -167,7 +188,7 @@ local function ngx_await(self, ngx)
     else
       -- no timer (lua_max_pending_timers or lua_max_running_timers reached, or the worker
       -- exits): wait on the notifier socket from this request
-      local done, why = drive(ngx, self)
+      local done, why = drive(ngx, function() return step(self, true) ~= 0 end)
       if not done then
         error("downloadtask: await: cannot start the poller timer (" .. tostring(err)
           .. ") nor wait on the notifier socket from here (" .. tostring(why) .. ")", 3)
@@ -179,11 +200,15 @@ local function ngx_await(self, ngx)
   return a, b
 end
 
-local function await(self)
+-- ngx when this runs in an OpenResty phase that may yield, else nil
+local function in_ngx()
   local ngx = rawget(_G, "ngx")
-  if type(ngx) == "table" and ngx.get_phase and NGX_WAIT[ngx.get_phase()] then
-    return ngx_await(self, ngx)
-  end
+  if type(ngx) == "table" and ngx.get_phase and NGX_WAIT[ngx.get_phase()] then return ngx end
+end
+
+local function await_task(self)
+  local ngx = in_ngx()
+  if ngx then return ngx_await(self, ngx) end
   local n, a, b = step(self)
   while n == 0 do
     yield()
@@ -193,4 +218,55 @@ local function await(self)
   return a, b
 end
 
-return await, kick
+-- dt.awaitAll and dt.awaitAny
+
+local NGX_TICK_MSG = ": cannot wait inside a listener in OpenResty (listeners run in "
+  .. "the poller timer); await in a timer of your own (ngx.timer.at)"
+
+local function await_all(tasks)
+  local ngx = in_ngx()
+  local n, left = all_check(tasks, ngx ~= nil)
+  if ngx and in_tick and left > 0 then error("downloadtask.awaitAll" .. NGX_TICK_MSG, 2) end
+  local out = {}
+  for i = 1, n do
+    local res, err = await_task(rawget(tasks, i))
+    out[i] = res or err
+  end
+  return out
+end
+
+local function ngx_await_any(tasks, ngx)
+  if in_tick then error("downloadtask.awaitAny" .. NGX_TICK_MSG, 3) end
+  local t, a, b = any(tasks, true)
+  while t == 0 do
+    local ok, err = start_poller(ngx)
+    if ok then
+      local sema = require("ngx.semaphore").new()
+      any_waiting[sema] = tasks
+      sema:wait(SEMA_WAIT)
+      any_waiting[sema] = nil
+    else
+      local done, why = drive(ngx, function() return any(tasks, true) ~= 0 end)
+      if not done then
+        error("downloadtask: awaitAny: cannot start the poller timer (" .. tostring(err)
+          .. ") nor wait on the notifier socket from here (" .. tostring(why) .. ")", 3)
+      end
+    end
+    t, a, b = any(tasks, true)
+  end
+  return t, a, b
+end
+
+local function await_any(tasks)
+  local ngx = in_ngx()
+  local t, a, b = any(tasks, ngx ~= nil)
+  if t == 0 and ngx then t, a, b = ngx_await_any(tasks, ngx) end
+  while t == 0 do
+    yield()
+    t, a, b = any(tasks)
+  end
+  if a ~= nil then return t, a end
+  return t, nil, b
+end
+
+return await_task, kick, await_all, await_any

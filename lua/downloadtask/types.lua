@@ -36,6 +36,8 @@ local dt = {}
 ---@field resume? boolean (ext) needs `filePath`: keep the part file (`.dt.<hash>.part` beside it) when the download fails and continue it next time
 ---@field durable? boolean (ext) fsync the file before the rename and the directory after it; default false
 ---@field retry? integer (ext) retries of transient failures (connect errors, resets, timeouts, 408, 429, 5xx); default 0
+---@field priority? integer (ext) the queue starts higher priorities first (default 0; negative ones after it); equal ones in call order
+---@field createDirs? boolean (ext) create the missing parent directories of `filePath` (`mkdir -p`); default false
 
 ---Given to `success` and `complete`, and returned by `task:await()`: a response was received,
 ---whatever its status code.
@@ -106,6 +108,7 @@ local dt = {}
 ---Lua 5.4, `local t <close> = dt.downloadFile{...}` aborts it when the scope is left.
 ---@class downloadtask.DownloadTask
 ---@field state downloadtask.State (ext) what Lua has seen of the task (read-only)
+---@field [any] any (ext) fields of your own (`task.name = "level2"`), kept after the task ends; not `state` nor a method's name
 local DownloadTask = {}
 
 ---Starts a download and returns at once (queued while `maxConcurrent` downloads run).
@@ -131,6 +134,26 @@ function dt.configure(settings) end
 ---loop (luv, cqueues, epoll), then call `poll(0)`.
 ---@return integer fd
 function dt.fd() end
+
+---(ext) The tasks not yet ended (`state` `"queued"` or `"running"`), in creation order.
+---@return downloadtask.DownloadTask[]
+function dt.tasks() end
+
+---(ext) Aborts every task of `tasks()`, as `task:abort()`.
+---@return integer n how many were aborted
+function dt.abortAll() end
+
+---(ext) Waits (as `task:await()`) until every task has ended.
+---@param tasks downloadtask.DownloadTask[]
+---@return (downloadtask.Result|downloadtask.Error)[] results for each task, the table its `complete` received
+function dt.awaitAll(tasks) end
+
+---(ext) Waits (as `task:await()`) until one task has ended (the first of the array when several have).
+---@param tasks downloadtask.DownloadTask[] not empty
+---@return downloadtask.DownloadTask task the task that ended
+---@return downloadtask.Result|nil res when `success` was delivered
+---@return downloadtask.Error|nil err when `fail` was delivered
+function dt.awaitAny(tasks) end
 
 ---Stops the download: `fail` fires once with `"downloadFile:fail abort"` at the next
 ---`poll`/`run`/`await`, then `complete`. A no-op once the task has ended.
