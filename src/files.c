@@ -125,7 +125,12 @@ int files_make_dirs(const char *file_path, int *err, char *reason, size_t n) {
   for (const char *q = file_path; *q; q++)
     if (plat_is_sep(*q)) slash = q;
   if (!slash || slash == file_path) return 0; /* the working directory or the root */
-  char *p = strndup(file_path, (size_t)(slash - file_path));
+  size_t dl = (size_t)(slash - file_path);
+  char *p = malloc(dl + 1); /* strndup: not in mingw */
+  if (p) {
+    memcpy(p, file_path, dl);
+    p[dl] = '\0';
+  }
   if (!p) {
     *err = files_error(ENOMEM, NULL, file_path, reason, n);
     return -1;
