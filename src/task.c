@@ -1068,6 +1068,43 @@ static int l_await_notifier(lua_State *L) {
 #include "ngx_lua.h"
 
 /***
+ * **(ext)** Waits until every task of the array has ended, as @{DownloadTask:await} waits
+ * (in a coroutine: yields; outside one: drives the loop, refused with an error while the
+ * loop is being driven unless every task has ended already; in OpenResty: waits on a
+ * semaphore). An empty array, or one whose tasks have all ended, returns at once.
+ * @function awaitAll
+ * @tparam {DownloadTask,...} tasks
+ * @treturn {table,...} for each task, in the same order, the table its `complete` received:
+ * its @{res} or its @{err}
+ * @raise when `tasks` is not an array of tasks, or when blocking is refused
+ * @usage
+ * local results = dt.awaitAll{a, b, c}
+ * for i, r in ipairs(results) do print(i, r.errMsg) end
+ */
+
+/***
+ * **(ext)** Waits until one task of the array has ended, as @{DownloadTask:await} waits
+ * (in a coroutine: yields; outside one: drives the loop, refused with an error while the
+ * loop is being driven unless one has ended already; in OpenResty: waits on a semaphore).
+ * When several have ended, the first of the array is returned. An aborted task counts once
+ * its `fail` has been delivered.
+ * @function awaitAny
+ * @tparam {DownloadTask,...} tasks not empty
+ * @treturn[1] DownloadTask the task that ended
+ * @treturn[1] table its @{res} when `success` was delivered
+ * @treturn[2] DownloadTask the task that ended
+ * @treturn[2] nil
+ * @treturn[2] table its @{err} when `fail` was delivered
+ * @raise when `tasks` is empty or not an array of tasks, or when blocking is refused
+ * @usage
+ * local pending = {a, b, c}
+ * while #pending > 0 do
+ *   local t, res, err = dt.awaitAny(pending)
+ *   for i = #pending, 1, -1 do if pending[i] == t then table.remove(pending, i) end end
+ * end
+ */
+
+/***
  * **(ext)** Waits for the task to end. In a coroutine: yields until the task has ended (the
  * dispatcher resumes it after `complete`; a resume by anyone else just waits again). Outside
  * a coroutine: drives the loop (as @{poll}) until the task ends; refused with an error while
