@@ -289,7 +289,7 @@ doc:
 # _GNU_SOURCE, no pipe2), and -DDT_PORTABLE switches off what the sources take from glibc
 # when they find it (malloc_usable_size for the receive-buffer cache). `make
 # test-posix-portable` runs the whole suite against build/portable/downloadtask.so.
-PORTABLE_DEFS = -fPIC -fvisibility=hidden -D_POSIX_C_SOURCE=200809L -DDT_PORTABLE
+PORTABLE_DEFS = -fPIC -fvisibility=hidden -D_POSIX_C_SOURCE=200809L -DDT_PORTABLE -I$(GEN)
 .PHONY: test-posix-portable
 
 build/portable/src/%.o: src/%.c $(HDR)
