@@ -104,6 +104,21 @@ describe("task:pause() and task:resume()", function()
     assert.are.same({ hits = 2, ranges = 1 }, stats(k))
   end)
 
+  it("start over when the server's 206 does not continue the bytes kept", function()
+    local k = key()
+    -- lie206=start: a Range request gets a 206 of the whole body from byte 0
+    local d = slow_download(k, "&range=1&etag=%22v1%22&lie206=start")
+    poll_until("some bytes", function() return (d.now or 0) >= 50000 end)
+    d.task:pause()
+    poll_for(0.2)
+    d.task:resume()
+    wait_end(d)
+    assert.is_nil(d.err) -- no retry option, yet no failure: starting over is no retry
+    assert.is_true(S.file_matches_pattern(d.dest, N))
+    assert.are.same({ "file.bin" }, S.listdir(d.dir))
+    assert.are.same({ hits = 3, ranges = 1 }, stats(k))
+  end)
+
   it("start over without a Range request when the response named no validator", function()
     local k = key()
     local d = slow_download(k, "&range=1")
