@@ -6,6 +6,10 @@
 --   create  seconds for COUNT downloadFile calls (the engine thread inserts them into its
 --           queue meanwhile)
 --   tasks   median seconds of one dt.tasks() call with COUNT queued (11 calls)
+--   pause   seconds from 1,000 task:pause() calls (every 10th queued task) until the engine
+--           has carried them out (each an O(log n) removal from its queue): a queued task
+--           aborted after them delivers its fail only then, commands being taken in order
+--   resume  the same for the 1,000 task:resume() calls (each an O(1) insertion)
 --   abort   seconds for dt.abortAll()
 --   drain   seconds from there until every aborted task has delivered its fail (the engine
 --           takes each out of its queue, an O(log n) removal, and says so)
@@ -37,14 +41,25 @@ local function round(name, priority_of)
     times[i] = now() - t1
     assert(#list == count + 1, "dt.tasks() did not list them all")
   end
+  local list = dt.tasks()
+  local function commands(method, sentinel)
+    local t1 = now()
+    for i = 10, count, 10 do list[i + 1][method](list[i + 1]) end
+    sentinel:abort()
+    sentinel:await()
+    return now() - t1
+  end
+  local pause = commands("pause", list[2])
+  local resume = commands("resume", list[3])
   local t2 = now()
   local n = dt.abortAll()
   local abort = now() - t2
-  assert(n == count + 1, "abortAll did not abort them all")
+  assert(n == count - 1, "abortAll did not abort them all")
   local t3 = now()
   while dt.poll(10) > 0 do end
   local drain = now() - t3
-  print(("RESULT round=%s create=%.6f tasks=%.6f abort=%.6f drain=%.6f"):format(name, create, median(times), abort, drain))
+  print(("RESULT round=%s create=%.6f tasks=%.6f pause=%.6f resume=%.6f abort=%.6f drain=%.6f"):format(name, create,
+    median(times), pause, resume, abort, drain))
   blocker = dt.downloadFile { url = slow }
   deadline = now() + 10
   while blocker.state ~= "running" and now() < deadline do dt.poll(10) end

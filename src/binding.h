@@ -12,7 +12,7 @@
 #define DT_TASK_MT "downloadtask.DownloadTask"
 
 /* task->state, in the order of SPEC.md's names */
-enum { TS_QUEUED, TS_RUNNING, TS_DONE, TS_FAILED, TS_ABORTED };
+enum { TS_QUEUED, TS_RUNNING, TS_DONE, TS_FAILED, TS_ABORTED, TS_PAUSED };
 
 /* Delivery stages of one task, so that a listener error can leave the
  * dispatcher and the next poll() continue right after that listener. */
@@ -77,6 +77,7 @@ struct dt_state {
   int closed;
   long max_concurrent, progress_interval;
   long max_per_host; /* configure's maxPerHost: 0, no cap */
+  int64_t rate_limit; /* configure's rateLimit, bytes/s for all downloads: 0, none */
   dt_shared *shared; /* userAgent and tempDir, shared with the tasks made under them */
   dt_task *fifo_head, *fifo_tail; /* tasks with something to deliver */
   dt_task *list_head, *list_tail; /* queued or running, in creation order (dt.tasks()) */

@@ -79,7 +79,9 @@ static void take_one(void *owner, dt_pub *pub, void *ud) {
   if (ev & DT_EV_PROGRESS) {
     t->now = pub->now;
     t->total = pub->total;
-    t->inbox |= DT_EV_PROGRESS;
+    /* published before the engine saw pause(): not delivered while paused,
+     * except the last one of a transfer that ended before it could pause */
+    if (t->state != TS_PAUSED || (ev & DT_EV_DONE)) t->inbox |= DT_EV_PROGRESS;
   }
   if ((ev & DT_EV_DONE) && pub->result) {
     t->result = pub->result;

@@ -157,6 +157,11 @@ void engine_set_max_per_host(dt_engine *e, long n);
 dt_xfer *engine_submit(dt_engine *e, dt_opts *opts, void *owner);
 void engine_abort(dt_engine *e, dt_xfer *x);
 void engine_release(dt_engine *e, dt_xfer *x); /* drop the caller's reference */
+/* pause() (paused != 0) and resume(): carried out by the engine thread in
+ * order with the other commands; the last one asked for wins. */
+void engine_pause(dt_engine *e, dt_xfer *x, int paused);
+/* configure{rateLimit}: bytes/s for all transfers together (0: none). */
+void engine_set_rate_limit(dt_engine *e, int64_t bytes_per_second);
 const dt_opts *xfer_opts(const dt_xfer *x);
 
 /* Takes the ready list: calls fn(owner, pub, ud) for each transfer that has

@@ -48,7 +48,11 @@
 #define GATHER_POOL 4
 #define GATHER_MIN (1024 * 1024)
 
-enum { PH_NEW, PH_WAITING, PH_RUNNING, PH_SLEEPING, PH_DONE };
+enum { PH_NEW, PH_WAITING, PH_RUNNING, PH_SLEEPING, PH_PAUSED, PH_DONE };
+
+/* A burst after an idle spell of rateLimit (own or global) is at most this
+ * much time's worth of bytes. */
+#define RATE_SLACK_MS 250.0
 
 /* retry backoff: 250 ms, doubling, at most 30 s, +-20 % jitter; Retry-After
  * is honoured up to 5 minutes */
@@ -80,7 +84,6 @@ typedef struct xrun {
   size_t hlen, hcap, hcount;
   plat_sha256 *md;  /* SHA-256 of the body, when opts.sha256 is given */
   double last_byte; /* monotonic ms of the last body byte, for stallTimeout */
-  double rate_start; /* rateLimit: when the first body byte came */
   long attempt;      /* requests started so far */
   double retry_at;   /* PH_SLEEPING: when to try again */
   int body_started;
@@ -89,6 +92,17 @@ typedef struct xrun {
   int fail_err; /* set by our callbacks: the reason libcurl was stopped */
   int64_t offset;    /* resume: bytes already in the part file */
   double resume_at;  /* rateLimit: paused until then (0: not paused) */
+  double rate_due;   /* rateLimit: when the bytes taken so far are due (0: none taken yet) */
+  /* pause(): a body written to a temporary file (not `resume`) is kept with
+   * its descriptor between the pause and the next attempt, which continues
+   * it with Range + If-Range when the response named a validator */
+  int held;          /* fd and part_path hold `written` bytes of the body */
+  char *held_validator;
+  long resumes;      /* attempts started by resume(): not retries */
+  int resumed;       /* the next or current attempt continues a paused one */
+  double attempt_start; /* monotonic ms this attempt started (timeout's clock) */
+  double spent_ms;      /* timeout's clock before the pause that ended the last attempt */
+  double backoff_left;  /* paused in a retry's backoff: what was left of it */
   double fetch_start;
   char fail_reason[256];
   char errbuf[CURL_ERROR_SIZE];
@@ -99,6 +113,9 @@ struct dt_xfer {
   /* flags under e->mu; bytes, not bit-fields, so that each is a memory
    * location of its own */
   unsigned char in_ready, in_cmd, abort_req;
+  unsigned char pause_req;  /* under mu: pause() asked for, resume() cleared */
+  unsigned char pause_now;  /* engine thread only: pause_req as seen when commands were taken */
+  unsigned char paused_from; /* engine thread only: PH_WAITING, PH_RUNNING or PH_SLEEPING */
   unsigned char abort_now; /* engine thread only: abort_req as seen under mu when commands were taken */
   unsigned char phase;     /* engine thread only */
   dt_opts *opts; /* immutable */
@@ -150,13 +167,15 @@ struct dt_engine {
   /* under mu */
   int wake_sent, shutdown;
   long max_concurrent;
+  int64_t rate_limit_req; /* configure{rateLimit} as asked for */
   long max_per_host, max_per_host_set; /* the cap asked for, the one the multi handle has */
   dt_xfer *cmd_head, *cmd_tail;
   dt_xfer *ready_head, *ready_tail;
 
   /* engine thread only */
   xqueue waiting;
-  xlist running, sleeping;
+  xlist running, sleeping, paused;
+  int64_t rate_limit; /* configure{rateLimit}: engine thread's copy (bytes/s, 0: none) */
   int wake_due; /* news was published: the pipe gets its byte at the end of this round */
   char *gather_free[GATHER_POOL]; /* pool buffers not in use */
   int gather_nfree, gather_made;
@@ -431,6 +450,7 @@ static void run_free(dt_xfer *x) {
   curl_slist_free_all(r->slist);
   free(r->part_path);
   free(r->body_path);
+  free(r->held_validator);
   free(r->hbuf);
   plat_sha256_free(r->md);
   free(r);
@@ -649,6 +669,9 @@ static void close_body(dt_xfer *x) {
   x->run->body_path = NULL;
   free(x->run->part_path);
   x->run->part_path = NULL;
+  x->run->held = 0;
+  free(x->run->held_validator);
+  x->run->held_validator = NULL;
 }
 
 /* ---- resume ----------------------------------------------------------- */
@@ -677,7 +700,7 @@ static int hash_existing(dt_xfer *x) {
 
 /* Empties the resume part: what it holds cannot be continued. */
 static int restart_part(dt_xfer *x) {
-  files_write_validator(&x->dest, NULL);
+  if (x->opts->resume) files_write_validator(&x->dest, NULL);
   x->run->offset = 0;
   if (x->run->fd < 0) return 1;
   if (plat_truncate0(x->run->fd) != 0) return 0;
@@ -819,18 +842,22 @@ static dt_headers *make_headers(dt_xfer *x, long status) {
  * response: choose the file for its body and publish its headers. */
 static int retry_status(long status) { return status >= 500 || status == 429 || status == 408; }
 
+/* Whether another attempt may follow this one: the attempts resume() started
+ * are not retries. */
+static int attempts_left(const dt_xfer *x) { return x->run->attempt - x->run->resumes <= x->opts->retry; }
+
 static int begin_body(dt_engine *e, dt_xfer *x) {
   long status = 0;
   curl_easy_getinfo(x->run->easy, CURLINFO_RESPONSE_CODE, &status);
   x->run->body_started = 1;
-  if (retry_status(status) && x->run->attempt <= x->opts->retry) {
+  if (retry_status(status) && attempts_left(x)) {
     x->run->discard = x->run->retry_pending = 1; /* another attempt follows: nobody sees this one */
     return 1;
   }
   curl_off_t cl = -1;
   curl_easy_getinfo(x->run->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
   int64_t had = x->run->offset, total = -2; /* -2: from Content-Length */
-  if (x->opts->resume && x->run->part_path) {
+  if ((x->opts->resume || x->run->held) && x->run->part_path) {
     const char *range = find_header(x, "content-range");
     long long a = -1, b = -1, t = -1;
     if (status == 416 && had > 0) {
@@ -860,6 +887,9 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
           return 0;
         }
         x->run->retry_fail = 1;
+        /* after a pause the download starts over: that is no retry */
+        if (x->run->resumed) x->run->resumes++;
+        x->run->resumed = 0;
         set_fail(x, DT_ERR_NETWORK, "%s", "the server's 206 does not continue the partial file");
         return 0;
       }
@@ -871,7 +901,7 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
       }
       had = 0;
     }
-    if (status / 100 == 2) {
+    if (status / 100 == 2 && x->opts->resume) {
       const char *v = find_header(x, "etag");
       if (!v || strncmp(v, "W/", 2) == 0) v = find_header(x, "last-modified");
       files_write_validator(&x->dest, v);
@@ -933,6 +963,15 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
 
 /* ---- the hot path ----------------------------------------------------- */
 
+/* The bytes per second x may take now (0: no limit): its own rateLimit, and
+ * its even share of the global one among the running downloads. */
+static double rate_of(dt_engine *e, dt_xfer *x) {
+  double own = (double)x->opts->rate_limit;
+  if (e->rate_limit <= 0) return own;
+  double share = (double)e->rate_limit / (double)(e->running.n > 0 ? e->running.n : 1);
+  return own > 0 && own < share ? own : share;
+}
+
 static size_t write_body(char *buf, size_t size, size_t n, void *ud) {
   dt_xfer *x = ud;
   size_t len = size * n;
@@ -944,15 +983,21 @@ static size_t write_body(char *buf, size_t size, size_t n, void *ud) {
   }
   x->run->last_byte = mono_ms();
   if (x->run->fd < 0) return len; /* a 304's stray body */
-  if (x->opts->rate_limit > 0) {
+  double rate = rate_of(x->engine, x);
+  if (rate > 0) {
     /* rateLimit: take this chunk only once the bytes before it are due; until
-     * then libcurl keeps it and stops reading, so TCP slows the sender down */
-    if (x->run->rate_start == 0) x->run->rate_start = x->run->last_byte;
-    double due = x->run->rate_start + (double)x->run->written * 1000.0 / (double)x->opts->rate_limit;
-    if (due > x->run->last_byte + 1) {
-      x->run->resume_at = due;
+     * then libcurl keeps it and stops reading, so TCP slows the sender down.
+     * The rate may change between chunks (the global limit's share follows
+     * the number of running downloads): each chunk pushes the due time by
+     * its own length at the rate of the moment. */
+    double now = x->run->last_byte;
+    if (x->run->rate_due == 0) x->run->rate_due = now;
+    else if (x->run->rate_due < now - RATE_SLACK_MS) x->run->rate_due = now - RATE_SLACK_MS;
+    if (x->run->rate_due > now + 1) {
+      x->run->resume_at = x->run->rate_due;
       return CURL_WRITEFUNC_PAUSE;
     }
+    x->run->rate_due += (double)len * 1000.0 / rate;
   }
   int ok;
   if (!x->run->wbuf) {
@@ -1035,7 +1080,8 @@ static void start(dt_engine *e, dt_xfer *x) {
   x->run->hlen = x->run->hcount = 0;
   x->run->written = x->run->offset = 0;
   x->run->total = -1;
-  x->run->rate_start = x->run->resume_at = 0;
+  x->run->attempt_start = mono_ms();
+  x->run->rate_due = x->run->resume_at = 0;
   x->run->errbuf[0] = '\0';
   if (x->run->attempt == 1) publish(e, x, DT_EV_STARTED, NULL, NULL);
 
@@ -1051,16 +1097,37 @@ static void start(dt_engine *e, dt_xfer *x) {
            x->dest_reason ? x->dest_reason : "save file error: out of memory");
       return;
     }
-    x->run->fd = x->dest.kind == DEST_INPLACE ? open_inplace(x)
-                 : o->resume                  ? open_resume_part(e, x, &validator)
-                                              : open_part(e, x);
+    if (x->run->held) { /* paused: the body so far is still open */
+      validator = x->run->held_validator;
+      x->run->held_validator = NULL;
+      long long size = plat_size(x->run->fd);
+      if (size <= 0 || !validator) { /* nothing a range could continue */
+        free(validator);
+        validator = NULL;
+        if (plat_truncate0(x->run->fd) != 0) {
+          file_error(x, errno, x->dest.path);
+          fail(e, x, x->run->fail_err, x->run->fail_reason);
+          return;
+        }
+        size = 0;
+      }
+      x->run->offset = size;
+    } else {
+      x->run->fd = x->dest.kind == DEST_INPLACE ? open_inplace(x)
+                   : o->resume                  ? open_resume_part(e, x, &validator)
+                                                : open_part(e, x);
+    }
     if (x->run->fd < 0) {
       fail(e, x, x->run->fail_err, x->run->fail_reason);
       return;
     }
   }
-  if (o->sha256 && (!(x->run->md || (x->run->md = plat_sha256_new())) || !plat_sha256_init(x->run->md) ||
-                    !hash_existing(x))) {
+  /* a body kept by pause() has been hashed as it was written (its file is
+   * write-only): the digest goes on from there */
+  int hashed = x->run->held && x->run->offset > 0 && x->run->md;
+  if (o->sha256 && !hashed &&
+      (!(x->run->md || (x->run->md = plat_sha256_new())) || !plat_sha256_init(x->run->md) ||
+       !hash_existing(x))) {
     free(validator);
     fail(e, x, DT_ERR_SAVE, "save file error: cannot compute the checksum");
     return;
@@ -1103,7 +1170,10 @@ static void start(dt_engine *e, dt_xfer *x) {
   curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, o->max_redirects != 0 ? 1L : 0L);
   curl_easy_setopt(c, CURLOPT_MAXREDIRS, o->max_redirects);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, o->timeout_ms);
+  long timeout = o->timeout_ms;
+  if (timeout > 0 && x->run->spent_ms > 0) /* resumed: timeout's clock goes on from the pause */
+    timeout = x->run->spent_ms >= (double)timeout ? 1 : timeout - (long)x->run->spent_ms;
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout);
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
   curl_easy_setopt(c, CURLOPT_USERAGENT, o->shared->user_agent);
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, x->run->slist);
@@ -1121,8 +1191,9 @@ static void start(dt_engine *e, dt_xfer *x) {
   if (o->proxy) curl_easy_setopt(c, CURLOPT_PROXY, o->proxy);
   if (o->max_file_size >= 0)
     curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)o->max_file_size);
-  if (o->rate_limit > 0) { /* small reads: the pace is kept chunk by chunk */
-    long b = (long)(o->rate_limit / 16);
+  double rate = rate_of(e, x);
+  if (rate > 0) { /* small reads: the pace is kept chunk by chunk */
+    long b = (long)(rate / 16);
     curl_easy_setopt(c, CURLOPT_BUFFERSIZE, b < 16384 ? 16384L : b > RECV_BUFFER ? (long)RECV_BUFFER : b);
   }
   if (o->if_modified_since >= 0) {
@@ -1325,6 +1396,8 @@ static void retry_later(dt_engine *e, dt_xfer *x) {
   curl_slist_free_all(x->run->slist);
   x->run->slist = NULL;
   close_body(x);
+  x->run->resumed = 0;
+  x->run->spent_ms = 0;
   xlist_remove(&e->running, x);
   x->phase = PH_SLEEPING;
   x->run->retry_at = mono_ms() + delay;
@@ -1381,9 +1454,8 @@ static void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc) {
    * another call (curl_easy_pause delivers buffered data) and still end the
    * transfer with CURLE_OK */
   if (rc == CURLE_OK && x->run->fail_err) rc = CURLE_WRITE_ERROR;
-  int attempts_left = x->run->attempt <= x->opts->retry;
   if ((rc == CURLE_OK && x->run->retry_pending) ||
-      (rc != CURLE_OK && attempts_left &&
+      (rc != CURLE_OK && attempts_left(x) &&
        (x->run->retry_fail || (!x->run->fail_err && transient(rc))))) {
     retry_later(e, x);
     return;
@@ -1475,6 +1547,7 @@ static void finish(dt_engine *e, dt_xfer *x) {
 static void drop(dt_engine *e, dt_xfer *x) {
   if (x->phase == PH_WAITING) xq_remove(&e->waiting, x);
   if (x->phase == PH_SLEEPING) xlist_remove(&e->sleeping, x);
+  if (x->phase == PH_PAUSED) xlist_remove(&e->paused, x);
   if (x->phase == PH_RUNNING) {
     xlist_remove(&e->running, x);
     if (x->run->easy) {
@@ -1482,8 +1555,9 @@ static void drop(dt_engine *e, dt_xfer *x) {
       curl_easy_cleanup(x->run->easy);
       x->run->easy = NULL;
     }
-    close_body(x);
   }
+  /* also the body a pause kept, paused or queued again by resume() */
+  if (x->run && x->phase != PH_DONE) close_body(x);
   if (x->phase == PH_DONE) return;
   x->phase = PH_DONE;
   run_free(x);
@@ -1511,6 +1585,80 @@ static void abort_xfer(dt_engine *e, dt_xfer *x) {
   publish(e, x, DT_EV_ABORTED, NULL, NULL);
 }
 
+/* ---- pause and resume (engine thread) ---------------------------------- */
+
+/* The validator a range request may continue the body with: a strong ETag,
+ * else Last-Modified; NULL when the response named neither. */
+static const char *body_validator(dt_xfer *x) {
+  const char *v = find_header(x, "etag");
+  if (!v || strncmp(v, "W/", 2) == 0) v = find_header(x, "last-modified");
+  return v;
+}
+
+/* Carries out pause(): x leaves the queue, its backoff or its connection
+ * (the easy handle goes, its connection back to libcurl's pool or closed),
+ * and waits on the paused list, publishing nothing. A running body written
+ * to a temporary file stays open for the attempt resume() starts (`resume`'s
+ * part file stays anyway, with its validator). */
+static void pause_xfer(dt_engine *e, dt_xfer *x) {
+  double now = mono_ms();
+  x->paused_from = x->phase;
+  if (x->phase == PH_WAITING) {
+    xq_remove(&e->waiting, x); /* its seq is kept: resume() puts it back in its place */
+  } else if (x->phase == PH_SLEEPING) {
+    xlist_remove(&e->sleeping, x);
+    x->run->backoff_left = x->run->retry_at > now ? x->run->retry_at - now : 0;
+  } else if (x->phase == PH_RUNNING) {
+    xlist_remove(&e->running, x);
+    xrun *r = x->run;
+    if (r->easy) {
+      curl_multi_remove_handle(e->multi, r->easy);
+      curl_easy_cleanup(r->easy);
+      r->easy = NULL;
+    }
+    curl_slist_free_all(r->slist);
+    r->slist = NULL;
+    r->spent_ms += now - r->attempt_start;
+    const char *v = NULL;
+    int keep = !x->opts->resume && r->body_started && r->to_dest && !r->inplace && !r->discard &&
+               !r->fail_err && r->fd >= 0 && r->part_path && (v = body_validator(x)) != NULL;
+    if (keep && r->wbuf) keep = gather_flush(x); /* the file holds every byte taken */
+    if (keep) keep = (r->held_validator = strdup(v)) != NULL;
+    if (keep) {
+      gather_end(x);
+      r->held = 1;
+      free(r->body_path); /* begin_body names it again */
+      r->body_path = NULL;
+    } else {
+      close_body(x);
+    }
+    r->resumed = 1;
+  } else {
+    return; /* new (not queued yet) or done: nothing to pause */
+  }
+  x->phase = PH_PAUSED;
+  xlist_push(&e->paused, x);
+}
+
+/* Carries out resume(): a queued transfer goes back to its place, one in a
+ * backoff sleeps what was left of it, one that was running is first in the
+ * queue for a new attempt (continuing what it kept). */
+static void resume_xfer(dt_engine *e, dt_xfer *x) {
+  xlist_remove(&e->paused, x);
+  if (x->paused_from == PH_WAITING) {
+    x->phase = PH_WAITING;
+    xq_insert(&e->waiting, x);
+  } else if (x->paused_from == PH_SLEEPING) {
+    x->phase = PH_SLEEPING;
+    x->run->retry_at = mono_ms() + x->run->backoff_left;
+    xlist_push(&e->sleeping, x);
+  } else {
+    x->run->resumes++;
+    x->phase = PH_WAITING;
+    xq_push_front(&e->waiting, x);
+  }
+}
+
 /* ---- the thread ------------------------------------------------------- */
 
 static void take_commands(dt_engine *e) {
@@ -1521,6 +1669,7 @@ static void take_commands(dt_engine *e) {
     x->in_cmd = 0;
     x->next_taken_cmd = x->next_cmd;
     x->abort_now = x->abort_req != 0; /* read under mu: engine_abort writes it */
+    x->pause_now = x->pause_req;
   }
   pthread_mutex_unlock(&e->mu);
   for (dt_xfer *x = list; x; x = x->next_taken_cmd) {
@@ -1529,15 +1678,17 @@ static void take_commands(dt_engine *e) {
       xq_push(&e->waiting, x);
     }
     if (x->abort_now) abort_xfer(e, x);
+    else if (x->pause_now && x->phase != PH_PAUSED) pause_xfer(e, x);
+    else if (!x->pause_now && x->phase == PH_PAUSED) resume_xfer(e, x);
   }
   unref_taken(list, 0); /* the list's references */
 }
 
 static int dest_busy(dt_engine *e, dt_xfer *x) {
-  const xlist *lists[] = {&e->running, &e->sleeping};
-  for (int i = 0; i < 2; i++)
-    for (dt_xfer *y = lists[i]->head; y; y = y->next)
-      if (y->dest.path && strcmp(y->dest.path, x->dest.path) == 0) return 1;
+  const xlist *lists[] = {&e->running, &e->sleeping, &e->paused};
+  for (int i = 0; i < 3; i++)
+    for (dt_xfer *y = lists[i]->head; y; y = y->next) /* a paused one that never started holds nothing */
+      if (y->run && y->dest.path && strcmp(y->dest.path, x->dest.path) == 0) return 1;
   return 0;
 }
 
@@ -1545,6 +1696,7 @@ static void start_waiting(dt_engine *e) {
   pthread_mutex_lock(&e->mu);
   long max = e->max_concurrent;
   long per_host = e->max_per_host;
+  e->rate_limit = e->rate_limit_req;
   pthread_mutex_unlock(&e->mu);
   if (per_host != e->max_per_host_set) { /* the multi handle is this thread's alone */
     if (curl_multi_setopt(e->multi, CURLMOPT_MAX_HOST_CONNECTIONS, per_host) == CURLM_OK)
@@ -1685,6 +1837,7 @@ static void *engine_main(void *arg) {
   take_commands(e);
   while (e->running.head) drop(e, e->running.head);
   while (e->sleeping.head) drop(e, e->sleeping.head);
+  while (e->paused.head) drop(e, e->paused.head);
   while (e->waiting.root) drop(e, e->waiting.root);
   while (e->gather_nfree > 0) free(e->gather_free[--e->gather_nfree]);
   files_scans_free(&e->scans);
@@ -1839,6 +1992,21 @@ void engine_abort(dt_engine *e, dt_xfer *x) {
   int wake = command_locked(e, x);
   pthread_mutex_unlock(&e->mu);
   if (wake) curl_multi_wakeup(e->multi);
+}
+
+void engine_pause(dt_engine *e, dt_xfer *x, int paused) {
+  pthread_mutex_lock(&e->mu);
+  x->pause_req = paused != 0;
+  int wake = command_locked(e, x);
+  pthread_mutex_unlock(&e->mu);
+  if (wake) curl_multi_wakeup(e->multi);
+}
+
+void engine_set_rate_limit(dt_engine *e, int64_t bytes_per_second) {
+  pthread_mutex_lock(&e->mu);
+  e->rate_limit_req = bytes_per_second > 0 ? bytes_per_second : 0;
+  pthread_mutex_unlock(&e->mu);
+  curl_multi_wakeup(e->multi);
 }
 
 void engine_release(dt_engine *e, dt_xfer *x) {

@@ -112,6 +112,7 @@ dt_engine *state_engine(lua_State *L, dt_state *st) {
     if (!st->engine) luaL_error(L, "downloadtask: cannot start the engine: %s", why);
     engine_set_max_concurrent(st->engine, st->max_concurrent);
     if (st->max_per_host > 0) engine_set_max_per_host(st->engine, st->max_per_host);
+    if (st->rate_limit > 0) engine_set_rate_limit(st->engine, st->rate_limit);
   }
   return st->engine;
 }
@@ -238,15 +239,18 @@ static const char *config_str(lua_State *L, const char *name) {
  * delivering: once they are spent, the tasks not reached yet are delivered by the next poll
  * (each task's events stay whole and in order; progress piling up meanwhile is coalesced).
  * 0: no limit. `poll(ms)` with ms > 0, `run` and `await` have no budget.
+ * @tparam[opt=0] integer settings.rateLimit **(ext)** bytes per second for all downloads
+ * together, shared evenly among the running ones (a task's own `rateLimit` still caps it);
+ * 0: no limit. Applies at once.
  * @usage dt.configure{maxConcurrent = 4, progressInterval = 250}
  */
-/* dt.configure{maxConcurrent, maxPerHost, progressInterval, userAgent, tempDir, pollBudget} */
+/* dt.configure{maxConcurrent, maxPerHost, progressInterval, userAgent, tempDir, pollBudget, rateLimit} */
 static int l_configure(lua_State *L) {
   dt_state *st = state_get(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   /* check every name first, so a bad call changes nothing */
   static const char *const names[] = {"maxConcurrent", "progressInterval", "userAgent", "tempDir",
-                                      "pollBudget", "maxPerHost", NULL};
+                                      "pollBudget", "maxPerHost", "rateLimit", NULL};
   lua_pushnil(L);
   while (lua_next(L, 1)) {
     lua_pop(L, 1);
@@ -257,10 +261,11 @@ static int l_configure(lua_State *L) {
       return luaL_error(L, "downloadtask.configure: unknown option '%s'",
                         k ? k : luaL_typename(L, -1));
   }
-  lua_Integer maxc = -1, interval = -1, budget = -1, per_host = -1;
+  lua_Integer maxc = -1, interval = -1, budget = -1, per_host = -1, rate = -1;
   const char *ua = NULL, *tmp = NULL;
   if (compat_getfield(L, 1, "maxConcurrent") != LUA_TNIL) maxc = config_int(L, "maxConcurrent", 1);
   if (compat_getfield(L, 1, "maxPerHost") != LUA_TNIL) per_host = config_int(L, "maxPerHost", 0);
+  if (compat_getfield(L, 1, "rateLimit") != LUA_TNIL) rate = config_int(L, "rateLimit", 0);
   if (compat_getfield(L, 1, "progressInterval") != LUA_TNIL)
     interval = config_int(L, "progressInterval", 0);
   if (compat_getfield(L, 1, "pollBudget") != LUA_TNIL) budget = config_int(L, "pollBudget", 0);
@@ -277,6 +282,10 @@ static int l_configure(lua_State *L) {
   if (per_host >= 0) {
     st->max_per_host = per_host > 1000000 ? 1000000 : (long)per_host;
     if (st->engine && engine_owned_here(st->engine)) engine_set_max_per_host(st->engine, st->max_per_host);
+  }
+  if (rate >= 0) {
+    st->rate_limit = (int64_t)rate;
+    if (st->engine && engine_owned_here(st->engine)) engine_set_rate_limit(st->engine, st->rate_limit);
   }
   if (maxc > 0) {
     st->max_concurrent = maxc > 1000000 ? 1000000 : (long)maxc;

@@ -20,7 +20,7 @@
  * @module downloadtask
  */
 
-static const char *const STATE_NAMES[] = {"queued", "running", "done", "failed", "aborted"};
+static const char *const STATE_NAMES[] = {"queued", "running", "done", "failed", "aborted", "paused"};
 
 const char *task_state_name(int s) { return STATE_NAMES[s]; }
 
@@ -734,6 +734,53 @@ static int l_abort(lua_State *L) {
   return 0;
 }
 
+/* pause()/resume() may reach the engine: not on an orphan or a released task */
+static dt_engine *control_engine(dt_task *t) {
+  dt_engine *e = t->st->engine;
+  return t->x && !t->orphan && e && engine_owned_here(e) ? e : NULL;
+}
+
+/***
+ * **(ext)** Pauses the download: a running transfer stops and its connection is freed, keeping
+ * the bytes received so far; a queued task keeps its place in the queue but the others pass
+ * it; a retry's backoff wait stops. `task.state` becomes `"paused"` at once; no event fires
+ * until @{DownloadTask:resume}, and the `timeout` and `stallTimeout` clocks stop. A no-op on
+ * a paused task and on one that has ended (or whose transfer has finished and only waits for
+ * delivery).
+ * @function pause
+ */
+static int l_pause(lua_State *L) {
+  dt_task *t = check_task(L);
+  state_check_fork(L, t->st);
+  if (t->state != TS_QUEUED && t->state != TS_RUNNING) return 0;
+  if (t->result_delivered || t->result) return 0; /* ended, or about to be delivered as such */
+  dt_engine *e = control_engine(t);
+  if (!e) return 0;
+  t->state = TS_PAUSED;
+  t->inbox &= (unsigned char)~DT_EV_PROGRESS; /* nothing fires while paused */
+  engine_pause(e, t->x, 1);
+  return 0;
+}
+
+/***
+ * **(ext)** Resumes a paused download: a transfer that was running continues with a range
+ * request (`Range` and `If-Range` with the `ETag` or `Last-Modified` it received), or starts
+ * over when the server cannot continue it (no validator, a `200` instead of a `206`, a `206`
+ * that does not continue the bytes kept). A queued task goes back to its place; a retry's
+ * backoff wait goes on. `task.state` becomes `"running"` (`"queued"` when it never started).
+ * A no-op on a task that is not paused.
+ * @function resume
+ */
+static int l_resume(lua_State *L) {
+  dt_task *t = check_task(L);
+  state_check_fork(L, t->st);
+  if (t->state != TS_PAUSED) return 0;
+  dt_engine *e = control_engine(t);
+  t->state = t->attempts > 0 ? TS_RUNNING : TS_QUEUED; /* a later "started" makes it running */
+  if (e) engine_pause(e, t->x, 0);
+  return 0;
+}
+
 /* Listener arrays are replaced, never changed in place, so the dispatcher
  * can walk the array it started with while listeners add and remove. */
 static int listeners_on(lua_State *L, int slot) {
@@ -1183,7 +1230,8 @@ static void ngx_kick(lua_State *L, dt_state *st) {
  * **(ext)** What Lua has seen of the task (read-only): `"queued"` while it waits for a slot
  * under `maxConcurrent`, `"running"` once it has one, `"done"` when `success` has been
  * delivered (any status code), `"failed"` when `fail` has been delivered, `"aborted"` after
- * @{DownloadTask:abort} (at once). It changes inside `poll`, except `aborted`.
+ * @{DownloadTask:abort} (at once), `"paused"` after @{DownloadTask:pause} (at once, until
+ * @{DownloadTask:resume}). It changes inside `poll`, except `aborted`, `paused` and a resume.
  * @tfield string state
  */
 
@@ -1282,6 +1330,8 @@ static int l_gc(lua_State *L) {
 
 void task_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"abort", l_abort},
+                                     {"pause", l_pause},
+                                     {"resume", l_resume},
                                      {"onProgressUpdate", l_on_progress},
                                      {"offProgressUpdate", l_off_progress},
                                      {"onHeadersReceived", l_on_headers},
@@ -1315,7 +1365,7 @@ void task_open(lua_State *L) {
 /* ---- the task list ----------------------------------------------------- */
 
 /***
- * **(ext)** The tasks not yet ended: those whose `state` is `"queued"` or `"running"`, in
+ * **(ext)** The tasks not yet ended: those whose `state` is `"queued"`, `"running"` or `"paused"`, in
  * the order they were created. A task leaves the list when its `success` or `fail` is
  * delivered, or when it is aborted (at once). A new table at each call; building it costs
  * one step per task listed.

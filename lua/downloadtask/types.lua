@@ -101,8 +101,9 @@ local dt = {}
 ---@field userAgent? string the `User-Agent` header; default `"downloadtask/<version>"`
 ---@field tempDir? string where bodies without `filePath` and non-2xx bodies go; default `$TMPDIR`, else `/tmp`
 ---@field pollBudget? integer (ext) µs that one `poll(0)` may spend delivering (>= 0; default 500; 0: no limit)
+---@field rateLimit? integer (ext) bytes/s for all downloads together, shared evenly among the running ones (>= 0; default 0: none)
 
----@alias downloadtask.State "queued"|"running"|"done"|"failed"|"aborted"
+---@alias downloadtask.State "queued"|"running"|"paused"|"done"|"failed"|"aborted"
 
 ---A download, returned by `downloadFile`. `tostring(task)` names its state and URL; with
 ---Lua 5.4, `local t <close> = dt.downloadFile{...}` aborts it when the scope is left.
@@ -135,7 +136,7 @@ function dt.configure(settings) end
 ---@return integer fd
 function dt.fd() end
 
----(ext) The tasks not yet ended (`state` `"queued"` or `"running"`), in creation order.
+---(ext) The tasks not yet ended (`state` `"queued"`, `"running"` or `"paused"`), in creation order.
 ---@return downloadtask.DownloadTask[]
 function dt.tasks() end
 
@@ -158,6 +159,14 @@ function dt.awaitAny(tasks) end
 ---Stops the download: `fail` fires once with `"downloadFile:fail abort"` at the next
 ---`poll`/`run`/`await`, then `complete`. A no-op once the task has ended.
 function DownloadTask:abort() end
+
+---(ext) Stops the download, keeping the bytes so far and freeing its connection (a queued task
+---keeps its place); `state` becomes `"paused"`, no event fires until `resume`. No-op once ended.
+function DownloadTask:pause() end
+
+---(ext) Continues a paused download with a range request, or from the start when the server
+---cannot continue it. No-op unless paused.
+function DownloadTask:resume() end
 
 ---Adds a progress listener.
 ---@param listener fun(p: downloadtask.ProgressEvent)

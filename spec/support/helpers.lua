@@ -39,6 +39,7 @@ H.DEFAULT_TMP = (os.getenv("TMPDIR") and os.getenv("TMPDIR") ~= "") and os.geten
 H.DEFAULTS = {
   maxConcurrent = 10,
   maxPerHost = 0,
+  rateLimit = 0,
   progressInterval = 100,
   userAgent = "downloadtask/" .. dt.version,
   tempDir = H.DEFAULT_TMP,
@@ -174,11 +175,11 @@ function H.tracker()
     return T.track(dt.downloadFile(opts))
   end
 
-  -- For after_each: aborts what the test left queued or running, polls until
+  -- For after_each: aborts what the test left queued, running or paused, polls until
   -- nothing is live (10 s at most) and puts the settings back to DEFAULTS.
   function T.cleanup()
     for _, t in ipairs(T.tasks) do
-      if t.state == "queued" or t.state == "running" then t:abort() end
+      if t.state == "queued" or t.state == "running" or t.state == "paused" then t:abort() end
     end
     T.tasks = {}
     H.settle()
