@@ -6,7 +6,6 @@
 -- love, xvfb-run (xvfb) and xauth are required: `./dev deps` installs them; without them
 -- this spec fails, it does not skip.
 local S = require "spec.support.servers"
-local P = require "spec.support.pattern"
 local lfs = require "lfs"
 local socket = require "socket"
 
@@ -45,43 +44,51 @@ local function be32(s, i)
   return ((a * 256 + b) * 256 + c) * 256 + d
 end
 
+-- Starts the window in test mode on the eight files (extra: more NAME=value of the
+-- environment); returns its result (a table), its exit status, a context for failures, the
+-- screenshot's path, the XDG_DATA_HOME it had and the bytes in all.
+local function run_window(extra)
+  for _, tool in ipairs { "love", "xvfb-run", "Xvfb", "xauth", "timeout" } do
+    local _, rc = sh("command -v " .. tool)
+    assert(rc == 0, tool .. " not found: this spec needs the Debian packages love, xvfb "
+      .. "and xauth (./dev deps installs them)")
+  end
+  local out, rc = sh(("cd %s && make -s build/luajit/downloadtask.so"):format(quote(ROOT)))
+  assert(rc == 0, "make build/luajit/downloadtask.so failed:\n" .. out)
+
+  local fault = S.fault()
+  local args, total = {}, 0
+  for i, f in ipairs(FILES) do
+    local size = f[2] * 1024
+    total = total + size
+    args[i] = quote(("%s=%s"):format(f[1], fault.url(("bytes?n=%d&rate=%d"):format(size, RATE))))
+  end
+
+  local dir = S.tmpdir()
+  local data = dir .. "/data"       -- XDG_DATA_HOME: LÖVE's save directory goes under it
+  assert(lfs.mkdir(data))
+  local shot, result = dir .. "/window.png", dir .. "/result.txt"
+  -- timeout's own process group holds xvfb-run, Xvfb and love: all go when it fires. The
+  -- window gives up by itself after 60 s (DT_LOVE_TIMEOUT) and writes why.
+  local cmd = ("cd %s && %s XDG_DATA_HOME=%s DT_LOVE_TEST=1 DT_LOVE_RESULT=%s DT_LOVE_SCREENSHOT=%s "
+    .. "DT_LOVE_TIMEOUT=60 DT_CPATH=%s timeout -k 5 90 xvfb-run -a -e %s -s %s love examples/love %s")
+    :format(quote(ROOT), extra or "", quote(data), quote(result), quote(shot),
+      quote(ROOT .. "/build/luajit/?.so"), quote(dir .. "/xvfb.log"),
+      quote("-screen 0 800x600x24 -nolisten tcp"), table.concat(args, " "))
+  local t0 = socket.gettime()
+  local output, status = sh(cmd)
+  local elapsed = socket.gettime() - t0
+  local r, text = read_result(result)
+  local context = ("\nexit status %s after %.1f s\n--- output of love:\n%s\n--- result file:\n%s"
+    .. "\n--- xvfb-run errors:\n%s"):format(tostring(status), elapsed, output,
+      tostring(text), tostring(S.readfile(dir .. "/xvfb.log")))
+  assert(r, "the window wrote no result file" .. context)
+  return r, status, context, shot, data, total, elapsed
+end
+
 describe("LÖVE example (examples/love)", function()
   it("is an asset manager: rows and bars, a click gives priority, P pauses, a screenshot mid-download", function()
-    for _, tool in ipairs { "love", "xvfb-run", "Xvfb", "xauth", "timeout" } do
-      local _, rc = sh("command -v " .. tool)
-      assert(rc == 0, tool .. " not found: this spec needs the Debian packages love, xvfb "
-        .. "and xauth (./dev deps installs them)")
-    end
-    local out, rc = sh(("cd %s && make -s build/luajit/downloadtask.so"):format(quote(ROOT)))
-    assert(rc == 0, "make build/luajit/downloadtask.so failed:\n" .. out)
-
-    local fault = S.fault()
-    local args, total = {}, 0
-    for i, f in ipairs(FILES) do
-      local size = f[2] * 1024
-      total = total + size
-      args[i] = quote(("%s=%s"):format(f[1], fault.url(("bytes?n=%d&rate=%d"):format(size, RATE))))
-    end
-
-    local dir = S.tmpdir()
-    local data = dir .. "/data"       -- XDG_DATA_HOME: LÖVE's save directory goes under it
-    assert(lfs.mkdir(data))
-    local shot, result = dir .. "/window.png", dir .. "/result.txt"
-    -- timeout's own process group holds xvfb-run, Xvfb and love: all go when it fires. The
-    -- window gives up by itself after 60 s (DT_LOVE_TIMEOUT) and writes why.
-    local cmd = ("cd %s && XDG_DATA_HOME=%s DT_LOVE_TEST=1 DT_LOVE_RESULT=%s DT_LOVE_SCREENSHOT=%s "
-      .. "DT_LOVE_TIMEOUT=60 DT_CPATH=%s timeout -k 5 90 xvfb-run -a -e %s -s %s love examples/love %s")
-      :format(quote(ROOT), quote(data), quote(result), quote(shot), quote(ROOT .. "/build/luajit/?.so"),
-        quote(dir .. "/xvfb.log"), quote("-screen 0 800x600x24 -nolisten tcp"), table.concat(args, " "))
-    local t0 = socket.gettime()
-    local output, status = sh(cmd)
-    local elapsed = socket.gettime() - t0
-    local r, text = read_result(result)
-    local context = ("\nexit status %s after %.1f s\n--- output of love:\n%s\n--- result file:\n%s"
-      .. "\n--- xvfb-run errors:\n%s"):format(tostring(status), elapsed, output,
-        tostring(text), tostring(S.readfile(dir .. "/xvfb.log")))
-
-    assert(r, "the window wrote no result file" .. context)
+    local r, status, context, shot, data, total, elapsed = run_window()
     assert(r.status == "done" and status == 0, "the downloads did not all succeed" .. context)
 
     -- every file arrived whole (its size on disk measured before the clean-up), and the
@@ -146,5 +153,17 @@ describe("LÖVE example (examples/love)", function()
       .. "love.update %.3f ms (mean %s ms); love ran %.1f s; %s"):format(#FILES, r.bytes, r.seconds,
         r.updates, r.pause_available == "1" and "available" or "not in this build", max_ms,
         r.mean_update_ms, elapsed, r.renderer))
+  end)
+
+  it("removes its download directory when closed mid-download (Escape)", function()
+    local r, status, context, _, data = run_window("DT_LOVE_ESCAPE_AFTER=1.2")
+    assert.are.equal("quit", r.status, context)
+    assert.are.equal(0, status, context)
+    -- after 1.2 s at most the first files are done; the rest were aborted, running or queued
+    local aborted, done = tonumber(r.aborted), tonumber(r.done)
+    assert(aborted and aborted >= 1 and aborted + done == #FILES, "nothing left to abort" .. context)
+    assert.are.equal("true", r.cleaned, context)
+    assert.are.equal(data, r.dir:sub(1, #data), context)
+    assert.is_nil(lfs.attributes(r.dir), "left behind: " .. r.dir)
   end)
 end)

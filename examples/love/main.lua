@@ -29,6 +29,9 @@
 --   DT_LOVE_SCREENSHOT=path  PNG of the window, taken mid-download, with the files paused
 --                            when the build can pause
 --   DT_LOVE_TIMEOUT=seconds  give up (abort all, status=timeout) after this long; default 60
+--   DT_LOVE_ESCAPE_AFTER=seconds  press Escape after this long: the window aborts what still
+--                            runs, removes its directory and writes status=quit, aborted=N,
+--                            cleaned=true|false, dir=... as the result
 -- The window drives itself through LÖVE's event queue, as a person would: once two files
 -- download, it clicks the last queued row; once that file runs and one has finished, it presses
 -- P, takes the screenshot when every unfinished file shows "paused" (or two frames after P
@@ -47,6 +50,7 @@ local test = {
   result = getenv("DT_LOVE_RESULT"),
   screenshot = getenv("DT_LOVE_SCREENSHOT"),
   timeout = tonumber(getenv("DT_LOVE_TIMEOUT") or "60") or 60,
+  escape_after = tonumber(getenv("DT_LOVE_ESCAPE_AFTER") or ""),
   phase = "wait_running",
   report = {},            -- extra key=value lines for the result
 }
@@ -337,6 +341,11 @@ local function test_step()
     test.phase, phase = "finish", "finish"
   end
   local c = counts()
+  if test.escape_after and started_at and phase ~= "finish" and now - started_at > test.escape_after then
+    test.escape_after = nil
+    love.event.push("keypressed", "escape", "escape", false)
+    return
+  end
   if phase == "wait_running" then
     -- two downloading with bytes so far, at least two waiting: click the last one waiting
     local moving = 0
@@ -526,9 +535,16 @@ function love.mousepressed(x, y, button)
 end
 
 function love.quit()
-  if dt then dt.abortAll() end
-  if not clean_up() then
+  local aborted = dt and dt.abortAll() or 0
+  local cleaned = clean_up()
+  if not cleaned then
     io.stderr:write("examples/love: could not remove ", tostring(dir_path), "\n")
+  end
+  -- Test mode, quit before the end (DT_LOVE_ESCAPE_AFTER): say what was left and removed.
+  if test.on and test.phase ~= "quitting" then
+    local c = counts()
+    write_file(test.result, ("status=quit\naborted=%d\ndone=%d\nfiles=%d\ncleaned=%s\ndir=%s\n")
+      :format(aborted, c.done, #rows, tostring(cleaned), tostring(dir_path or "")))
   end
   return false
 end
