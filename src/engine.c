@@ -1483,8 +1483,15 @@ static void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc) {
     return;
   }
   curl_easy_getinfo(x->run->easy, CURLINFO_RESPONSE_CODE, &r->status);
-  if (x->run->md && r->status == DT_NOT_MODIFIED && x->dest.path && x->dest.kind != DEST_INPLACE)
-    digest_file(x, r); /* the file is the caller's copy, untouched: its digest */
+  if (x->run->md && r->status == DT_NOT_MODIFIED) {
+    /* the file is the caller's copy, untouched: its digest; without one, the
+     * digest of what this download wrote, nothing (res.sha256 is there
+     * whenever the option was given) */
+    if (x->dest.path && x->dest.kind != DEST_INPLACE) digest_file(x, r);
+    unsigned char d[32];
+    if (!r->sha256[0] && plat_sha256_init(x->run->md) && plat_sha256_final(x->run->md, d))
+      for (unsigned int i = 0; i < 32; i++) snprintf(r->sha256 + 2 * i, 3, "%02x", d[i]);
+  }
   if (x->run->md && r->status != DT_NOT_MODIFIED) {
     unsigned char d[32];
     if (plat_sha256_final(x->run->md, d))

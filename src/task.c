@@ -74,8 +74,8 @@ static dt_task *check_task(lua_State *L) { return luaL_checkudata(L, 1, DT_TASK_
  * @tfield[opt] string sha256 **(ext)** 64 hexadecimal digits (either case): the body is hashed
  * while written; for a 2xx response a mismatch fails with errno 603304 and leaves the
  * destination untouched. `res.sha256` holds the digest of the bytes written, for any status
- * with a body; for a `304`, the digest of the `filePath` file as it stands (none without
- * `filePath`: nothing was written)
+ * with a body; for a `304`, the digest of the `filePath` file as it stands (without one, of
+ * the empty body)
  * @tfield[opt=0] integer rateLimit **(ext)** bytes/s, cap this download's speed; `0` = off
  * @tfield[opt] string etag **(ext)** sent as `If-None-Match` (no line breaks). A `304` is a
  * `success` with `statusCode = 304`, no `filePath`, no `tempFilePath`, the destination
@@ -562,7 +562,8 @@ int task_new(lua_State *L) {
  * @tfield integer dataLength bytes written
  * @tfield table profile timings and connection facts: see @{profile}
  * @tfield[opt] string sha256 **(ext)** hex digest (lower case) of the body, when the `sha256`
- * option was given; for a `304`, of the `filePath` file as it stands (absent without `filePath`)
+ * option was given; for a `304`, of the `filePath` file as it stands (without one, of the
+ * empty body)
  * @tfield integer attempts **(ext)** requests made (1 without `retry`)
  * @tfield string errMsg `"downloadFile:ok"`
  */

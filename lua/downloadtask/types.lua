@@ -47,7 +47,7 @@ local dt = {}
 ---@field tempFilePath? string the file holding the body when no `filePath` was given or the status is not 2xx: yours, remove it when done
 ---@field header table<string, string> headers of the final response; names in lower case, repeats joined with ", "
 ---@field dataLength integer bytes written
----@field sha256? string (ext) hex digest of the body, when the `sha256` option was given (of the destination as it stands for a 304)
+---@field sha256? string (ext) hex digest of the body, when the `sha256` option was given (for a 304: of the destination as it stands, else of the empty body)
 ---@field attempts integer (ext) requests made (1 without `retry`)
 ---@field cookies? string[] (ext) the final response's `Set-Cookie` values, in order; absent when there are none
 ---@field profile downloadtask.Profile timings and connection facts
