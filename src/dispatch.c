@@ -10,6 +10,7 @@
  * the next poll() carries on with the next listener: no event is lost.
  */
 #include "binding.h"
+#include "platform.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -17,8 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 /* ---- the FIFO --------------------------------------------------------- */
 
@@ -518,11 +517,8 @@ static int deliver(lua_State *L, dt_state *st, dt_task *t) {
   return rc;
 }
 
-static double mono_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+/* the poll budget's clock, from the platform layer like every other clock */
+static double mono_s(void) { return plat_mono_ms() / 1000.0; }
 
 /* whether push number a came after b (both wrap) */
 static int seq_after(unsigned a, unsigned b) { return a - b - 1u < 0x80000000u; }
