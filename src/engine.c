@@ -519,7 +519,10 @@ static void publish(dt_engine *e, dt_xfer *x, unsigned ev, dt_headers *h,
     x->pub.total = x->run->total;
   }
   if (x->run) x->pub.attempts = x->run->attempt;
-  if (h) x->pub.headers = h;
+  if (h) { /* an earlier attempt's headers Lua has not taken yet: only the last counts */
+    free(x->pub.headers);
+    x->pub.headers = h;
+  }
   if (r) x->pub.result = r;
   int wake = ready_locked(e, x);
   pthread_mutex_unlock(&e->mu);

@@ -210,7 +210,8 @@ local function gen_server(r, c, ti, force)
   elseif beh == "nginx" then
     local name = r.pick { "empty.bin", "1k.bin", "1m.bin" }
     s.server, s.path, q = "nginx", "/" .. name, {}
-    s.accept = { { len = ({ ["empty.bin"] = 0, ["1k.bin"] = 1024, ["1m.bin"] = 1048576 })[name] } }
+    n = ({ ["empty.bin"] = 0, ["1k.bin"] = 1024, ["1m.bin"] = 1048576 })[name]
+    s.accept = { { len = n } }      -- n is the real size: rateLimit below is chosen from it
   elseif beh == "tls" then
     local v = r.pick { "valid", "valid", "selfsigned", "expired" }
     s.server, s.path, q = "tls_" .. v, "/1k.bin", {}
