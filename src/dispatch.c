@@ -285,6 +285,7 @@ static void push_result(lua_State *L, dt_task *t) {
   set_int(L, "dataLength", r->length);
   if (r->sha256[0]) set_str(L, "sha256", r->sha256); /* none on a 304: nothing was written */
   set_int(L, "attempts", r->attempts);
+  set_int(L, "segments", r->segments > 0 ? r->segments : 1);
   push_profile(L, &r->profile);
   lua_setfield(L, -2, "profile");
   set_str(L, "errMsg", "downloadFile:ok");

@@ -84,6 +84,7 @@ typedef struct dt_opts {
   int durable;         /* fsync the file before the rename and the directory after it */
   long priority;       /* the queue starts higher ones first; equal ones in call order */
   int create_dirs;     /* create the missing parent directories of file_path */
+  long segments;       /* connections one body may be fetched over (1: no ranges) */
 } dt_opts;
 
 /* Final response headers: `count` pairs of NUL-terminated name (lower case)
@@ -121,6 +122,7 @@ typedef struct dt_result {
   int durable;     /* dt_result_land syncs the directory after the rename */
   char sha256[65]; /* hex digest of the body when opts.sha256 was given, else "" */
   long attempts;   /* requests made (always set) */
+  int segments;    /* connections the body came over (1 unless split into ranges) */
   dt_profile profile;
 } dt_result;
 

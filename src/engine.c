@@ -60,6 +60,30 @@ enum { PH_NEW, PH_WAITING, PH_RUNNING, PH_SLEEPING, PH_PAUSED, PH_DONE };
 #define RETRY_MAX_MS 30000.0
 #define RETRY_AFTER_MAX_S 300
 
+/* segments: a body of at least 2 * SEG_MIN bytes is split into ranges of at
+ * least SEG_MIN; a range that fails is fetched again up to SEG_TRIES times
+ * (beyond the download's own `retry`) before the download fails. */
+#define SEG_MIN (1024 * 1024)
+#define SEG_TRIES 3
+
+/* One range [start, end) of a segmented body. Range 0 is the main
+ * connection's (the request that found the size), as long as it runs; a
+ * range fetched again, and every other one, has a connection of its own. */
+typedef struct dt_seg {
+  struct dt_xfer *x;
+  CURL *easy; /* its own connection, or NULL */
+  struct curl_slist *slist;
+  int64_t start, end;
+  int64_t pos;     /* bytes start..pos-1 are in the file */
+  int tries;       /* requests made for it */
+  int checked;     /* this response is a 206 of exactly the range asked */
+  int bad;         /* the server answered the range with something else */
+  int werr;        /* errno of a failed write, or 0 */
+  double retry_at; /* > 0: to be fetched again then */
+  char crange[128]; /* this response's Content-Range */
+  char errbuf[CURL_ERROR_SIZE];
+} dt_seg;
+
 /* What only a transfer that has left the queue needs: made by start() the
  * first time, kept across retries (attempt, fetch_start), freed when the
  * transfer finishes or is dropped. A queued transfer is only its dt_xfer and
@@ -104,6 +128,18 @@ typedef struct xrun {
   double spent_ms;      /* timeout's clock before the pause that ended the last attempt */
   double backoff_left;  /* paused in a retry's backoff: what was left of it */
   double fetch_start;
+  /* segments (opts.segments > 1) */
+  dt_seg *segs;   /* this attempt's ranges, or NULL: one connection */
+  int nsegs;
+  int main_over;  /* the main connection has ended */
+  int seg_off;    /* the server's ranges did not match: one connection from now on */
+  long seg_status; /* the main response's status, for after its handle is gone */
+  char *seg_url;  /* where the ranges are asked (the main request's final URL) */
+  char *seg_validator; /* If-Range, and the resume part's validator; may be NULL */
+  double seg_saved_at; /* when the ranges were last written to the info file */
+  dt_seg *rmap;   /* `resume`: the ranges the part's info file recorded, or NULL */
+  int nrmap;
+  int64_t rmap_total;
   char fail_reason[256];
   char errbuf[CURL_ERROR_SIZE];
 } xrun;
@@ -442,7 +478,16 @@ static int run_new(dt_xfer *x) {
 
 /* Frees what is left of the running part; the easy handle, the body's file
  * and the pool buffer are gone by now (finish(), drop(), retry_later()). */
+static void seg_stop_all(dt_engine *e, dt_xfer *x);
+static void seg_free(dt_engine *e, dt_xfer *x);
+static int seg_split(dt_engine *e, dt_xfer *x, int64_t base);
+static int64_t seg_read_map(dt_xfer *x, const char *line, long long size);
+static void seg_save(dt_xfer *x);
+static void sleep_then_retry(dt_engine *e, dt_xfer *x, double delay);
+static const char *body_validator(dt_xfer *x);
+
 static void run_free(dt_xfer *x) {
+  if (x->run) seg_free(x->engine, x);
   xrun *r = x->run;
   if (!r) return;
   x->run = NULL;
@@ -451,6 +496,7 @@ static void run_free(dt_xfer *x) {
   free(r->part_path);
   free(r->body_path);
   free(r->held_validator);
+  free(r->rmap);
   free(r->hbuf);
   plat_sha256_free(r->md);
   free(r);
@@ -655,8 +701,14 @@ static int gather_flush_end(dt_xfer *x) {
  * with every byte received (an empty one is not worth keeping). */
 static void close_body(dt_xfer *x) {
   int keep = x->opts->resume && x->run->part_path && !x->run->inplace;
-  if (x->run->wbuf && x->run->fd >= 0 && keep && x->run->to_dest) (void)gather_flush(x);
+  int flushed = 1;
+  if (x->run->wbuf && x->run->fd >= 0 && keep && x->run->to_dest) flushed = gather_flush(x);
   gather_end(x);
+  if (keep && x->run->nsegs && x->run->fd >= 0) {
+    /* ranges leave gaps: the info file says which bytes the part holds */
+    keep = flushed && x->run->seg_validator;
+    if (keep) seg_save(x);
+  }
   if (x->run->fd >= 0) {
     if (keep && plat_size(x->run->fd) == 0) keep = 0;
     plat_close(x->run->fd);
@@ -705,6 +757,9 @@ static int hash_existing(dt_xfer *x) {
 static int restart_part(dt_xfer *x) {
   if (x->opts->resume) files_write_validator(&x->dest, NULL);
   x->run->offset = 0;
+  free(x->run->rmap);
+  x->run->rmap = NULL;
+  x->run->nrmap = 0;
   if (x->run->fd < 0) return 1;
   if (plat_truncate0(x->run->fd) != 0) return 0;
   return !x->run->md || plat_sha256_init(x->run->md);
@@ -735,7 +790,20 @@ static int open_resume_part(dt_engine *e, dt_xfer *x, char **validator) {
   }
   x->run->part_path = p;
   long long end = plat_seek_end(fd);
-  *validator = end > 0 ? files_read_validator(&x->dest) : NULL;
+  const char *ranges = NULL;
+  free(x->run->rmap);
+  x->run->rmap = NULL;
+  x->run->nrmap = 0;
+  *validator = end > 0 ? files_read_validator(&x->dest, &ranges) : NULL;
+  if (*validator && ranges) { /* a segmented part: it goes on from its first gap */
+    int64_t prefix = seg_read_map(x, ranges, end);
+    if (prefix < 0 || plat_seek_to(fd, prefix) != 0) {
+      free(*validator); /* ranges it cannot trust: nothing in it is kept */
+      *validator = NULL;
+    } else {
+      end = prefix;
+    }
+  }
   if (end <= 0 || !*validator) { /* nothing, or nothing to guard a splice with */
     if (plat_truncate0(fd) != 0) {
       file_error(x, errno, x->dest.path);
@@ -954,6 +1022,28 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
   if (total == -2) /* with a part: what was there, and what comes */
     total = cl < 0 ? -1 : !partial ? cl : cl > INT64_MAX - had ? -1 : had + cl;
   x->run->total = total;
+  /* segments: a body in a file of ours, of a known size, from a server that
+   * takes ranges (it says so, or it just answered one) */
+  const char *ar = find_header(x, "accept-ranges");
+  if (x->run->rmap && !(status == 206 && partial && total == x->run->rmap_total && x->opts->segments > 1)) {
+    /* the recorded ranges do not apply: the body goes on from the first gap
+     * as one stream, and nothing after it counts */
+    free(x->run->rmap);
+    x->run->rmap = NULL;
+    x->run->nrmap = 0;
+    if (partial && plat_set_size(x->run->fd, had) != 0) {
+      file_error(x, errno, x->dest.path);
+      return 0;
+    }
+  }
+  if (x->opts->segments > 1 && !x->run->seg_off && !x->run->discard && x->run->fd >= 0 &&
+      !x->run->inplace && x->run->body_path && total > 0 &&
+      (x->opts->max_file_size < 0 || total <= x->opts->max_file_size) &&
+      ((status == 200 && ar && strstr(ar, "bytes")) || (status == 206 && partial)) &&
+      !seg_split(e, x, partial ? had : 0)) {
+    set_fail(x, DT_ERR_SAVE, "save file error: %s", "out of memory");
+    return 0;
+  }
   if (!x->run->discard) gather_begin(e, x);
   dt_headers *h = make_headers(x, status);
   if (!h) {
@@ -970,9 +1060,10 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
  * its even share of the global one among the running downloads. */
 static double rate_of(dt_engine *e, dt_xfer *x) {
   double own = (double)x->opts->rate_limit;
-  if (e->rate_limit <= 0) return own;
+  double k = x->run && x->run->nsegs > 1 ? (double)x->run->nsegs : 1; /* per connection */
+  if (e->rate_limit <= 0) return own / k;
   double share = (double)e->rate_limit / (double)(e->running.n > 0 ? e->running.n : 1);
-  return own > 0 && own < share ? own : share;
+  return (own > 0 && own < share ? own : share) / k;
 }
 
 static size_t write_body(char *buf, size_t size, size_t n, void *ud) {
@@ -1002,22 +1093,30 @@ static size_t write_body(char *buf, size_t size, size_t n, void *ud) {
     }
     x->run->rate_due += (double)len * 1000.0 / rate;
   }
+  /* segmented: the main connection writes its range and then stops */
+  size_t take = len;
+  int stop = 0;
+  if (x->run->nsegs && (int64_t)len >= x->run->segs[0].end - x->run->segs[0].pos) {
+    take = (size_t)(x->run->segs[0].end - x->run->segs[0].pos);
+    stop = 1;
+  }
   int ok;
   if (!x->run->wbuf) {
-    ok = emit(x, buf, len);
-  } else if (x->run->wlen + len <= GATHER_BUF) {
-    memcpy(x->run->wbuf + x->run->wlen, buf, len);
-    x->run->wlen += len;
+    ok = emit(x, buf, take);
+  } else if (x->run->wlen + take <= GATHER_BUF) {
+    memcpy(x->run->wbuf + x->run->wlen, buf, take);
+    x->run->wlen += take;
     ok = x->run->wlen < GATHER_BUF || gather_flush(x);
   } else {
-    ok = gather_flush(x) && (len >= GATHER_BUF ? emit(x, buf, len)
-                                               : (memcpy(x->run->wbuf, buf, len), x->run->wlen = len, 1));
+    ok = gather_flush(x) && (take >= GATHER_BUF ? emit(x, buf, take)
+                                                : (memcpy(x->run->wbuf, buf, take), x->run->wlen = take, 1));
   }
   if (!ok) {
     file_error(x, errno, x->dest.path ? x->dest.path : x->run->body_path);
     return 0;
   }
-  x->run->written += (int64_t)len;
+  x->run->written += (int64_t)take;
+  if (x->run->nsegs) x->run->segs[0].pos += (int64_t)take;
   if (x->run->last_byte - x->run->last_progress >= (double)x->opts->progress_interval_ms) {
     /* progress counts what the file holds: on a slow link or with rateLimit,
      * 256 KiB would take longer than progressInterval to gather */
@@ -1028,7 +1127,7 @@ static size_t write_body(char *buf, size_t size, size_t n, void *ud) {
     x->run->last_progress = x->run->last_byte;
     publish(x->engine, x, DT_EV_PROGRESS, NULL, NULL);
   }
-  return len;
+  return stop ? 0 : len; /* stop: seg_main_end takes it from here */
 }
 
 /* ---- starting and finishing ------------------------------------------- */
@@ -1086,6 +1185,7 @@ static void start(dt_engine *e, dt_xfer *x) {
   x->run->attempt_start = mono_ms();
   x->run->rate_due = x->run->resume_at = 0;
   x->run->errbuf[0] = '\0';
+  if (x->run->segs) seg_free(e, x);
   if (x->run->attempt == 1) publish(e, x, DT_EV_STARTED, NULL, NULL);
 
   if (!scheme_ok(o->url)) {
@@ -1387,24 +1487,430 @@ static int transient(CURLcode rc) {
  * the next attempt continues it. */
 static void retry_later(dt_engine *e, dt_xfer *x) {
   curl_off_t after = -1;
-  curl_easy_getinfo(x->run->easy, CURLINFO_RETRY_AFTER, &after);
+  if (x->run->easy) curl_easy_getinfo(x->run->easy, CURLINFO_RETRY_AFTER, &after);
   double delay = RETRY_BASE_MS;
   for (long i = 1; i < x->run->attempt && delay < RETRY_MAX_MS; i++) delay *= 2;
   if (delay > RETRY_MAX_MS) delay = RETRY_MAX_MS;
   delay *= 0.8 + 0.4 * (double)(next_rand() % 1001) / 1000.0;
   if (after > 0) delay = 1000.0 * (double)(after > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : after);
-  curl_multi_remove_handle(e->multi, x->run->easy);
-  curl_easy_cleanup(x->run->easy);
-  x->run->easy = NULL;
+  sleep_then_retry(e, x, delay);
+}
+
+/* Ends this attempt; the next one starts after delay ms. */
+static void sleep_then_retry(dt_engine *e, dt_xfer *x, double delay) {
+  if (x->run->easy) {
+    curl_multi_remove_handle(e->multi, x->run->easy);
+    curl_easy_cleanup(x->run->easy);
+    x->run->easy = NULL;
+  }
   curl_slist_free_all(x->run->slist);
   x->run->slist = NULL;
+  seg_stop_all(e, x);
   close_body(x);
+  seg_free(e, x);
   x->run->resumed = 0;
   x->run->spent_ms = 0;
   xlist_remove(&e->running, x);
   x->phase = PH_SLEEPING;
   x->run->retry_at = mono_ms() + delay;
   xlist_push(&e->sleeping, x);
+}
+
+/* ---- segments (engine thread) ----------------------------------------- */
+
+/* Stops every range's own connection; the ranges stay (what they hold
+ * counts for the resume part, close_body). */
+static void seg_stop_all(dt_engine *e, dt_xfer *x) {
+  for (int i = 0; x->run && i < x->run->nsegs; i++) {
+    dt_seg *s = &x->run->segs[i];
+    if (s->easy) {
+      curl_multi_remove_handle(e->multi, s->easy);
+      curl_easy_cleanup(s->easy);
+      s->easy = NULL;
+    }
+    curl_slist_free_all(s->slist);
+    s->slist = NULL;
+    s->retry_at = 0;
+  }
+}
+
+/* Forgets this attempt's ranges. */
+static void seg_free(dt_engine *e, dt_xfer *x) {
+  seg_stop_all(e, x);
+  free(x->run->segs);
+  x->run->segs = NULL;
+  x->run->nsegs = 0;
+  x->run->main_over = 0;
+  free(x->run->seg_url);
+  x->run->seg_url = NULL;
+  free(x->run->seg_validator);
+  x->run->seg_validator = NULL;
+}
+
+static size_t seg_header(char *buf, size_t size, size_t n, void *ud) {
+  dt_seg *s = ud;
+  size_t len = size * n;
+  if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) s->crange[0] = '\0'; /* a new response */
+  if (len > 14 && curl_strnequal(buf, "content-range:", 14)) {
+    size_t v = len - 14 < sizeof s->crange - 1 ? len - 14 : sizeof s->crange - 1;
+    memcpy(s->crange, buf + 14, v);
+    s->crange[v] = '\0';
+  }
+  return len;
+}
+
+static size_t seg_write(char *buf, size_t size, size_t n, void *ud) {
+  dt_seg *s = ud;
+  dt_xfer *x = s->x;
+  size_t len = size * n;
+  if (!s->checked) {
+    /* only a 206 of exactly the range asked, of the same body, is written:
+     * anything else (a 200, another range, another size) would put bytes
+     * where they do not belong */
+    long status = 0;
+    long long a = -1, b = -1, t = -1;
+    curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (status != 206 || !content_range(s->crange, &a, &b, &t) || a != s->pos || b != s->end - 1 ||
+        t != x->run->total) {
+      s->bad = 1;
+      return 0;
+    }
+    s->checked = 1;
+  }
+  if ((int64_t)len > s->end - s->pos) { /* more than the range */
+    s->bad = 1;
+    return 0;
+  }
+  if (!plat_pwrite_all(x->run->fd, buf, len, s->pos)) {
+    s->werr = errno ? errno : EIO;
+    return 0;
+  }
+  s->pos += (int64_t)len;
+  x->run->written += (int64_t)len;
+  x->run->last_byte = mono_ms();
+  if (x->run->last_byte - x->run->last_progress >= (double)x->opts->progress_interval_ms) {
+    x->run->last_progress = x->run->last_byte;
+    publish(x->engine, x, DT_EV_PROGRESS, NULL, NULL);
+  }
+  return len;
+}
+
+/* Starts (or starts again) the connection of range s: 1, or 0 when out of
+ * memory (the caller tries again later). */
+static int seg_start(dt_engine *e, dt_xfer *x, dt_seg *s) {
+  const dt_opts *o = x->opts;
+  s->retry_at = 0;
+  s->checked = s->bad = 0;
+  s->crange[0] = s->errbuf[0] = '\0';
+  CURL *c = curl_easy_init();
+  if (!c) return 0;
+  struct curl_slist *l = NULL;
+  int ok = 1;
+  if (x->run->seg_validator) {
+    size_t n = strlen(x->run->seg_validator) + 12;
+    char *line = malloc(n);
+    if (line) {
+      snprintf(line, n, "If-Range: %s", x->run->seg_validator);
+      struct curl_slist *t = curl_slist_append(l, line);
+      if (t) l = t;
+      else ok = 0;
+      free(line);
+    } else {
+      ok = 0;
+    }
+  }
+  for (size_t i = 0; ok && i < o->nheaders; i++) {
+    struct curl_slist *t = curl_slist_append(l, o->headers[i]);
+    if (t) l = t;
+    else ok = 0;
+  }
+  if (!ok) {
+    curl_slist_free_all(l);
+    curl_easy_cleanup(c);
+    return 0;
+  }
+  s->slist = l;
+  char range[64];
+  snprintf(range, sizeof range, "%lld-%lld", (long long)s->pos, (long long)s->end - 1);
+  curl_easy_setopt(c, CURLOPT_URL, x->run->seg_url);
+  curl_easy_setopt(c, CURLOPT_RANGE, range);
+  /* tagged: reap() tells a range's handle from a transfer's */
+  curl_easy_setopt(c, CURLOPT_PRIVATE, (void *)((uintptr_t)s | 1u));
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+  if (curl_strnequal(x->run->seg_url, "https://", 8)) curl_easy_setopt(c, CURLOPT_PIPEWAIT, 1L);
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L); /* the main request's redirects are behind us */
+  if (o->timeout_ms > 0) { /* what is left of the attempt's clock */
+    double left = (double)o->timeout_ms - (mono_ms() - x->run->attempt_start) - x->run->spent_ms;
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, left < 1 ? 1L : (long)left);
+  }
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
+  if (o->stall_timeout_ms > 0) { /* a stalled range is fetched again */
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (o->stall_timeout_ms + 999) / 1000);
+  }
+  curl_easy_setopt(c, CURLOPT_USERAGENT, o->shared->user_agent);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, s->slist);
+  curl_easy_setopt(c, CURLOPT_BUFFERSIZE, (long)RECV_BUFFER);
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, s->errbuf);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, seg_header);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, (void *)s);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, seg_write);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, (void *)s);
+  if (o->insecure) {
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (o->ca_file) curl_easy_setopt(c, CURLOPT_CAINFO, o->ca_file);
+  if (o->proxy) curl_easy_setopt(c, CURLOPT_PROXY, o->proxy);
+  double rate = rate_of(e, x); /* already this connection's share */
+  if (rate > 0) curl_easy_setopt(c, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)(rate < 1 ? 1 : rate));
+  s->tries++;
+  s->easy = c;
+  if (curl_multi_add_handle(e->multi, c) != CURLM_OK) {
+    s->easy = NULL;
+    curl_easy_cleanup(c);
+    curl_slist_free_all(s->slist);
+    s->slist = NULL;
+    return 0;
+  }
+  return 1;
+}
+
+/* Splits what is left of the body, [base, total), into ranges when it is
+ * worth it; the main connection goes on with the first. 0 when out of memory
+ * (the download fails as a write would). */
+static int seg_split(dt_engine *e, dt_xfer *x, int64_t base) {
+  xrun *r = x->run;
+  int64_t left = r->total - base;
+  long k = x->opts->segments;
+  if (left / SEG_MIN < k) k = (long)(left / SEG_MIN);
+  /* a resumed segmented part: its recorded ranges from the one holding
+   * base (the first gap), which the main connection continues */
+  int first = 0;
+  if (r->rmap) {
+    while (first < r->nrmap && r->rmap[first].pos != base) first++;
+    k = first < r->nrmap ? r->nrmap - first : 0;
+  }
+  if (k < 2 && !(r->rmap && k == 1)) return 1;
+  const char *url = NULL;
+  curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &url);
+  const char *v = body_validator(x);
+  r->segs = calloc((size_t)k, sizeof *r->segs);
+  r->seg_url = url ? strdup(url) : NULL;
+  r->seg_validator = v ? strdup(v) : NULL;
+  if (!r->segs || !r->seg_url || (v && !r->seg_validator)) {
+    free(r->segs);
+    r->segs = NULL;
+    free(r->seg_url);
+    r->seg_url = NULL;
+    free(r->seg_validator);
+    r->seg_validator = NULL;
+    return 0;
+  }
+  r->nsegs = (int)k;
+  curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->seg_status);
+  for (long i = 0; i < k; i++) {
+    dt_seg *s = &r->segs[i];
+    s->x = x;
+    if (r->rmap) {
+      s->start = r->rmap[first + i].start;
+      s->pos = r->rmap[first + i].pos;
+      s->end = r->rmap[first + i].end;
+      if (i > 0) r->written += s->pos - s->start; /* held already: progress counts them */
+    } else {
+      s->start = s->pos = base + left / k * i;
+      s->end = i == k - 1 ? r->total : base + left / k * (i + 1);
+    }
+  }
+  free(r->rmap);
+  r->rmap = NULL;
+  r->nrmap = 0;
+  r->segs[0].tries = 1;
+  /* The part now fills in with gaps: the info file records which bytes it
+   * holds (now, every so often, and when the attempt ends), so that a
+   * `resume` also after a kill -9 continues every range. */
+  seg_save(x);
+  for (long i = 1; i < k; i++)
+    if (r->segs[i].pos < r->segs[i].end && !seg_start(e, x, &r->segs[i])) r->segs[i].retry_at = mono_ms() + RETRY_BASE_MS;
+  return 1;
+}
+
+/* The ranges as the resume part's info file records them: "T s:p:e ...",
+ * the body's size and each range's start, bytes held up to, and end. The
+ * main connection's gathered bytes are not in the file yet. */
+static void seg_save(dt_xfer *x) {
+  xrun *r = x->run;
+  if (!x->opts->resume || !r->seg_validator || !r->part_path || r->nsegs == 0) return;
+  size_t cap = 32 + (size_t)r->nsegs * 66, n;
+  char *t = malloc(cap);
+  if (!t) return;
+  n = (size_t)snprintf(t, cap, "%lld", (long long)r->total);
+  for (int i = 0; i < r->nsegs && n < cap; i++) {
+    dt_seg *s = &r->segs[i];
+    int64_t p = s->pos - (i == 0 ? (int64_t)r->wlen : 0);
+    n += (size_t)snprintf(t + n, cap - n, " %lld:%lld:%lld", (long long)s->start, (long long)(p < s->start ? s->start : p),
+                          (long long)s->end);
+  }
+  if (n < cap) files_write_info(&x->dest, r->seg_validator, t);
+  free(t);
+  r->seg_saved_at = mono_ms();
+}
+
+/* Reads the ranges a part's info file recorded into x->run->rmap: they
+ * must follow each other up to the size, and hold no byte past the part's
+ * size. Returns the part's bytes without a gap from its start, or -1. */
+static int64_t seg_read_map(dt_xfer *x, const char *line, long long size) {
+  long long t, a, p, b;
+  int used = 0;
+  if (sscanf(line, "%lld%n", &t, &used) != 1 || t <= 0) return -1;
+  const char *c = line + used;
+  dt_seg *m = NULL;
+  int n = 0;
+  int64_t prefix = -1, next = -1;
+  while (*c == ' ') {
+    if (sscanf(c, " %lld:%lld:%lld%n", &a, &p, &b, &used) != 3 || n >= 64 || a < 0 || p < a || b < p ||
+        (next >= 0 && a != next) || p > size) {
+      free(m);
+      return -1;
+    }
+    dt_seg *g = realloc(m, sizeof *m * (size_t)(n + 1));
+    if (!g) {
+      free(m);
+      return -1;
+    }
+    m = g;
+    memset(&m[n], 0, sizeof *m);
+    m[n].start = a;
+    m[n].pos = p;
+    m[n].end = b;
+    if (prefix < 0 && p < b) prefix = p; /* the first gap */
+    next = b;
+    n++;
+    c += used;
+  }
+  if (*c != '\0' || n == 0 || next != t) {
+    free(m);
+    return -1;
+  }
+  x->run->rmap = m;
+  x->run->nrmap = n;
+  x->run->rmap_total = t;
+  return prefix < 0 ? t : prefix;
+}
+
+/* The ranges' own retry timers; returns how long until the next one (ms). */
+static double seg_timers(dt_engine *e, dt_xfer *x, double now) {
+  double wait = 1000;
+  for (int i = 0; i < x->run->nsegs; i++) {
+    dt_seg *s = &x->run->segs[i];
+    if (s->retry_at <= 0) continue;
+    if (s->retry_at <= now) {
+      if (!seg_start(e, x, s)) s->retry_at = now + RETRY_BASE_MS;
+      else continue;
+    }
+    if (s->retry_at - now < wait) wait = s->retry_at - now;
+  }
+  return wait;
+}
+
+static void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc);
+
+/* Every range is in the file: the download ends as one connection's would. */
+static void seg_check_done(dt_engine *e, dt_xfer *x) {
+  if (!x->run->main_over) return;
+  for (int i = 0; i < x->run->nsegs; i++)
+    if (x->run->segs[i].pos < x->run->segs[i].end) return;
+  if (x->run->md) { /* the digest of the file as it is, read back */
+    int fd = plat_open_read(x->run->body_path);
+    char *buf = malloc(RECV_BUFFER);
+    int ok = fd >= 0 && buf && plat_sha256_init(x->run->md);
+    for (int64_t off = 0; ok && off < x->run->total;) {
+      long long n = plat_read(fd, buf, RECV_BUFFER);
+      ok = n > 0 && plat_sha256_update(x->run->md, buf, (size_t)n);
+      off += n;
+    }
+    free(buf);
+    if (fd >= 0) plat_close(fd);
+    if (!ok) {
+      fail(e, x, DT_ERR_SAVE, "save file error: cannot compute the checksum");
+      return;
+    }
+  }
+  finish_rc(e, x, CURLE_OK);
+}
+
+/* The server's answer to a range did not match it: stop the ranges, and the
+ * download starts over (or, with resume, goes on from the bytes it holds
+ * without a gap) on one connection. That next request is no retry. */
+static void seg_give_up(dt_engine *e, dt_xfer *x) {
+  x->run->seg_off = 1;
+  x->run->resumes++;
+  sleep_then_retry(e, x, 0);
+}
+
+/* A range failed: fetched again later, or the download fails (or retries
+ * as a whole, with `retry`). */
+static void seg_failed(dt_engine *e, dt_xfer *x, dt_seg *s, CURLcode rc, const char *why) {
+  if (s->tries < SEG_TRIES + x->opts->retry && (rc == CURLE_OK || transient(rc))) {
+    double delay = RETRY_BASE_MS;
+    for (int i = 1; i < s->tries && delay < RETRY_MAX_MS; i++) delay *= 2;
+    s->retry_at = mono_ms() + delay;
+    return;
+  }
+  if (rc != CURLE_OK && attempts_left(x) && transient(rc)) {
+    retry_later(e, x);
+    return;
+  }
+  char reason[512];
+  int err = rc == CURLE_OPERATION_TIMEDOUT ? DT_ERR_TIMEOUT : rc == CURLE_COULDNT_CONNECT ? DT_ERR_CONNECT : DT_ERR_NETWORK;
+  snprintf(reason, sizeof reason, "%s", rc == CURLE_OPERATION_TIMEDOUT ? "timeout" : why);
+  fail(e, x, err, reason);
+}
+
+/* A range's connection ended. */
+static void seg_end(dt_engine *e, dt_seg *s, CURLcode rc) {
+  dt_xfer *x = s->x;
+  curl_multi_remove_handle(e->multi, s->easy);
+  curl_easy_cleanup(s->easy);
+  s->easy = NULL;
+  curl_slist_free_all(s->slist);
+  s->slist = NULL;
+  if (s->werr) {
+    file_error(x, s->werr, x->dest.path ? x->dest.path : x->run->body_path);
+    fail(e, x, x->run->fail_err, x->run->fail_reason);
+  } else if (s->bad) {
+    seg_give_up(e, x);
+  } else if (s->pos < s->end) {
+    seg_failed(e, x, s, rc, s->errbuf[0] ? s->errbuf : rc != CURLE_OK ? curl_easy_strerror(rc)
+                                                                     : "a range of the body ended early");
+  } else {
+    seg_check_done(e, x);
+  }
+}
+
+/* The main connection of a segmented download ended: by our hand at the
+ * end of its range, or by a failure. */
+static void seg_main_end(dt_engine *e, dt_xfer *x, CURLcode rc) {
+  xrun *r = x->run;
+  dt_seg *s0 = &r->segs[0];
+  int c = gather_flush_end(x);
+  fill_profile(x, &r->res->profile);
+  curl_multi_remove_handle(e->multi, r->easy);
+  curl_easy_cleanup(r->easy);
+  r->easy = NULL;
+  r->main_over = 1;
+  if (c != 0) {
+    file_error(x, errno, x->dest.path ? x->dest.path : r->body_path);
+    fail(e, x, r->fail_err, r->fail_reason);
+  } else if (s0->pos == s0->end) {
+    seg_check_done(e, x);
+  } else if (r->fail_err) { /* a write error or a limit of ours: final */
+    fail(e, x, r->fail_err, r->fail_reason);
+  } else {
+    seg_failed(e, x, s0, rc, r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
+  }
 }
 
 /* A replaced destination keeps its permission bits (a new one has
@@ -1452,6 +1958,10 @@ static void digest_file(dt_xfer *x, dt_result *r) {
 
 static void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc) {
   dt_result *r = x->run->res;
+  if (x->run->nsegs && !x->run->main_over) { /* the other ranges may still run */
+    seg_main_end(e, x, rc);
+    return;
+  }
   if (rc == CURLE_OK && !x->run->body_started && !begin_body(e, x)) rc = CURLE_WRITE_ERROR;
   /* a failure our callbacks recorded wins: libcurl may have returned it from
    * another call (curl_easy_pause delivers buffered data) and still end the
@@ -1485,7 +1995,9 @@ static void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc) {
     fail(e, x, err, reason);
     return;
   }
-  curl_easy_getinfo(x->run->easy, CURLINFO_RESPONSE_CODE, &r->status);
+  if (x->run->easy) curl_easy_getinfo(x->run->easy, CURLINFO_RESPONSE_CODE, &r->status);
+  else r->status = x->run->seg_status; /* segmented: the main response's */
+  r->segments = x->run->nsegs > 1 ? x->run->nsegs : 1;
   if (x->run->md && r->status == DT_NOT_MODIFIED) {
     /* the file is the caller's copy, untouched: its digest; without one, the
      * digest of what this download wrote, nothing (res.sha256 is there
@@ -1540,6 +2052,7 @@ static void finish(dt_engine *e, dt_xfer *x) {
   }
   curl_slist_free_all(x->run->slist);
   x->run->slist = NULL;
+  seg_stop_all(e, x);
   if (!r->ok && r->err == DT_ERR_CHECKSUM && x->opts->resume && x->run->part_path) {
     plat_unlink(x->run->part_path); /* a wrong file is nothing to continue */
     files_write_validator(&x->dest, NULL);
@@ -1566,6 +2079,7 @@ static void drop(dt_engine *e, dt_xfer *x) {
       x->run->easy = NULL;
     }
   }
+  if (x->run) seg_stop_all(e, x);
   /* also the body a pause kept, paused or queued again by resume() */
   if (x->run && x->phase != PH_DONE) close_body(x);
   if (x->phase == PH_DONE) return;
@@ -1628,9 +2142,12 @@ static void pause_xfer(dt_engine *e, dt_xfer *x) {
     }
     curl_slist_free_all(r->slist);
     r->slist = NULL;
+    seg_stop_all(e, x);
     r->spent_ms += now - r->attempt_start;
     const char *v = NULL;
-    int keep = !x->opts->resume && r->body_started && r->to_dest && !r->inplace && !r->discard &&
+    /* a segmented body has gaps: it is not kept (with `resume`, the part
+     * keeps what it holds without a gap) */
+    int keep = !x->opts->resume && !r->nsegs && r->body_started && r->to_dest && !r->inplace && !r->discard &&
                !r->fail_err && r->fd >= 0 && r->part_path && (v = body_validator(x)) != NULL;
     if (keep && r->wbuf) keep = gather_flush(x); /* the file holds every byte taken */
     if (keep) keep = (r->held_validator = strdup(v)) != NULL;
@@ -1642,6 +2159,7 @@ static void pause_xfer(dt_engine *e, dt_xfer *x) {
     } else {
       close_body(x);
     }
+    seg_free(e, x);
     r->resumed = 1;
   } else {
     return; /* new (not queued yet) or done: nothing to pause */
@@ -1746,9 +2264,10 @@ static void reap(dt_engine *e) {
   int left;
   while ((m = curl_multi_info_read(e->multi, &left))) {
     if (m->msg != CURLMSG_DONE) continue;
-    dt_xfer *x = NULL;
-    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-    if (x) finish_rc(e, x, m->data.result);
+    char *p = NULL;
+    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &p);
+    if ((uintptr_t)p & 1u) seg_end(e, (dt_seg *)(void *)(p - 1), m->data.result); /* a range's */
+    else if (p) finish_rc(e, (dt_xfer *)(void *)p, m->data.result);
   }
 }
 
@@ -1772,6 +2291,11 @@ static int check_timers(dt_engine *e) {
   while (x) {
     dt_xfer *next = x->next;
     long stall = x->opts->stall_timeout_ms;
+    if (x->run->nsegs) {
+      double w = seg_timers(e, x, now);
+      if (w < wait) wait = w;
+      if (now - x->run->seg_saved_at >= 500) seg_save(x);
+    }
     if (x->run->resume_at > 0 && x->run->easy) {
       if (now < 0) now = mono_ms();
       double left = x->run->resume_at - now;
@@ -1785,6 +2309,12 @@ static int check_timers(dt_engine *e) {
       /* delivers what libcurl kept: write_body runs, and may pause again or
        * fail (a write error comes back here, not through the multi handle) */
       CURLcode prc = curl_easy_pause(x->run->easy, CURLPAUSE_CONT);
+      if (x->run->nsegs && x->run->segs[0].pos == x->run->segs[0].end && !x->run->fail_err) {
+        seg_main_end(e, x, CURLE_OK); /* it wrote the end of its range and stopped */
+        wait = 0;
+        x = next;
+        continue;
+      }
       if (prc != CURLE_OK || x->run->fail_err) {
         char reason[512];
         int err = map_error(x, prc != CURLE_OK ? prc : CURLE_WRITE_ERROR, reason, sizeof reason);

@@ -296,13 +296,13 @@ char *files_part_path(const dest_info *d, const char *suffix) {
 
 /* The info file holds the validator, a newline, and the destination's name
  * (two names may share a hash). */
-char *files_read_validator(const dest_info *d) {
+char *files_read_validator(const dest_info *d, const char **ranges) {
   char *info = files_part_path(d, ".info");
   if (!info) return NULL;
   int fd = plat_open_read(info);
   free(info);
   if (fd < 0) return NULL;
-  size_t cap = 1024 + strlen(d->base) + 4, len = 0;
+  size_t cap = 4096 + strlen(d->base) + 4, len = 0;
   char *buf = malloc(cap);
   long long r = 1;
   while (buf && len < cap - 1 && (r = plat_read(fd, buf + len, cap - 1 - len)) > 0) len += (size_t)r;
@@ -315,16 +315,23 @@ char *files_read_validator(const dest_info *d) {
   char *nl = strchr(buf, '\n');
   char *name = nl ? nl + 1 : NULL;
   char *end = name ? strchr(name, '\n') : NULL;
-  if (!nl || nl == buf || !end || end[1] != '\0' || (size_t)(end - name) != strlen(d->base) ||
-      memcmp(name, d->base, strlen(d->base)) != 0) {
+  /* a third line (a segmented part's ranges) is taken only whole */
+  char *third = end && end[1] ? end + 1 : NULL;
+  char *third_end = third ? strchr(third, '\n') : NULL;
+  if (!nl || nl == buf || !end || (third && (!third_end || third_end[1] != '\0')) ||
+      (size_t)(end - name) != strlen(d->base) || memcmp(name, d->base, strlen(d->base)) != 0) {
     free(buf);
     return NULL;
   }
   *nl = '\0';
+  if (third) *third_end = '\0';
+  if (ranges) *ranges = third;
   return buf;
 }
 
-void files_write_validator(const dest_info *d, const char *v) {
+void files_write_validator(const dest_info *d, const char *v) { files_write_info(d, v, NULL); }
+
+void files_write_info(const dest_info *d, const char *v, const char *ranges) {
   char *info = files_part_path(d, ".info");
   if (!info) return;
   if (!v || strchr(v, '\n')) {
@@ -332,7 +339,7 @@ void files_write_validator(const dest_info *d, const char *v) {
   } else {
     int fd = plat_open_write(info, PLAT_CREATE | PLAT_TRUNC);
     if (fd >= 0) {
-      size_t a = strlen(v), b = strlen(d->base), n = a + b + 2;
+      size_t a = strlen(v), b = strlen(d->base), c = ranges ? strlen(ranges) + 1 : 0, n = a + b + 2 + c;
       char *text = malloc(n);
       int ok = text != NULL;
       if (ok) {
@@ -340,6 +347,10 @@ void files_write_validator(const dest_info *d, const char *v) {
         text[a] = '\n';
         memcpy(text + a + 1, d->base, b);
         text[a + 1 + b] = '\n';
+        if (c) {
+          memcpy(text + a + b + 2, ranges, c - 1);
+          text[n - 1] = '\n';
+        }
         ok = plat_write_all(fd, text, n);
         free(text);
       }

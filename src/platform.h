@@ -111,8 +111,15 @@ int plat_write_all(int fd, const void *buf, size_t n);
 /* Reads up to n bytes: the count, 0 at the end, -1 on error (EINTR retried). */
 long long plat_read(int fd, void *buf, size_t n);
 long long plat_pread(int fd, void *buf, size_t n, int64_t off);
+/* Writes all of buf at offset off, leaving the file position where it was
+ * (segments write their ranges beside the main connection's sequential
+ * writes): 1, or 0 with errno. */
+int plat_pwrite_all(int fd, const void *buf, size_t n, int64_t off);
+/* Cuts (or extends) the file to size bytes; 0 or -1 with errno. */
+int plat_set_size(int fd, int64_t size);
 long long plat_size(int fd);   /* the file's size */
 long long plat_seek_end(int fd); /* moves to the end; returns the offset */
+int plat_seek_to(int fd, int64_t off); /* 0 or -1 with errno */
 int plat_truncate0(int fd);    /* empties it and writes from the start again */
 int plat_sync(int fd);         /* its data reaches the disk */
 /* Gives fd the permission bits of the regular file at path, when there is

@@ -336,12 +336,30 @@ long long plat_pread(int fd, void *buf, size_t n, int64_t off) {
   return r;
 }
 
+int plat_pwrite_all(int fd, const void *buf, size_t len, int64_t off) {
+  const char *p = buf;
+  size_t done = 0;
+  while (done < len) {
+    ssize_t w = pwrite(fd, p + done, len - done, (off_t)(off + (int64_t)done));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return 0;
+    }
+    done += (size_t)w;
+  }
+  return 1;
+}
+
+int plat_set_size(int fd, int64_t size) { return ftruncate(fd, (off_t)size); }
+
 long long plat_size(int fd) {
   struct stat st;
   return fstat(fd, &st) == 0 ? (long long)st.st_size : -1;
 }
 
 long long plat_seek_end(int fd) { return (long long)lseek(fd, 0, SEEK_END); }
+
+int plat_seek_to(int fd, int64_t off) { return lseek(fd, (off_t)off, SEEK_SET) < 0 ? -1 : 0; }
 
 int plat_truncate0(int fd) { return ftruncate(fd, 0) == 0 && lseek(fd, 0, SEEK_SET) == 0 ? 0 : -1; }
 

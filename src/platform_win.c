@@ -420,9 +420,25 @@ long long plat_pread(int fd, void *buf, size_t n, int64_t off) {
   return r;
 }
 
+/* No pwrite in the CRT: seek, write, and go back (only the engine thread
+ * writes a body's file, so nothing moves the position in between). */
+int plat_pwrite_all(int fd, const void *buf, size_t n, int64_t off) {
+  long long pos = _telli64(fd);
+  if (pos < 0 || _lseeki64(fd, off, SEEK_SET) < 0) return 0;
+  int ok = plat_write_all(fd, buf, n);
+  int e = errno;
+  if (_lseeki64(fd, pos, SEEK_SET) < 0) return 0;
+  errno = e;
+  return ok;
+}
+
+int plat_set_size(int fd, int64_t size) { return _chsize_s(fd, size) == 0 ? 0 : -1; }
+
 long long plat_size(int fd) { return _filelengthi64(fd); }
 
 long long plat_seek_end(int fd) { return _lseeki64(fd, 0, SEEK_END); }
+
+int plat_seek_to(int fd, int64_t off) { return _lseeki64(fd, off, SEEK_SET) < 0 ? -1 : 0; }
 
 int plat_truncate0(int fd) { return _chsize_s(fd, 0) == 0 && _lseeki64(fd, 0, SEEK_SET) == 0 ? 0 : -1; }
 

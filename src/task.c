@@ -105,6 +105,10 @@ static dt_task *check_task(lua_State *L) { return luaL_checkudata(L, 1, DT_TASK_
  * `filePath` (`mkdir -p`, mode 0777 minus the umask) when the download leaves the queue; a
  * directory that cannot be made (a file in the way, no permission) fails the download with
  * 603300 or 603303 naming it
+ * @tfield[opt=1] integer segments **(ext)** 1 to 16: a body of at least 2 MiB whose server
+ * honours ranges (`Accept-Ranges: bytes`, or a 206) is fetched over up to this many
+ * connections at once, each writing its own range (at least 1 MiB) of the temporary file; a
+ * range that fails is fetched again on its own. `res.segments` says how many were used
  */
 
 /* Every name downloadFile accepts, in the order they are read; the ones from
@@ -114,12 +118,12 @@ static const char *const OPTION_NAMES[] = {
     "url", "filePath", "header", "timeout", "success", "fail", "complete", "connectTimeout",
     "maxRedirects", "maxFileSize", "insecure", "caFile", "proxy", "stallTimeout", "sha256",
     "rateLimit", "etag", "ifModifiedSince", "resume", "retry", "durable", "priority",
-    "createDirs", NULL};
+    "createDirs", "segments", NULL};
 enum {
   O_URL, O_FILE_PATH, O_HEADER, O_TIMEOUT, O_SUCCESS, O_FAIL, O_COMPLETE, O_CONNECT_TIMEOUT,
   O_MAX_REDIRECTS, O_MAX_FILE_SIZE, O_INSECURE, O_CA_FILE, O_PROXY, O_STALL_TIMEOUT, O_SHA256,
   O_RATE_LIMIT, O_ETAG, O_IF_MODIFIED_SINCE, O_RESUME, O_RETRY, O_DURABLE, O_PRIORITY,
-  O_CREATE_DIRS, O_COUNT
+  O_CREATE_DIRS, O_SEGMENTS, O_COUNT
 };
 #define FIRST_UNIMPLEMENTED O_COUNT
 
@@ -416,6 +420,8 @@ static void read_options(lua_State *L, optread *r) {
   v->durable = opt_bool(L, r, O_DURABLE);
   v->priority = opt_int(L, r, O_PRIORITY, 0, LONG_MIN);
   v->create_dirs = opt_bool(L, r, O_CREATE_DIRS);
+  v->segments = opt_int(L, r, O_SEGMENTS, 1, 1);
+  if (v->segments > 16) opt_error(L, "segments", "at most 16");
   int h = OPT_AT(r, O_HEADER);
   if (!lua_isnil(L, h)) {
     if (lua_type(L, h) != LUA_TTABLE) opt_type_error(L, "header", "table", h);

@@ -38,6 +38,7 @@ local dt = {}
 ---@field retry? integer (ext) retries of transient failures (connect errors, resets, timeouts, 408, 429, 5xx); default 0
 ---@field priority? integer (ext) the queue starts higher priorities first (default 0; negative ones after it); equal ones in call order
 ---@field createDirs? boolean (ext) create the missing parent directories of `filePath` (`mkdir -p`); default false
+---@field segments? integer (ext) 1-16: fetch a body of at least 2 MiB from a server that takes ranges over up to this many connections; default 1
 
 ---Given to `success` and `complete`, and returned by `task:await()`: a response was received,
 ---whatever its status code.
@@ -49,6 +50,7 @@ local dt = {}
 ---@field dataLength integer bytes written
 ---@field sha256? string (ext) hex digest of the body, when the `sha256` option was given (for a 304: of the destination as it stands, else of the empty body)
 ---@field attempts integer (ext) requests made (1 without `retry`)
+---@field segments integer (ext) connections the body came over (1 unless `segments` split it)
 ---@field cookies? string[] (ext) the final response's `Set-Cookie` values, in order; absent when there are none
 ---@field profile downloadtask.Profile timings and connection facts
 ---@field errMsg string `"downloadFile:ok"`

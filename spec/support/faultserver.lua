@@ -516,6 +516,14 @@ local function route(c)
     if flaky[key] > int(q.fails, 1) then
       for _, k in ipairs(FAULT_PARAMS) do q[k] = nil end
     end
+    -- rangedrop=B&rangefails=F: the first F requests with key K for a range that does not
+    -- start at byte 0 (a segment's) are closed after B body bytes (segments, issue 13)
+    local rq = c.headers["range"]
+    if q.rangedrop and rq and not rq:match("^bytes=0%-") then
+      local k2 = key .. "\0range"
+      flaky[k2] = (flaky[k2] or 0) + 1
+      if flaky[k2] <= int(q.rangefails, 1) then q.dropafter = q.rangedrop end
+    end
     return serve_bytes(c, q)
   end
 

@@ -1,0 +1,338 @@
+-- `segments` (issue 13, SPEC.md "Managing many downloads"): a body of a known size from a server
+-- that takes ranges is fetched over up to `segments` connections, each writing its own range
+-- (at least 1 MiB) of the temporary file. Against nginx (100m.bin) and the fault server
+-- (/flaky?range=1: Accept-Ranges and real 206s; rangedrop=B&rangefails=F closes the first F
+-- requests for a range that does not start at 0 after B bytes; /stats?key=K counts the
+-- requests of a key and the ones with a Range header).
+local dt = require "downloadtask"
+local S = require "spec.support.servers"
+local H = require "spec.support.helpers"
+
+local T = H.tracker()
+local f, ng
+
+setup(function()
+  f, ng = S.fault(), S.nginx()
+end)
+after_each(T.cleanup)
+
+local MiB = 1024 * 1024
+local keyn = 0
+local function key()
+  keyn = keyn + 1
+  return ("seg%d-%d"):format(math.floor(H.now() * 1000) % 1000000, keyn)
+end
+
+local function stats(k)
+  local res = assert(dt.downloadFile { url = f.url("/stats?key=" .. k) }:await())
+  local body = S.readfile(res.tempFilePath)
+  os.remove(res.tempFilePath)
+  return { hits = tonumber(body:match('"hits":(%d+)')), ranges = tonumber(body:match('"ranges":(%d+)')) }
+end
+
+local function is_pattern(path, n)
+  local s = S.readfile(path)
+  return s ~= nil and #s == n and s == S.pattern(0, n)
+end
+
+local function sha256_file(path)
+  local p = assert(io.popen("sha256sum " .. S.quote(path)))
+  local out = p:read("*a")
+  p:close()
+  return out:match("^(%x+)")
+end
+
+-- The fault server's /flaky body of n pattern bytes, with ranges, under key k.
+local function flaky(k, n, extra)
+  return f.url(("/flaky?key=%s&fails=0&n=%d&range=1&etag=%%22s1%%22%s"):format(k, n, extra or ""))
+end
+
+-- Nothing but `names` in dir: no temporary file, no part, no info.
+local function only(dir, names)
+  local left = S.listdir(dir)
+  table.sort(left)
+  table.sort(names)
+  assert.are.same(names, left)
+end
+
+describe("segments", function()
+  it("fetches nginx's 100 MiB over 8 connections: the same file, progress summed to the end", function()
+    local dir = S.tmpdir()
+    local out = T.fetch({ url = ng.url("100m.bin"), filePath = dir .. "/big.bin", segments = 8 }, { listen = true })
+    H.expect_ok(out)
+    assert.are.equal(8, out.res.segments)
+    assert.are.equal(100 * MiB, out.res.dataLength)
+    assert.are.equal(sha256_file(ng.root .. "/100m.bin"), sha256_file(dir .. "/big.bin"))
+    local last = 0
+    for _, p in ipairs(out.progress) do
+      assert.is_true(p.totalBytesWritten >= last, "progress went back")
+      assert.are.equal(100 * MiB, p.totalBytesExpectedToWrite)
+      last = p.totalBytesWritten
+    end
+    assert.are.equal(100 * MiB, last)
+    only(dir, { "big.bin" })
+  end)
+
+  it("splits sizes that the count does not divide, down to ranges of exactly 1 MiB", function()
+    for _, c in ipairs {
+      { n = 5 * MiB + 1, segs = 3, used = 3 },
+      { n = 2 * MiB, segs = 16, used = 2 },        -- two ranges of exactly SEG_MIN
+      { n = 2 * MiB - 1, segs = 16, used = 1 },    -- below: one connection
+      { n = 16 * MiB + 15, segs = 16, used = 16 },
+      { n = 7 * MiB + 3, segs = 5, used = 5 },
+    } do
+      local k = key()
+      local dest = S.tmpdir() .. "/f.bin"
+      local out = T.fetch { url = flaky(k, c.n), filePath = dest, segments = c.segs }
+      H.expect_ok(out)
+      assert.are.equal(c.used, out.res.segments, "n=" .. c.n)
+      assert.are.equal(c.n, out.res.dataLength)
+      assert.is_true(is_pattern(dest, c.n), "n=" .. c.n .. ": wrong content")
+      assert.are.same({ hits = c.used, ranges = c.used - 1 }, stats(k), "n=" .. c.n)
+    end
+  end)
+
+  it("also without filePath (tempFilePath), and segments = 1 is one connection", function()
+    local k = key()
+    local out = T.fetch { url = flaky(k, 3 * MiB), segments = 3 }
+    H.expect_ok(out)
+    assert.are.equal(3, out.res.segments)
+    assert.is_true(is_pattern(out.res.tempFilePath, 3 * MiB))
+    os.remove(out.res.tempFilePath)
+    k = key()
+    out = T.fetch { url = flaky(k, 3 * MiB), filePath = S.tmpdir() .. "/one.bin", segments = 1 }
+    H.expect_ok(out)
+    assert.are.equal(1, out.res.segments)
+    assert.are.same({ hits = 1, ranges = 0 }, stats(k))
+  end)
+
+  it("a server that does not say Accept-Ranges gets one connection", function()
+    local k = key()
+    local dest = S.tmpdir() .. "/f.bin"
+    local url = f.url(("/flaky?key=%s&fails=0&n=%d"):format(k, 3 * MiB))
+    local out = T.fetch { url = url, filePath = dest, segments = 4 }
+    H.expect_ok(out)
+    assert.are.equal(1, out.res.segments)
+    assert.is_true(is_pattern(dest, 3 * MiB))
+    assert.are.same({ hits = 1, ranges = 0 }, stats(k))
+  end)
+
+  it("a 206 that lies (whole body, or no Content-Range): one connection again, the right file", function()
+    for _, lie in ipairs { "start", "none" } do
+      local k = key()
+      local dir = S.tmpdir()
+      local out = T.fetch { url = flaky(k, 3 * MiB, "&lie206=" .. lie), filePath = dir .. "/f.bin", segments = 3 }
+      H.expect_ok(out)
+      assert.are.equal(1, out.res.segments, lie)
+      assert.is_true(is_pattern(dir .. "/f.bin", 3 * MiB), lie .. ": wrong content")
+      assert.are.equal(1, out.res.attempts - 1, lie .. ": the single-connection request is the second")
+      only(dir, { "f.bin" })
+    end
+  end)
+
+  it("a range that fails midway is fetched again on its own", function()
+    local k = key()
+    local dest = S.tmpdir() .. "/f.bin"
+    local out = T.fetch { url = flaky(k, 4 * MiB, "&rangedrop=300000&rangefails=2"), filePath = dest, segments = 4 }
+    H.expect_ok(out)
+    assert.are.equal(4, out.res.segments)
+    assert.are.equal(1, out.res.attempts)
+    assert.is_true(is_pattern(dest, 4 * MiB))
+    -- the main request, three ranges, and the two dropped ranges again
+    assert.are.same({ hits = 6, ranges = 5 }, stats(k))
+  end)
+
+  it("the main connection failing midway: its range is fetched again on its own", function()
+    local k = key()
+    local dest = S.tmpdir() .. "/f.bin"
+    local url = f.url(("/flaky?key=%s&fails=1&n=%d&range=1&etag=%%22s1%%22&dropafter=200000"):format(k, 4 * MiB))
+    local out = T.fetch { url = url, filePath = dest, segments = 4 }
+    H.expect_ok(out)
+    assert.are.equal(4, out.res.segments)
+    assert.is_true(is_pattern(dest, 4 * MiB))
+    assert.are.same({ hits = 5, ranges = 4 }, stats(k))
+  end)
+
+  it("a range that keeps failing fails the download; the destination stays as it was", function()
+    local k = key()
+    local dir = S.tmpdir()
+    S.writefile(dir .. "/f.bin", "old")
+    local out = T.fetch { url = flaky(k, 4 * MiB, "&rangedrop=1000&rangefails=100"), filePath = dir .. "/f.bin", segments = 4 }
+    assert.are.equal(600000, out.err and out.err.errno)
+    assert.are.equal("old", S.readfile(dir .. "/f.bin"))
+    only(dir, { "f.bin" })
+  end)
+
+  -- The ranges a part's info file records: its third line "T s:p:e ...".
+  local function recorded(info)
+    local text = S.readfile(info)
+    local line = text and text:match("^[^\n]*\n[^\n]*\n([^\n]*)\n$")
+    if not line then return nil end
+    local total, r = tonumber(line:match("^(%d+)")), {}
+    for a, p, b in line:gmatch(" (%d+):(%d+):(%d+)") do
+      r[#r + 1] = { start = tonumber(a), pos = tonumber(p), ["end"] = tonumber(b) }
+    end
+    return total, r
+  end
+
+  -- Every recorded byte of the part is the body's.
+  local function part_holds(part, ranges)
+    local data = S.readfile(part)
+    local held = 0
+    for _, g in ipairs(ranges) do
+      if g.pos > g.start then
+        assert.are.equal(S.pattern(g.start, g.pos - g.start), data:sub(g.start + 1, g.pos), "range at " .. g.start)
+        held = held + g.pos - g.start
+      end
+    end
+    return held
+  end
+
+  it("with resume, a failed segmented download keeps its ranges, and the next one continues every one", function()
+    local k = key()
+    local dir = S.tmpdir()
+    local dest = dir .. "/f.bin"
+    local n = 4 * MiB
+    local out = T.fetch { url = flaky(k, n, "&rangedrop=1000&rangefails=100"), filePath = dest, segments = 4,
+      resume = true }
+    assert.are.equal(600000, out.err and out.err.errno)
+    local part, info = H.part_files(dir)
+    assert(part and info, "no part kept")
+    local total, ranges = recorded(info)
+    assert.are.equal(n, total)
+    assert.are.equal(4, #ranges)
+    local held = part_holds(part, ranges)
+    assert.is_true(held > MiB, "held " .. held)
+    local k2 = key()
+    out = T.fetch({ url = flaky(k2, n), filePath = dest, segments = 4, resume = true }, { listen = true })
+    H.expect_ok(out, 206)
+    assert.is_true(is_pattern(dest, n))
+    assert.are.equal(n, out.res.dataLength)
+    -- progress starts from what the part held
+    assert.is_true(out.progress[1].totalBytesWritten >= held, "first progress " .. out.progress[1].totalBytesWritten)
+    local st = stats(k2)
+    assert.are.equal(st.hits, st.ranges, "every request continued a range")
+    only(dir, { "f.bin" })
+  end)
+
+  it("a segmented download killed with kill -9 is continued from its recorded ranges", function()
+    local dir = S.tmpdir()
+    local dest = dir .. "/f.bin"
+    local n = 6 * MiB
+    local k = key()
+    -- the first four requests (the main one and three ranges) trickle at 400 kB/s each
+    local url = f.url(("/flaky?key=%s&fails=4&n=%d&range=1&etag=%%22s1%%22&rate=400000"):format(k, n))
+    local script = ([[
+      local dt = require "downloadtask"
+      local t = dt.downloadFile { url = %q, filePath = %q, segments = 4, resume = true }
+      local got = 0
+      t:onProgressUpdate(function(p) got = p.totalBytesWritten end)
+      while got < 1500000 do dt.poll(20) end
+      dt.poll(700)                                -- the info file is written every 500 ms
+      local pid = io.open("/proc/self/stat"):read("*l"):match("^(%%d+)")
+      os.execute("kill -9 " .. pid)
+    ]]):format(url, dest)
+    local _, rc = H.child(script)
+    assert.are.equal(137, rc)
+    assert.is_nil(S.readfile(dest))
+    local part, info = H.part_files(dir)
+    assert(part and info, "no part left by the killed process")
+    local total, ranges = recorded(info)
+    assert.are.equal(n, total)
+    assert.are.equal(4, #ranges)
+    local held = part_holds(part, ranges)
+    assert.is_true(held >= 1000000, "held " .. held)
+    local out = T.fetch({ url = url, filePath = dest, segments = 4, resume = true }, { listen = true })
+    H.expect_ok(out, 206)
+    assert.is_true(is_pattern(dest, n))
+    assert.is_true(out.progress[1].totalBytesWritten >= held, "first progress " .. out.progress[1].totalBytesWritten)
+    only(dir, { "f.bin" })
+  end)
+
+  it("sha256: right gives res.sha256; wrong fails with 603304 and leaves the destination", function()
+    local n = 3 * MiB + 7
+    local dir = S.tmpdir()
+    local want = (function()
+      S.writefile(dir .. "/ref", S.pattern(0, n))
+      local d = sha256_file(dir .. "/ref")
+      os.remove(dir .. "/ref")
+      return d
+    end)()
+    local out = T.fetch { url = flaky(key(), n), filePath = dir .. "/f.bin", segments = 3, sha256 = want:upper() }
+    H.expect_ok(out)
+    assert.are.equal(3, out.res.segments)
+    assert.are.equal(want, out.res.sha256)
+    S.writefile(dir .. "/f.bin", "old")
+    out = T.fetch { url = flaky(key(), n), filePath = dir .. "/f.bin", segments = 3, sha256 = ("0"):rep(64) }
+    assert.are.equal(603304, out.err and out.err.errno)
+    assert.are.equal("old", S.readfile(dir .. "/f.bin"))
+    only(dir, { "f.bin" })
+  end)
+
+  it("maxFileSize: a body over it fails before any range; one within it is split", function()
+    local dir = S.tmpdir()
+    local out = T.fetch { url = flaky(key(), 3 * MiB), filePath = dir .. "/f.bin", segments = 3, maxFileSize = 3 * MiB - 1 }
+    assert.are.equal(603301, out.err and out.err.errno)
+    only(dir, {})
+    out = T.fetch { url = flaky(key(), 3 * MiB), filePath = dir .. "/f.bin", segments = 3, maxFileSize = 3 * MiB }
+    H.expect_ok(out)
+    assert.are.equal(3, out.res.segments)
+  end)
+
+  it("abort while the ranges run: nothing on disk, the destination untouched", function()
+    local dir = S.tmpdir()
+    S.writefile(dir .. "/f.bin", "old")
+    local t = T.start { url = f.url(("/bytes?n=%d&range=1&etag=%%22s1%%22&rate=500000"):format(4 * MiB)), filePath = dir .. "/f.bin", segments = 4 }
+    local got = 0
+    t:onProgressUpdate(function(p) got = p.totalBytesWritten end)
+    local deadline = H.now() + 10
+    while got < 200000 and H.now() < deadline do dt.poll(10) end
+    assert.is_true(got >= 200000)
+    t:abort()
+    local res, err = t:await()
+    assert.is_nil(res)
+    assert.are.equal(600003, err.errno)
+    assert.are.equal("old", S.readfile(dir .. "/f.bin"))
+    only(dir, { "f.bin" })
+  end)
+
+  it("pause and resume a segmented download: the right file", function()
+    local dir = S.tmpdir()
+    local t = T.start { url = f.url(("/bytes?n=%d&range=1&etag=%%22s1%%22&rate=1000000"):format(4 * MiB)), filePath = dir .. "/f.bin", segments = 4 }
+    local got = 0
+    t:onProgressUpdate(function(p) got = p.totalBytesWritten end)
+    local deadline = H.now() + 10
+    while got < 300000 and H.now() < deadline do dt.poll(10) end
+    t:pause()
+    assert.are.equal("paused", t.state)
+    dt.poll(200)
+    t:resume()
+    local res, err = t:await()
+    assert(res, err and err.errMsg)
+    assert.is_true(is_pattern(dir .. "/f.bin", 4 * MiB))
+    only(dir, { "f.bin" })
+  end)
+
+  it("rateLimit is the sum over the connections", function()
+    local n = 4 * MiB
+    local t0 = H.now()
+    local out = T.fetch { url = flaky(key(), n), filePath = S.tmpdir() .. "/f.bin", segments = 4, rateLimit = 2 * MiB }
+    local took = H.now() - t0
+    assert(out.res, out.err and out.err.errMsg)
+    H.expect_ok(out)
+    assert.are.equal(4, out.res.segments)
+    -- 4 MiB at 2 MiB/s: about 2 s; four connections each at the whole limit would take 0.5 s
+    assert.is_true(took > 1.4, ("took %.2f s"):format(took))
+  end)
+
+  it("rejects segments outside 1..16", function()
+    for _, v in ipairs { 0, 17, -1 } do
+      local ok, msg = pcall(dt.downloadFile, { url = ng.url("1k.bin"), segments = v })
+      assert.is_false(ok)
+      assert.matches("segments", msg)
+    end
+    local ok, msg = pcall(dt.downloadFile, { url = ng.url("1k.bin"), segments = "8" })
+    assert.is_false(ok)
+    assert.matches("segments", msg)
+  end)
+end)
