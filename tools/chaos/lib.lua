@@ -120,7 +120,8 @@ local function gen_server(r, c, ti, force)
   local beh = force or r.weighted {
     10, "whole", 5, "nolength", 4, "chunked", 5, "trickle", 9, "cut", 3, "stall", 3, "clshort",
     3, "cllong", 8, "lie206", 8, "lie416", 4, "redirect", 2, "loop", 2, "scheme", 5, "5xx",
-    3, "status", 3, "hflood", 2, "fold", 2, "cookies", 2, "hslow", 4, "nginx", 3, "tls", 2, "304" }
+    3, "status", 3, "hflood", 2, "fold", 2, "cookies", 2, "hslow", 4, "nginx", 3, "tls", 2, "304",
+    6, "ranges" }
   local s = { server = "fault", accept = { { len = n } }, needs = {}, what = beh }
   local q = { { "n", n } }
   local function add(k, v) q[#q + 1] = { k, v } end
@@ -219,6 +220,19 @@ local function gen_server(r, c, ti, force)
     if v == "valid" then s.needs.caFile = true
     elseif r.chance(50) then s.needs.insecure = true
     else s.accept = {} end
+  elseif beh == "ranges" then
+    -- segments (issue 13): a body big enough to split, from a server that takes ranges,
+    -- whose range requests may be cut (fetched again, or the download fails) or lied to
+    n = r.int(2 * 1048576, 5 * 1048576 + 7)
+    q[1][2] = n
+    s.accept = { { len = n } }
+    s.path = "/flaky"
+    local f = r.weighted { 4, "none", 3, "rangedrop", 1, "lie206", 1, "trickle" }
+    add("key", key); add("fails", f == "trickle" and 100 or 0); add("range", 1)
+    if f == "rangedrop" then add("rangedrop", r.int(0, 1048576)); add("rangefails", r.int(1, 6))
+    elseif f == "lie206" then add("lie206", r.pick { "start", "none" })
+    elseif f == "trickle" then add("rate", r.int(500000, 3000000)) end
+    s.needs.segments = true
   elseif beh == "304" then
     local e = '"v' .. r.int(1, 1000) .. '"'
     q = { { "n", n }, { "etag", e } }
@@ -249,6 +263,7 @@ local function gen_options(r, c, s, has_dest)
   if r.chance(12) then o.stallTimeout = r.int(100, 2000) end
   if r.chance(10) then o.timeout = r.int(100, 5000) end
   if r.chance(20) then o.durable = true end
+  if s.needs.segments or r.chance(10) then o.segments = r.int(1, 8) end
   if s.needs.maxRedirects then o.maxRedirects = s.needs.maxRedirects end
   if s.needs.caFile then o.caFile = true end          -- the CA's path, at run time
   if s.needs.insecure then o.insecure = true end
