@@ -8,8 +8,8 @@
 -- segmirror, segflat (`segments` for the three; bench/segments.lua says what they are).
 -- --seg-mib: the segments rows' file size in MiB (default 1024; 200 for a quick run);
 -- --seg-pairs: their timed rounds on the throttled servers (default 3).
--- --pairs (default 7) is the number of timed rounds after one warm-up round (3 times as many for the short workloads, mid and many);
--- each round runs every client once, after a `sync`, alternating the order
+-- --pairs (default 7) is the number of timed rounds after one warm-up round (3 times as
+-- many for the short workloads, mid and many); each round runs every client once, after a `sync`, alternating the order
 -- (downloadtask first in odd rounds, last in even ones). Ratios are taken round by round
 -- (downloadtask / curl of the same round) and their median is reported.
 -- Writes bench/results.md unless --no-write or --only is given. --write with --only writes

@@ -69,6 +69,9 @@ function S.new(ctx)
 
   function self.cleanup()
     for i, ng in ipairs(self.servers) do
+      -- B.stop_nginx's `kill -TERM -- -PGID PID` fails under dash ("Illegal number: -"), so
+      -- it waits 2 s and leaves nginx to the watchdog; without the `--` dash's kill works
+      B.sh(("kill -TERM -%d %d 2>/dev/null"):format(ng.pid, ng.pid))
       pcall(B.stop_nginx, ng)
       self.servers[i] = nil
     end
