@@ -572,13 +572,13 @@ if SEGS then
   print()
   print(seg_section)
 end
-if #rows > 0 or not SEGS then -- the main table, unless only segments rows ran
+if #rows > 0 or not SEGS then -- the main table, unless only segments rows ran (their section has the rest)
   print()
   print(tbl)
+  print()
+  print(table.concat(info, "\n"))
+  if #notes > 0 then print("\n" .. table.concat(notes, "\n")) end
 end
-print()
-print(table.concat(info, "\n"))
-if #notes > 0 then print("\n" .. table.concat(notes, "\n")) end
 print(("\nbench: done in %.0f s"):format(B.now() - started_at))
 
 if opt.write then

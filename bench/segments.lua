@@ -194,7 +194,14 @@ function S.new(ctx)
       local mark = ""
       if c.segments then
         local all, seen, missing = used(list)
-        if missing then client = client .. " (no `segments` option in this build: run without it)"
+        if missing then
+          client = client .. " (no `segments` option in this build: run without it)"
+          if not self.told_missing then
+            self.told_missing = true
+            self.notes[#self.notes + 1] = "- The measured build has no `segments` option (downloadFile raises \"unknown"
+              .. " option 'segments'\"): its segments rows ran without the option, one connection each, so they"
+              .. " show the harness and the one-connection baseline, not segmented downloads."
+          end
         else client = client .. (" (res.segments: %s)"):format(seen) end
         if c.segments > 1 and not all then mark = "segments not used" end
       end
