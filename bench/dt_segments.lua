@@ -29,14 +29,25 @@ local opts = {
 
 local missing = "none"
 local ok, task = pcall(dt.downloadFile, opts)
+if not ok and (probe or opts.mirrors) then
+  -- not measured: a mirrors row without mirrors would be another row. Every unknown name,
+  -- one at a time (the check names the first its walk meets)
+  local names = {}
+  while not ok do
+    local name = tostring(task):match("unknown option '([%w_]+)'")
+    if not name or #names > 2 then error(task, 0) end
+    names[#names + 1] = name
+    opts[name] = nil
+    ok, task = pcall(dt.downloadFile, opts)
+  end
+  task:abort()
+  dt.run()
+  print(("RESULT missing=%s"):format(table.concat(names, ",")))
+  os.exit(probe and 0 or 3)
+end
 if not ok then
   local name = tostring(task):match("unknown option '([%w_]+)'")
   if not name then error(task, 0) end
-  if probe or opts.mirrors then
-    -- not measured: a mirrors row without mirrors would be another row
-    print(("RESULT missing=%s"):format(name))
-    os.exit(probe and 0 or 3)
-  end
   assert(name == "segments", task)
   missing = "segments"
   opts.segments = nil

@@ -137,8 +137,8 @@ function S.new(ctx)
       args { urls[1], dest, tostring(size), "8", table.unpack(urls, 2) }))
     local missing = B.results(p.out).missing
     if missing ~= "none" then
-      local why = ("%s not implemented (this build raises \"unknown option '%s'\")"):format(
-        missing == "mirrors" and "mirrors" or "segments", missing)
+      local why = ("%s not implemented (this build raises \"unknown option\" for %s)"):format(
+        missing:gsub(",", " and "), missing:gsub("([%w_]+)", "'%1'"):gsub(",", " and "))
       B.log("bench: segments: mirrors row skipped: %s", why)
       self.R.segmirror = { skipped = why }
       return
