@@ -1,14 +1,19 @@
 -- `make bench`: downloadtask against the `curl` command (same libcurl) and lua-http, in the
 -- same run, on loopback from our own nginx. See the Performance section of README.md.
 --
---   lua5.4 bench/run.lua [--pairs N] [--only NAME,NAME] [--no-write]
+--   lua5.4 bench/run.lua [--pairs N] [--only NAME,NAME] [--no-write] [--write]
+--                        [--seg-mib N] [--seg-pairs N]
 --
--- NAMEs: big, game, mid, durable, many, queue, poll, prio. --pairs (default 7) is the number of timed
--- rounds after one warm-up round (3 times as many for the short workloads, mid and many);
--- each round runs every client once, after a `sync`, alternating the order
+-- NAMEs: big, game, mid, durable, many, queue, poll, prio, and issue 13's seglimit,
+-- segmirror, segflat (`segments` for the three; bench/segments.lua says what they are).
+-- --seg-mib: the segments rows' file size in MiB (default 1024; 200 for a quick run);
+-- --seg-pairs: their timed rounds on the throttled servers (default 3).
+-- --pairs (default 7) is the number of timed rounds after one warm-up round (3 times as
+-- many for the short workloads, mid and many); each round runs every client once, after a `sync`, alternating the order
 -- (downloadtask first in odd rounds, last in even ones). Ratios are taken round by round
 -- (downloadtask / curl of the same round) and their median is reported.
--- Writes bench/results.md unless --no-write or --only is given.
+-- Writes bench/results.md unless --no-write or --only is given. --write with --only writes
+-- the "Segments and mirrors" section alone, when segments rows ran (the main table stays).
 -- DT_BENCH_SO=/path/to/downloadtask.so measures another build (a private copy, a variant).
 
 local HERE = (arg[0]:match("^(.*)/[^/]*$") or ".")
@@ -24,7 +29,7 @@ package.path = HERE .. "/?.lua;" .. package.path
 ------------------------------------------------------------------------------
 -- Options.
 
-local opt = { pairs = 7, only = nil, write = true }
+local opt = { pairs = 7, only = nil, write = true, seg_mib = 1024, seg_pairs = 3, seg_write = false }
 do
   local i = 1
   while arg[i] do
@@ -35,23 +40,36 @@ do
       for n in arg[i + 1]:gmatch("[^,]+") do opt.only[n] = true end
       opt.write = false
       i = i + 1
-    elseif a == "--no-write" then opt.write = false
+    elseif a == "--no-write" then opt.write = false; opt.no_write = true
+    elseif a == "--write" then opt.seg_write = true
+    elseif a == "--seg-mib" then opt.seg_mib = assert(math.tointeger(tonumber(arg[i + 1])), "--seg-mib N"); i = i + 1
+    elseif a == "--seg-pairs" then opt.seg_pairs = assert(math.tointeger(tonumber(arg[i + 1])), "--seg-pairs N"); i = i + 1
     else
-      io.stderr:write("usage: lua5.4 bench/run.lua [--pairs N] [--only big,game,mid,durable,many,queue,poll,prio] [--no-write]\n")
+      io.stderr:write("usage: lua5.4 bench/run.lua [--pairs N] [--only big,game,mid,durable,many,queue,poll,prio,"
+        .. "segments,seglimit,segmirror,segflat] [--no-write] [--write] [--seg-mib N] [--seg-pairs N]\n")
       os.exit(2)
     end
     i = i + 1
   end
   assert(opt.pairs >= 1, "--pairs must be at least 1")
+  assert(opt.seg_pairs >= 1, "--seg-pairs must be at least 1")
+  assert(opt.seg_mib >= 1, "--seg-mib must be at least 1")
 end
+local SEG = require "segments"
+SEG.expand(opt.only)
 local function wanted(name) return not opt.only or opt.only[name] end
+local function wanted_seg()
+  for n in pairs(SEG.NAMES) do if wanted(n) then return true end end
+  return false
+end
 
 ------------------------------------------------------------------------------
 -- Extra Debian packages only the benchmark needs: installed here, on first use, so that
 -- ./dev (build and tests) stays lean. GNU time for CPU and peak RSS; lua-http and
--- lua-cqueues for the Lua peer (cqueues also gives the monotonic clock).
+-- lua-cqueues for the Lua peer (cqueues also gives the monotonic clock); aria2 (aria2c) for
+-- the segments rows (issue 13).
 
-local EXTRA = { "time", "lua-http", "lua-cqueues" }
+local EXTRA = { "time", "lua-http", "lua-cqueues", "aria2" }
 do
   local missing = {}
   for _, p in ipairs(EXTRA) do
@@ -84,7 +102,9 @@ local KiB, MiB, GiB = 1024, 1024 * 1024, 1024 * 1024 * 1024
 -- nothing), nginx. Everything is undone in `cleanup`, also on error.
 
 local T = {} -- state for cleanup
+local SEGS -- the segments rows (bench/segments.lua), once set up
 local function cleanup()
+  if SEGS then pcall(SEGS.cleanup) end
   if T.nginx then pcall(B.stop_nginx, T.nginx) end
   T.nginx = nil
   if T.dir and T.dir:match("/dt%-bench%.[%w]+$") then B.sh("rm -rf " .. q(T.dir)) end
@@ -163,13 +183,16 @@ end
 -- spread from one run to the next is wider than the margins we look at.
 local SHORT_ROUNDS = 3
 
-local function rounds(label, clients, n)
-  -- clients: list of { key=, run=function() -> r }; each run cleans up after itself
+local function rounds(label, clients, n, nowarm)
+  -- clients: list of { key=, run=function() -> r }; each run cleans up after itself.
+  -- nowarm: no warm-up round (the throttled segments rows, where a round takes minutes)
   n = n or opt.pairs
   local runs = {}
   for _, c in ipairs(clients) do runs[c.key] = {} end
-  B.log("bench: %s: warm-up", label)
-  for _, c in ipairs(clients) do c.run() end
+  if not nowarm then
+    B.log("bench: %s: warm-up", label)
+    for _, c in ipairs(clients) do c.run() end
+  end
   for i = 1, n do
     local order = {}
     for j = 1, #clients do order[j] = clients[i % 2 == 1 and j or #clients + 1 - j] end
@@ -378,6 +401,14 @@ local function w_prio()
   end
 end
 
+-- Issue 13's rows (bench/segments.lua): their own file and throttled servers.
+local function setup_segments()
+  SEGS = SEG.new { B = B, T = T, here = HERE, mib = opt.seg_mib, pairs = opt.pairs, seg_pairs = opt.seg_pairs,
+    wanted = wanted, dt_env = dt_env, run = function(env, cmd) return B.measure(cmd, T.dir .. "/scratch", env) end,
+    rounds = rounds }
+  SEGS.setup()
+end
+
 ------------------------------------------------------------------------------
 -- The table.
 
@@ -522,6 +553,10 @@ local ok, err = xpcall(function()
   if wanted("queue") then w_queue() end
   if wanted("poll") then w_poll() end
   if wanted("prio") then w_prio() end
+  if wanted_seg() then
+    setup_segments()
+    SEGS.run()
+  end
 end, debug.traceback)
 cleanup()
 if not ok then
@@ -531,11 +566,19 @@ end
 
 local tbl = build_table()
 local info = machine()
-print()
-print(tbl)
-print()
-print(table.concat(info, "\n"))
-if #notes > 0 then print("\n" .. table.concat(notes, "\n")) end
+local seg_section
+if SEGS then
+  seg_section = SEGS.section(SEGS.table(), info)
+  print()
+  print(seg_section)
+end
+if #rows > 0 or not SEGS then -- the main table, unless only segments rows ran (their section has the rest)
+  print()
+  print(tbl)
+  print()
+  print(table.concat(info, "\n"))
+  if #notes > 0 then print("\n" .. table.concat(notes, "\n")) end
+end
 print(("\nbench: done in %.0f s"):format(B.now() - started_at))
 
 if opt.write then
@@ -567,6 +610,11 @@ if opt.write then
   local old = B.readfile(HERE .. "/results.md") or ""
   local ngx = old:match("\n(## OpenResty\n.-)\n## ") or old:match("\n(## OpenResty\n.*)$")
   if ngx then text = text .. "\n" .. ngx:gsub("%s*$", "") .. "\n" end
+  if seg_section then text = SEG.splice(text, seg_section) end
   B.writefile(HERE .. "/results.md", text)
   B.log("bench: wrote %s", HERE .. "/results.md")
+elseif opt.seg_write and not opt.no_write and seg_section then
+  -- --only ... --write: the segments section alone; the rest of the file stays as it is
+  B.writefile(HERE .. "/results.md", SEG.splice(B.readfile(HERE .. "/results.md") or "# Benchmark results\n", seg_section))
+  B.log("bench: wrote the segments section of %s", HERE .. "/results.md")
 end
