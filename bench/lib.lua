@@ -159,7 +159,7 @@ function B.start_nginx(here, dir, root)
       -- setsid: the watchdog must survive a signal sent to our whole process group.
       local rm = dir:match("/dt%-bench%.[%w]+$") and ("; rm -rf " .. B.quote(dir)) or ""
       B.sh(("setsid bash -c %s >/dev/null 2>&1 </dev/null &"):format(B.quote(close_fds ..
-        ("while [ -d /proc/%d ] && [ -d /proc/%d ]; do sleep 1; done; kill -TERM -- -%d %d 2>/dev/null%s")
+        ("while [ -d /proc/%d ] && [ -d /proc/%d ]; do sleep 1; done; kill -TERM -%d %d 2>/dev/null%s")
         :format(B.mypid(), pid, pid, pid, rm))))
       return { port = port, pid = pid, url = function(path)
         return ("http://%s:%d/%s"):format(B.HOST, port, path)
@@ -171,7 +171,7 @@ end
 
 function B.stop_nginx(ng)
   if not ng then return end
-  B.sh(("kill -TERM -- -%d %d 2>/dev/null"):format(ng.pid, ng.pid))
+  B.sh(("kill -TERM -%d %d 2>/dev/null"):format(ng.pid, ng.pid))
   local deadline = B.now() + 2
   while alive(ng.pid) and B.now() < deadline do socket.sleep(0.01) end
   if alive(ng.pid) then B.sh(("kill -KILL -- -%d %d 2>/dev/null"):format(ng.pid, ng.pid)) end
