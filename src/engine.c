@@ -80,6 +80,8 @@ typedef struct dt_seg {
   int bad;         /* the server answered the range with something else */
   int werr;        /* errno of a failed write, or 0 */
   double retry_at; /* > 0: to be fetched again then */
+  char *wbuf;      /* received bytes before pos not written yet (GATHER_BUF), or NULL */
+  size_t wlen;
   char crange[128]; /* this response's Content-Range */
   char errbuf[CURL_ERROR_SIZE];
 } dt_seg;
@@ -561,7 +563,9 @@ static void publish(dt_engine *e, dt_xfer *x, unsigned ev, dt_headers *h,
   }
   x->pub.events |= ev;
   if (ev & DT_EV_PROGRESS) {
-    x->pub.now = x->run->written - (int64_t)x->run->wlen; /* what the file holds */
+    int64_t held = (int64_t)x->run->wlen; /* gathered, not in the file yet */
+    for (int i = 0; i < x->run->nsegs; i++) held += (int64_t)x->run->segs[i].wlen;
+    x->pub.now = x->run->written - held; /* what the file holds */
     x->pub.total = x->run->total;
   }
   if (x->run) x->pub.attempts = x->run->attempt;
@@ -1518,11 +1522,32 @@ static void sleep_then_retry(dt_engine *e, dt_xfer *x, double delay) {
 
 /* ---- segments (engine thread) ----------------------------------------- */
 
+/* Writes what range s has gathered; 0 (s->werr set) when that failed, and
+ * then those bytes do not count as held. */
+static int seg_flush(dt_xfer *x, dt_seg *s) {
+  size_t n = s->wlen;
+  s->wlen = 0;
+  if (n == 0 || plat_pwrite_all(x->run->fd, s->wbuf, n, s->pos - (int64_t)n)) return 1;
+  s->werr = errno ? errno : EIO;
+  s->pos -= (int64_t)n;
+  return 0;
+}
+
+/* The range's connection is over: what it gathered goes to the file, and
+ * its buffer goes. */
+static void seg_release(dt_xfer *x, dt_seg *s) {
+  if (s->wlen && x->run->fd >= 0) (void)seg_flush(x, s);
+  s->wlen = 0;
+  free(s->wbuf);
+  s->wbuf = NULL;
+}
+
 /* Stops every range's own connection; the ranges stay (what they hold
  * counts for the resume part, close_body). */
 static void seg_stop_all(dt_engine *e, dt_xfer *x) {
   for (int i = 0; x->run && i < x->run->nsegs; i++) {
     dt_seg *s = &x->run->segs[i];
+    seg_release(x, s);
     if (s->easy) {
       curl_multi_remove_handle(e->multi, s->easy);
       curl_easy_cleanup(s->easy);
@@ -1581,11 +1606,18 @@ static size_t seg_write(char *buf, size_t size, size_t n, void *ud) {
     s->bad = 1;
     return 0;
   }
-  if (!plat_pwrite_all(x->run->fd, buf, len, s->pos)) {
+  /* gathered into GATHER_BUF-byte writes, as the main connection's are:
+   * libcurl hands over 16 KiB at a time */
+  if (s->wbuf && s->wlen + len > GATHER_BUF && !seg_flush(x, s)) return 0;
+  if (s->wbuf && len < GATHER_BUF) {
+    memcpy(s->wbuf + s->wlen, buf, len);
+    s->wlen += len;
+  } else if (!plat_pwrite_all(x->run->fd, buf, len, s->pos)) {
     s->werr = errno ? errno : EIO;
     return 0;
   }
   s->pos += (int64_t)len;
+  if (s->pos == s->end && !seg_flush(x, s)) return 0; /* complete: all of it in the file */
   x->run->written += (int64_t)len;
   x->run->last_byte = mono_ms();
   if (x->run->last_byte - x->run->last_progress >= (double)x->opts->progress_interval_ms) {
@@ -1602,6 +1634,8 @@ static int seg_start(dt_engine *e, dt_xfer *x, dt_seg *s) {
   s->retry_at = 0;
   s->checked = s->bad = 0;
   s->crange[0] = s->errbuf[0] = '\0';
+  if (!s->wbuf) s->wbuf = malloc(GATHER_BUF); /* without one, each piece is written */
+  s->wlen = 0;
   CURL *c = curl_easy_init();
   if (!c) return 0;
   struct curl_slist *l = NULL;
@@ -1682,6 +1716,7 @@ static int seg_start(dt_engine *e, dt_xfer *x, dt_seg *s) {
  * worth it; the main connection goes on with the first. 0 when out of memory
  * (the download fails as a write would). */
 static int seg_split(dt_engine *e, dt_xfer *x, int64_t base) {
+  (void)e;
   xrun *r = x->run;
   int64_t left = r->total - base;
   long k = x->opts->segments;
@@ -1732,8 +1767,11 @@ static int seg_split(dt_engine *e, dt_xfer *x, int64_t base) {
    * holds (now, every so often, and when the attempt ends), so that a
    * `resume` also after a kill -9 continues every range. */
   seg_save(x);
+  /* started by check_timers, right after this round of curl_multi_perform:
+   * libcurl refuses curl_multi_add_handle from within its callbacks, and
+   * this runs in one (the main connection's first body bytes) */
   for (long i = 1; i < k; i++)
-    if (r->segs[i].pos < r->segs[i].end && !seg_start(e, x, &r->segs[i])) r->segs[i].retry_at = mono_ms() + RETRY_BASE_MS;
+    if (r->segs[i].pos < r->segs[i].end) r->segs[i].retry_at = 1;
   return 1;
 }
 
@@ -1749,7 +1787,7 @@ static void seg_save(dt_xfer *x) {
   n = (size_t)snprintf(t, cap, "%lld", (long long)r->total);
   for (int i = 0; i < r->nsegs && n < cap; i++) {
     dt_seg *s = &r->segs[i];
-    int64_t p = s->pos - (i == 0 ? (int64_t)r->wlen : 0);
+    int64_t p = s->pos - (int64_t)s->wlen - (i == 0 ? (int64_t)r->wlen : 0);
     n += (size_t)snprintf(t + n, cap - n, " %lld:%lld:%lld", (long long)s->start, (long long)(p < s->start ? s->start : p),
                           (long long)s->end);
   }
@@ -1872,6 +1910,7 @@ static void seg_failed(dt_engine *e, dt_xfer *x, dt_seg *s, CURLcode rc, const c
 /* A range's connection ended. */
 static void seg_end(dt_engine *e, dt_seg *s, CURLcode rc) {
   dt_xfer *x = s->x;
+  seg_release(x, s);
   curl_multi_remove_handle(e->multi, s->easy);
   curl_easy_cleanup(s->easy);
   s->easy = NULL;
