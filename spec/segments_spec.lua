@@ -336,3 +336,71 @@ describe("segments", function()
     assert.matches("segments", msg)
   end)
 end)
+
+describe("mirrors", function()
+  -- Two "servers" of the same file: /flaky under two keys with the same etag and size.
+  local function same_file(n, extra)
+    local a, b = key(), key()
+    return a, b, flaky(a, n, extra), flaky(b, n, extra)
+  end
+
+  it("spread the ranges over url and the mirrors; the right file", function()
+    local n = 6 * MiB + 5
+    local a, b, ua, ub = same_file(n)
+    local c = key()
+    local dest = S.tmpdir() .. "/f.bin"
+    local out = T.fetch { url = ua, mirrors = { ub, flaky(c, n) }, filePath = dest, segments = 6 }
+    H.expect_ok(out)
+    assert.are.equal(6, out.res.segments)
+    assert.is_true(is_pattern(dest, n))
+    -- sources by range: url, ub, c, url, ub, c
+    assert.are.same({ hits = 2, ranges = 1 }, stats(a))
+    assert.are.same({ hits = 2, ranges = 2 }, stats(b))
+    assert.are.same({ hits = 2, ranges = 2 }, stats(c))
+  end)
+
+  it("without segments, one range per URL", function()
+    local n = 4 * MiB
+    local a, b, ua, ub = same_file(n)
+    local out = T.fetch { url = ua, mirrors = { ub }, filePath = S.tmpdir() .. "/f.bin" }
+    H.expect_ok(out)
+    assert.are.equal(2, out.res.segments)
+    assert.are.same({ hits = 1, ranges = 1 }, stats(b))
+  end)
+
+  it("a mirror of another size, of another version, or down is dropped; its ranges come from the others", function()
+    local n = 4 * MiB
+    for _, case in ipairs {
+      { what = "size", url = function(k) return flaky(k, n + 1) end, hits = 2 },
+      { what = "version", url = function(k)
+        return f.url(("/flaky?key=%s&fails=0&n=%d&range=1&etag=%%22other%%22"):format(k, n)) end, hits = 2 },
+      { what = "down", url = function() return ("http://127.0.0.1:%d/x"):format(S.free_port()) end, hits = 0 },
+      { what = "cut", url = function(k) return flaky(k, n, "&rangedrop=1000&rangefails=100") end, hits = 2 },
+    } do
+      local a, m = key(), key()
+      local dir = S.tmpdir()
+      local out = T.fetch { url = flaky(a, n), mirrors = { case.url(m) }, filePath = dir .. "/f.bin", segments = 4 }
+      H.expect_ok(out)
+      assert.are.equal(4, out.res.segments, case.what)
+      assert.is_true(is_pattern(dir .. "/f.bin", n), case.what .. ": wrong content")
+      -- ranges 1 and 3 went to the mirror at once, and neither was asked of it again
+      if case.hits > 0 then assert.are.equal(case.hits, stats(m).hits, case.what) end
+      -- url: the main request, range 2, and ranges 1 and 3 again
+      assert.are.equal(4, stats(a).hits, case.what)
+      only(dir, { "f.bin" })
+    end
+  end)
+
+  it("rejects mirrors that are not a list of http(s) URLs", function()
+    for _, v in ipairs { "http://x/", { 1 }, { "ftp://x/f" }, { "x" }, { true } } do
+      local ok, msg = pcall(dt.downloadFile, { url = ng.url("1k.bin"), mirrors = v })
+      assert.is_false(ok)
+      assert.matches("mirrors", msg)
+    end
+    local many = {}
+    for i = 1, 17 do many[i] = ng.url("1k.bin") end
+    local ok, msg = pcall(dt.downloadFile, { url = ng.url("1k.bin"), mirrors = many })
+    assert.is_false(ok)
+    assert.matches("at most 16", msg)
+  end)
+end)

@@ -85,6 +85,8 @@ typedef struct dt_opts {
   long priority;       /* the queue starts higher ones first; equal ones in call order */
   int create_dirs;     /* create the missing parent directories of file_path */
   long segments;       /* connections one body may be fetched over (1: no ranges) */
+  const char *const *mirrors; /* other URLs of the same file, for ranges */
+  size_t nmirrors;
 } dt_opts;
 
 /* Final response headers: `count` pairs of NUL-terminated name (lower case)

@@ -76,6 +76,7 @@ typedef struct dt_seg {
   int64_t start, end;
   int64_t pos;     /* bytes start..pos-1 are in the file */
   int tries;       /* requests made for it */
+  int src;         /* where it is fetched: 0 the main request's URL, i mirrors[i - 1] */
   int checked;     /* this response is a 206 of exactly the range asked */
   int bad;         /* the server answered the range with something else */
   int werr;        /* errno of a failed write, or 0 */
@@ -137,6 +138,7 @@ typedef struct xrun {
   int seg_off;    /* the server's ranges did not match: one connection from now on */
   long seg_status; /* the main response's status, for after its handle is gone */
   char *seg_url;  /* where the ranges are asked (the main request's final URL) */
+  unsigned char mirror_dead[16]; /* a mirror that failed or told another size or validator */
   char *seg_validator; /* If-Range, and the resume part's validator; may be NULL */
   double seg_saved_at; /* when the ranges were last written to the info file */
   dt_seg *rmap;   /* `resume`: the ranges the part's info file recorded, or NULL */
@@ -1666,15 +1668,20 @@ static int seg_start(dt_engine *e, dt_xfer *x, dt_seg *s) {
   s->slist = l;
   char range[64];
   snprintf(range, sizeof range, "%lld-%lld", (long long)s->pos, (long long)s->end - 1);
-  curl_easy_setopt(c, CURLOPT_URL, x->run->seg_url);
+  const char *url = s->src > 0 ? o->mirrors[s->src - 1] : x->run->seg_url;
+  curl_easy_setopt(c, CURLOPT_URL, url);
   curl_easy_setopt(c, CURLOPT_RANGE, range);
   /* tagged: reap() tells a range's handle from a transfer's */
   curl_easy_setopt(c, CURLOPT_PRIVATE, (void *)((uintptr_t)s | 1u));
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
-  if (curl_strnequal(x->run->seg_url, "https://", 8)) curl_easy_setopt(c, CURLOPT_PIPEWAIT, 1L);
+  int tls = curl_strnequal(url, "https://", 8);
+  if (tls) curl_easy_setopt(c, CURLOPT_PIPEWAIT, 1L);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L); /* the main request's redirects are behind us */
+  /* the main request's redirects are behind us; a mirror's are followed */
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, s->src > 0 && o->max_redirects != 0 ? 1L : 0L);
+  curl_easy_setopt(c, CURLOPT_MAXREDIRS, o->max_redirects);
+  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, tls ? "https" : "http,https");
   if (o->timeout_ms > 0) { /* what is left of the attempt's clock */
     double left = (double)o->timeout_ms - (mono_ms() - x->run->attempt_start) - x->run->spent_ms;
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, left < 1 ? 1L : (long)left);
@@ -1758,6 +1765,9 @@ static int seg_split(dt_engine *e, dt_xfer *x, int64_t base) {
       s->start = s->pos = base + left / k * i;
       s->end = i == k - 1 ? r->total : base + left / k * (i + 1);
     }
+    /* mirrors: the ranges go round the URLs (the first is the main connection's) */
+    s->src = (int)(i % (long)(x->opts->nmirrors + 1));
+    while (s->src > 0 && r->mirror_dead[s->src - 1]) s->src = (s->src + 1) % (int)(x->opts->nmirrors + 1);
   }
   free(r->rmap);
   r->rmap = NULL;
@@ -1919,6 +1929,20 @@ static void seg_end(dt_engine *e, dt_seg *s, CURLcode rc) {
   if (s->werr) {
     file_error(x, s->werr, x->dest.path ? x->dest.path : x->run->body_path);
     fail(e, x, x->run->fail_err, x->run->fail_reason);
+  } else if (s->src > 0 && s->pos < s->end) {
+    /* a mirror that failed, or answered with another size or validator
+     * (If-Range: a whole body), is dropped; its range is fetched from the
+     * next URL that is left, at once */
+    x->run->mirror_dead[s->src - 1] = 1;
+    int n = (int)x->opts->nmirrors + 1;
+    do s->src = (s->src + 1) % n;
+    while (s->src > 0 && x->run->mirror_dead[s->src - 1]);
+    for (int i = 0; i < x->run->nsegs; i++) { /* the dead mirror's ranges that wait */
+      dt_seg *o = &x->run->segs[i];
+      if (o != s && !o->easy && o->src > 0 && x->run->mirror_dead[o->src - 1] && o->pos < o->end) o->src = s->src;
+    }
+    s->tries--;
+    s->retry_at = 1;
   } else if (s->bad) {
     seg_give_up(e, x);
   } else if (s->pos < s->end) {

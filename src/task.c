@@ -109,6 +109,10 @@ static dt_task *check_task(lua_State *L) { return luaL_checkudata(L, 1, DT_TASK_
  * honours ranges (`Accept-Ranges: bytes`, or a 206) is fetched over up to this many
  * connections at once, each writing its own range (at least 1 MiB) of the temporary file; a
  * range that fails is fetched again on its own. `res.segments` says how many were used
+ * @tfield[opt] {string,...} mirrors **(ext)** up to 16 other http(s) URLs of the same file:
+ * the ranges of `segments` are spread over `url` and these (without `segments`, one range
+ * each). A mirror that fails, or answers a range with another size or validator, is dropped
+ * and its ranges are fetched from the URLs that are left
  */
 
 /* Every name downloadFile accepts, in the order they are read; the ones from
@@ -118,12 +122,12 @@ static const char *const OPTION_NAMES[] = {
     "url", "filePath", "header", "timeout", "success", "fail", "complete", "connectTimeout",
     "maxRedirects", "maxFileSize", "insecure", "caFile", "proxy", "stallTimeout", "sha256",
     "rateLimit", "etag", "ifModifiedSince", "resume", "retry", "durable", "priority",
-    "createDirs", "segments", NULL};
+    "createDirs", "segments", "mirrors", NULL};
 enum {
   O_URL, O_FILE_PATH, O_HEADER, O_TIMEOUT, O_SUCCESS, O_FAIL, O_COMPLETE, O_CONNECT_TIMEOUT,
   O_MAX_REDIRECTS, O_MAX_FILE_SIZE, O_INSECURE, O_CA_FILE, O_PROXY, O_STALL_TIMEOUT, O_SHA256,
   O_RATE_LIMIT, O_ETAG, O_IF_MODIFIED_SINCE, O_RESUME, O_RETRY, O_DURABLE, O_PRIORITY,
-  O_CREATE_DIRS, O_SEGMENTS, O_COUNT
+  O_CREATE_DIRS, O_SEGMENTS, O_MIRRORS, O_COUNT
 };
 #define FIRST_UNIMPLEMENTED O_COUNT
 
@@ -142,6 +146,7 @@ static int opt_type_error(lua_State *L, const char *name, const char *expected, 
 typedef struct optread {
   int base;      /* options[OPTION_NAMES[i]] is at base + i (nil: absent) */
   int lines;     /* stack index of the array of "Name: value" lines; 0: none */
+  int mirrors;   /* stack index of the mirrors array (checked); 0: none */
   size_t need;   /* bytes for the strings and header lines, terminators included */
   dt_opts v;     /* numbers and flags; the string pointers are set by copy_options */
 } optread;
@@ -319,6 +324,13 @@ static int64_t opt_if_modified_since(lua_State *L, optread *r) {
   return opt_int64(L, r, O_IF_MODIFIED_SINCE, -1, 0);
 }
 
+/* Whether s starts with the lower-case prefix p, in any case. */
+static int has_prefix_ci(const char *s, const char *p) {
+  for (; *p; s++, p++)
+    if (*s != *p && !(*s >= 'A' && *s <= 'Z' && *s + 32 == *p)) return 0;
+  return 1;
+}
+
 static int is_token_char(unsigned char c) {
   return c > 32 && c < 127 && !strchr("\"(),/:;<=>?@[\\]{}", c);
 }
@@ -422,6 +434,27 @@ static void read_options(lua_State *L, optread *r) {
   v->create_dirs = opt_bool(L, r, O_CREATE_DIRS);
   v->segments = opt_int(L, r, O_SEGMENTS, 1, 1);
   if (v->segments > 16) opt_error(L, "segments", "at most 16");
+  int m = OPT_AT(r, O_MIRRORS);
+  if (!lua_isnil(L, m)) {
+    if (lua_type(L, m) != LUA_TTABLE) opt_type_error(L, "mirrors", "table", m);
+    size_t n = (size_t)lua_rawlen(L, m);
+    if (n > 16) opt_error(L, "mirrors", "at most 16 URLs");
+    for (size_t i = 1; i <= n; i++) { /* raw: no metamethod runs */
+      lua_rawgeti(L, m, (lua_Integer)i);
+      size_t len;
+      const char *u = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+      if (!u) opt_error(L, "mirrors", lua_pushfstring(L, "URL strings expected, got %s at %d", luaL_typename(L, -1), (int)i));
+      if (strlen(u) != len) opt_error(L, "mirrors", "a URL contains a zero byte");
+      if (!has_prefix_ci(u, "http://") && !has_prefix_ci(u, "https://"))
+        opt_error(L, "mirrors", lua_pushfstring(L, "http:// or https:// URLs expected: '%s'", u));
+      r->need += len + 1;
+      lua_pop(L, 1);
+    }
+    v->nmirrors = n;
+    r->mirrors = m;
+    /* mirrors are there to be used: without `segments`, one range per URL */
+    if (lua_isnil(L, OPT_AT(r, O_SEGMENTS))) v->segments = (long)n + 1 > 16 ? 16 : (long)n + 1;
+  }
   int h = OPT_AT(r, O_HEADER);
   if (!lua_isnil(L, h)) {
     if (lua_type(L, h) != LUA_TTABLE) opt_type_error(L, "header", "table", h);
@@ -448,12 +481,13 @@ static char *put_option(lua_State *L, const optread *r, int i, char **at) {
  * allocation (see dt_opts); NULL when out of memory. Calls nothing that can
  * raise or run Lua code: the task is anchored by then. */
 static dt_opts *copy_options(lua_State *L, const optread *r, dt_state *st) {
-  dt_opts *o = malloc(sizeof *o + r->v.nheaders * sizeof(char *) + r->need);
+  dt_opts *o = malloc(sizeof *o + (r->v.nheaders + r->v.nmirrors) * sizeof(char *) + r->need);
   if (!o) return NULL;
   *o = r->v;
   o->progress_interval_ms = st->progress_interval;
   const char **hl = (const char **)(void *)(o + 1); /* sizeof *o keeps pointer alignment */
-  char *at = (char *)(hl + r->v.nheaders);
+  const char **ml = hl + r->v.nheaders;
+  char *at = (char *)(ml + r->v.nmirrors);
   for (size_t i = 0; i < r->v.nheaders; i++) {
     lua_rawgeti(L, r->lines, (lua_Integer)i + 1);
     size_t n;
@@ -462,6 +496,14 @@ static dt_opts *copy_options(lua_State *L, const optread *r, dt_state *st) {
     lua_pop(L, 1);
   }
   o->headers = r->v.nheaders ? hl : NULL;
+  for (size_t i = 0; i < r->v.nmirrors; i++) {
+    lua_rawgeti(L, r->mirrors, (lua_Integer)i + 1);
+    size_t n;
+    const char *u = lua_tolstring(L, -1, &n); /* checked a string: no allocation */
+    ml[i] = put_string(&at, u, n);
+    lua_pop(L, 1);
+  }
+  o->mirrors = r->v.nmirrors ? ml : NULL;
   o->url = put_option(L, r, O_URL, &at);
   o->file_path = put_option(L, r, O_FILE_PATH, &at);
   o->ca_file = put_option(L, r, O_CA_FILE, &at);
