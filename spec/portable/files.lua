@@ -124,4 +124,15 @@ H.test("a non-2xx body goes to tempFilePath and leaves the destination alone", f
   H.expect_file("kept.txt", 7)
 end)
 
+H.test("segments: 100 MiB over 4 ranged connections, positioned writes, the right digest", function()
+  local dest = H.path("100m.bin")
+  local want = os.getenv("DT_PORTABLE_SHA256_100M")
+  local res, kind = H.download(dt, { url = H.url("100m.bin"), filePath = dest, segments = 4, sha256 = want })
+  H.eq(kind, "success")
+  H.eq(res.segments, 4, "segments")
+  H.eq(res.dataLength, 104857600, "dataLength")
+  H.eq(res.sha256, want, "sha256")
+  H.expect_file("100m.bin", 104857600)
+end)
+
 H.run()

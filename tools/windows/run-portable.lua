@@ -91,6 +91,7 @@ local function start_servers()
     ca = tls.ca,
     closed = S.free_port(),
     sha1m = sha256_of(ng.root .. "/1m.bin"),
+    sha100m = sha256_of(ng.root .. "/100m.bin"),
   }
   print(("run-portable: servers up in %.2f s: %s, %s"):format(socket.gettime() - t0, servers.url, servers.https))
   return servers
@@ -104,7 +105,7 @@ local function run_file(target, t, file, dir)
   local env = {
     DT_PORTABLE_URL = srv.url, DT_PORTABLE_HTTPS_URL = srv.https, DT_PORTABLE_WRONGHOST_URL = srv.wronghost,
     DT_PORTABLE_CA = p(srv.ca), DT_PORTABLE_TMPDIR = p(dir), DT_PORTABLE_CLOSED_PORT = tostring(srv.closed),
-    DT_PORTABLE_SHA256_1M = srv.sha1m, DT_PORTABLE_SELFSIGNED_URL = srv.selfsigned,
+    DT_PORTABLE_SHA256_1M = srv.sha1m, DT_PORTABLE_SHA256_100M = srv.sha100m, DT_PORTABLE_SELFSIGNED_URL = srv.selfsigned,
     DT_PORTABLE_EXPIRED_URL = srv.expired, DT_PORTABLE_WINE = windows and "1" or "0",
   }
   local cmd
