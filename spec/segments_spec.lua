@@ -153,6 +153,28 @@ describe("segments", function()
     assert.are.same({ hits = 5, ranges = 4 }, stats(k))
   end)
 
+  it("the main connection stalling past stallTimeout: its range is asked again, the download goes on", function()
+    local k = key()
+    local dest = S.tmpdir() .. "/f.bin"
+    local url = f.url(("/flaky?key=%s&fails=1&n=%d&range=1&etag=%%22s1%%22&stallafter=200000&stall=4000")
+      :format(k, 4 * MiB))
+    local out = T.fetch { url = url, filePath = dest, segments = 4, stallTimeout = 500 }
+    H.expect_ok(out)
+    assert.are.equal(1, out.res.attempts)
+    assert.is_true(is_pattern(dest, 4 * MiB))
+    assert.are.same({ hits = 5, ranges = 4 }, stats(k))
+  end)
+
+  it("timeout ends a segmented download whose ranges cannot make it, without asking them again", function()
+    local dir = S.tmpdir()
+    local t0 = H.now()
+    local url = f.url(("/bytes?n=%d&range=1&etag=%%22s1%%22&rate=300000"):format(8 * MiB))
+    local out = T.fetch { url = url, filePath = dir .. "/f.bin", segments = 4, timeout = 1500 }
+    assert.are.equal(5, out.err and out.err.errno)         -- timeout
+    assert.is_true(H.now() - t0 < 5, "took " .. (H.now() - t0))
+    only(dir, {})
+  end)
+
   it("a range that keeps failing fails the download; the destination stays as it was", function()
     local k = key()
     local dir = S.tmpdir()

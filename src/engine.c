@@ -111,6 +111,7 @@ typedef struct xrun {
   size_t hlen, hcap, hcount;
   plat_sha256 *md;  /* SHA-256 of the body, when opts.sha256 is given */
   double last_byte; /* monotonic ms of the last body byte, for stallTimeout */
+  double main_last_byte; /* segmented: the main connection's last body byte */
   long attempt;      /* requests started so far */
   double retry_at;   /* PH_SLEEPING: when to try again */
   int body_started;
@@ -1081,7 +1082,7 @@ static size_t write_body(char *buf, size_t size, size_t n, void *ud) {
     set_fail(x, DT_ERR_MAXSIZE, "%s", "exceed max file size");
     return 0;
   }
-  x->run->last_byte = mono_ms();
+  x->run->last_byte = x->run->main_last_byte = mono_ms();
   if (x->run->fd < 0) return len; /* a 304's stray body */
   double rate = rate_of(x->engine, x);
   if (rate > 0) {
@@ -1312,7 +1313,7 @@ static void start(dt_engine *e, dt_xfer *x) {
   /* never from https down to http */
   if (curl_strnequal(o->url, "https://", 8))
     curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "https");
-  x->run->last_byte = mono_ms();
+  x->run->last_byte = x->run->main_last_byte = mono_ms();
   if (curl_multi_add_handle(e->multi, c) != CURLM_OK)
     fail(e, x, DT_ERR_NETWORK, "could not start the transfer");
 }
@@ -1901,7 +1902,10 @@ static void seg_give_up(dt_engine *e, dt_xfer *x) {
 /* A range failed: fetched again later, or the download fails (or retries
  * as a whole, with `retry`). */
 static void seg_failed(dt_engine *e, dt_xfer *x, dt_seg *s, CURLcode rc, const char *why) {
-  if (s->tries < SEG_TRIES + x->opts->retry && (rc == CURLE_OK || transient(rc))) {
+  /* the download's timeout has passed: no range is worth asking again */
+  long t = x->opts->timeout_ms;
+  int expired = t > 0 && mono_ms() - x->run->attempt_start + x->run->spent_ms >= (double)t;
+  if (!expired && s->tries < SEG_TRIES + x->opts->retry && (rc == CURLE_OK || transient(rc))) {
     double delay = RETRY_BASE_MS;
     for (int i = 1; i < s->tries && delay < RETRY_MAX_MS; i++) delay *= 2;
     s->retry_at = mono_ms() + delay;
@@ -2368,7 +2372,7 @@ static int check_timers(dt_engine *e) {
         continue;
       }
       x->run->resume_at = 0;
-      x->run->last_byte = now; /* a pause of ours is not a stall */
+      x->run->last_byte = x->run->main_last_byte = now; /* a pause of ours is not a stall */
       /* delivers what libcurl kept: write_body runs, and may pause again or
        * fail (a write error comes back here, not through the multi handle) */
       CURLcode prc = curl_easy_pause(x->run->easy, CURLPAUSE_CONT);
@@ -2396,8 +2400,12 @@ static int check_timers(dt_engine *e) {
     }
     if (stall > 0 && x->run->easy) {
       if (now < 0) now = mono_ms();
-      double left = x->run->last_byte + (double)stall - now;
-      if (left <= 0) {
+      /* segmented: the main connection's own bytes (the ranges have theirs) */
+      double left = (x->run->nsegs ? x->run->main_last_byte : x->run->last_byte) + (double)stall - now;
+      if (left <= 0 && x->run->nsegs) {
+        seg_main_end(e, x, CURLE_OPERATION_TIMEDOUT); /* its range is asked again on its own */
+        wait = 0;
+      } else if (left <= 0) {
         fail(e, x, DT_ERR_TIMEOUT, "timeout");
         wait = 0; /* a slot is free: start the next one now */
       } else if (left < wait) wait = left;
