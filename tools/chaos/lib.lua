@@ -228,6 +228,7 @@ local function gen_server(r, c, ti, force)
     s.accept = { { len = n } }
     s.path = "/flaky"
     local f = r.weighted { 4, "none", 3, "rangedrop", 1, "lie206", 1, "trickle" }
+    if c.kind == "kill" then f = "trickle"; s.needs.resume = true end  -- killed mid-way, then resumed
     add("key", key); add("fails", f == "trickle" and 100 or 0); add("range", 1)
     if f == "rangedrop" then add("rangedrop", r.int(0, 1048576)); add("rangefails", r.int(1, 6))
     elseif f == "lie206" then add("lie206", r.pick { "start", "none" })
@@ -299,13 +300,16 @@ function M.gen(seed, k)
     local force
     if c.kind == "ulimit" or c.kind == "diskfull" then
       force = r.pick { "whole", "nolength", "nolength", "chunked", "trickle" }
-    elseif c.kind == "kill" or c.kind == "close" then
+    elseif c.kind == "kill" then
+      force = r.chance(35) and "ranges" or "trickle"
+    elseif c.kind == "close" then
       force = "trickle"
     elseif c.kind == "rodir" then
       force = r.pick { "whole", "nolength", "status" }
     end
     local s = gen_server(r, c, ti, force)
-    if c.kind == "ulimit" or c.kind == "diskfull" or c.kind == "kill" or c.kind == "close" then
+    if (c.kind == "ulimit" or c.kind == "diskfull" or c.kind == "kill" or c.kind == "close")
+        and s.what ~= "ranges" then
       -- big enough to hit the limit, small enough to be quick
       local n = r.int(40000, 400000)
       s.n, s.accept = n, { { len = n } }
@@ -684,6 +688,7 @@ function M.check(c, st)
   -- the destination: the last success's body, or byte for byte what it was
   if st.dest_path then
     local now_content = st.content_path and M.read(st.content_path)
+    if st.frozen then now_content = st.frozen_content end  -- as it was before a follow-up download
     local expect_old = st.old
     if not st.content_path then
       -- a FIFO: its reader's data was checked at success; only its kind below

@@ -227,6 +227,17 @@ local function ended(c, st)
       end
     end
     if st.sweep and not st.sweep.ended then return false end
+    -- kill -9, then the same download with resume: it continues what the dead process
+    -- left (a segmented part: every range its info file records), and a success must be
+    -- a whole body, never a splice
+    local t1 = c.tasks[1]
+    if c.kind == "kill" and t1.o.resume and st.dest_path and not st.resumer then
+      st.after = L.snapshot(st.dir)        -- what the kill left is what the oracle judges
+      st.frozen, st.frozen_content = true, st.content_path and L.read(st.content_path)
+      st.resumer = L.start_task({ dt = dt, url = url, now = now, dest = st.dest_path, ca = tls.ca,
+        durable_ok = DURABLE_OK }, { tasks = { { s = t1.s, o = t1.o, fault = "none" } }, dest = c.dest }, 1)
+    end
+    if st.resumer and not st.resumer.ended then return false end
     return true
   end
   for _, rec in ipairs(st.recs) do
@@ -292,8 +303,27 @@ local function finish(c, st)
       rec.file_at_success = st.reader_got
     end
   end
-  st.after = L.snapshot(st.dir)
+  st.after = st.after or L.snapshot(st.dir)
   for _, v in ipairs(L.check(c, st)) do violations[#violations + 1] = v end
+  if st.resumer then
+    local rr, s, o = st.resumer, c.tasks[1].s, c.tasks[1].o
+    if rr.res and rr.res.filePath then
+      local got, ok = L.read(st.dest_path), false
+      for _, b in ipairs(s.accept) do ok = ok or got == L.body_bytes(b) end
+      if s.accept_416 and got == L.body_bytes(s.accept_416) then ok = true end
+      if not ok then
+        violations[#violations + 1] = ("the resume after kill -9 succeeded with a wrong file (%d bytes; segments %s)")
+          :format(got and #got or -1, tostring(rr.res.segments))
+      end
+    elseif s.what == "ranges" or s.what == "trickle" then
+      -- nothing in these options may make it fail, but a wrong sha256 and the limits
+      local benign = not o.maxFileSize and not o.timeout and not o.stallTimeout
+        and (not o.sha256 or o.sha256:lower() ~= ("ab"):rep(32))
+      if benign then
+        violations[#violations + 1] = "the resume after kill -9 failed: " .. tostring(rr.err and rr.err.errMsg)
+      end
+    end
+  end
   done_cases = done_cases + 1
   stats[c.kind] = (stats[c.kind] or 0) + 1
   if #violations > 0 then report(c, violations, st)
