@@ -62,6 +62,34 @@ end
 
 local REPO = S.SUPPORT_DIR:gsub("/spec/support$", "")
 
+-- Row 3's background load outside the worker, written to a file and run by lua5.4.
+local LOAD_SCRIPT = [==[
+-- N downloads of URL, each with the listeners /fetch registers (headers, progress),
+-- started 2 ms apart, driven by awaitAll in this process.
+--
+--   lua5.4 load.lua URL N BYTES CPATH
+local url, n, bytes, cpath = arg[1], tonumber(arg[2]), tonumber(arg[3]), arg[4]
+package.cpath = cpath .. ";" .. package.cpath
+local dt = require "downloadtask"
+local socket = require "socket"
+dt.configure { maxConcurrent = 64 }
+local tasks, progress = {}, 0
+for i = 1, n do
+  local t = dt.downloadFile { url = url }
+  local headers
+  t:onHeadersReceived(function(h) headers = h.statusCode end)
+  t:onProgressUpdate(function(p) progress = progress + 1 end)
+  tasks[i] = t
+  socket.sleep(0.002) -- 2 ms apart, as bench/openresty.lua starts its own
+end
+local good = 0
+for _, r in ipairs(dt.awaitAll(tasks)) do
+  if r.tempFilePath then os.remove(r.tempFilePath) end
+  if r.statusCode == 200 and r.dataLength == bytes then good = good + 1 end
+end
+print(("%d of %d ok, %d progress events"):format(good, n, progress))
+]==]
+
 -- The Lua 5.4 build, for the separate process of row 3.
 local function lua54_module()
   assert(S.bash(("make -s -C %s build/5.4/downloadtask.so >/dev/null"):format(S.quote(REPO))),
@@ -190,6 +218,8 @@ local ok, err = pcall(function()
   local TRICKLE_BYTES = 300000
   local turl = trickle.url("/t/300k.bin")
   local lua54 = lua54_module()
+  local load_script = S.tmpdir() .. "/load.lua"
+  S.writefile(load_script, LOAD_SCRIPT)
   local ROUNDS = 8
   local function pings(seconds, into)
     local stop = socket.gettime() + seconds
@@ -217,7 +247,7 @@ local ok, err = pcall(function()
       end
     else
       local p = assert(io.popen(("%s %s %s 50 %d %s 2>&1"):format(S.quote(S.LUA),
-        S.quote(REPO .. "/bench/openresty_load.lua"), S.quote(turl), TRICKLE_BYTES, S.quote(lua54))))
+        S.quote(load_script), S.quote(turl), TRICKLE_BYTES, S.quote(lua54))))
       finish = function()
         local out = p:read("*a")
         p:close()
