@@ -264,7 +264,7 @@ soak: $(MODULE)
 bench: downloadtask.so $(eval .PHONY: bench) ; $(LUA) bench/run.lua $(BENCH_ARGS)
 # issue 15's OpenResty figures (bench/openresty.lua): a real nginx with the Lua module, which
 # loads build/luajit/downloadtask.so; writes the OpenResty section of bench/results.md.
-bench-openresty: build/luajit/downloadtask.so $(eval .PHONY: bench-openresty)
+bench-openresty: build/luajit/downloadtask.so build/5.4/downloadtask.so $(eval .PHONY: bench-openresty)
 	BUSTED=bench/openresty.lua DT_TEST_LUA=lua5.4 spec/support/run-specs.sh $(BENCH_ARGS)
 
 # ---- Reference (issue 5): HTML from the /*** comments of src/module.c and src/task.c -----
