@@ -60,6 +60,9 @@ enum { PH_NEW, PH_WAITING, PH_RUNNING, PH_SLEEPING, PH_PAUSED, PH_DONE };
 #define RETRY_MAX_MS 30000.0
 #define RETRY_AFTER_MAX_S 300
 
+/* progress-only news wakes a waiting Lua thread at most this often (ms) */
+#define WAKE_PROGRESS_MS 10.0
+
 /* segments: a body of at least 2 * SEG_MIN bytes is split into ranges of at
  * least SEG_MIN; a range that fails is fetched again up to SEG_TRIES times
  * (beyond the download's own `retry`) before the download fails. */
@@ -218,6 +221,8 @@ struct dt_engine {
   xlist running, sleeping, paused;
   int64_t rate_limit; /* configure{rateLimit}: engine thread's copy (bytes/s, 0: none) */
   int wake_due; /* news was published: the pipe gets its byte at the end of this round */
+  int wake_urgent;  /* ... and it is more than progress: the byte goes at once */
+  double last_wake; /* monotonic ms of the last byte */
   char *gather_free[GATHER_POOL]; /* pool buffers not in use */
   int gather_nfree, gather_made;
   files_scans scans; /* directories swept of dead processes' temporary files */
@@ -580,6 +585,7 @@ static void publish(dt_engine *e, dt_xfer *x, unsigned ev, dt_headers *h,
   int wake = ready_locked(e, x);
   pthread_mutex_unlock(&e->mu);
   if (wake) e->wake_due = 1; /* written once, at the end of the engine's round */
+  if (ev & ~DT_EV_PROGRESS) e->wake_urgent = 1;
 }
 
 /* ---- files ------------------------------------------------------------ */
@@ -2440,8 +2446,19 @@ static void *engine_main(void *arg) {
     start_waiting(e);
     int wait = check_timers(e); /* last: it sees the pauses this round made */
     if (e->wake_due) {
-      e->wake_due = 0;
-      wake_lua(e);
+      /* Progress alone wakes a waiting Lua thread (run, await, an OpenResty
+       * worker's poller) at most once per WAKE_PROGRESS_MS: with many
+       * downloads each round has some, and every wake-up costs the waiter a
+       * round of its own. Headers, ends and aborts wake it at once. */
+      double now = mono_ms();
+      if (e->wake_urgent || now - e->last_wake >= WAKE_PROGRESS_MS) {
+        e->wake_due = e->wake_urgent = 0;
+        e->last_wake = now;
+        wake_lua(e);
+      } else {
+        int left = (int)(e->last_wake + WAKE_PROGRESS_MS - now) + 1;
+        if (left < wait) wait = left;
+      }
     }
     engine_notify_poll(e, wait);
   }
