@@ -1184,6 +1184,25 @@ static int add_header(dt_xfer *x, const char *name, const char *value) {
   return s != NULL;
 }
 
+/* What a transfer's request and a range's have in common: headers, buffers,
+ * callbacks, TLS and the proxy. */
+static void set_io(CURL *c, const dt_opts *o, struct curl_slist *headers, char *errbuf,
+                   curl_write_callback on_head, curl_write_callback on_body, void *ud) {
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(c, CURLOPT_BUFFERSIZE, (long)RECV_BUFFER);
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_head);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, ud);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, ud);
+  if (o->insecure) {
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (o->ca_file) curl_easy_setopt(c, CURLOPT_CAINFO, o->ca_file);
+  if (o->proxy) curl_easy_setopt(c, CURLOPT_PROXY, o->proxy);
+}
+
 static void start(dt_engine *e, dt_xfer *x) {
   const dt_opts *o = x->opts;
   x->phase = PH_RUNNING;
@@ -1292,19 +1311,7 @@ static void start(dt_engine *e, dt_xfer *x) {
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout);
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
   curl_easy_setopt(c, CURLOPT_USERAGENT, o->shared->user_agent);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, x->run->slist);
-  curl_easy_setopt(c, CURLOPT_BUFFERSIZE, (long)RECV_BUFFER);
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, x->run->errbuf);
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, (void *)x);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_body);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, (void *)x);
-  if (o->insecure) {
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
-  }
-  if (o->ca_file) curl_easy_setopt(c, CURLOPT_CAINFO, o->ca_file);
-  if (o->proxy) curl_easy_setopt(c, CURLOPT_PROXY, o->proxy);
+  set_io(c, o, x->run->slist, x->run->errbuf, on_header, write_body, x);
   if (o->max_file_size >= 0)
     curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)o->max_file_size);
   double rate = rate_of(e, x);
@@ -1699,19 +1706,7 @@ static int seg_start(dt_engine *e, dt_xfer *x, dt_seg *s) {
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (o->stall_timeout_ms + 999) / 1000);
   }
   curl_easy_setopt(c, CURLOPT_USERAGENT, o->shared->user_agent);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, s->slist);
-  curl_easy_setopt(c, CURLOPT_BUFFERSIZE, (long)RECV_BUFFER);
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, s->errbuf);
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, seg_header);
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, (void *)s);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, seg_write);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, (void *)s);
-  if (o->insecure) {
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
-  }
-  if (o->ca_file) curl_easy_setopt(c, CURLOPT_CAINFO, o->ca_file);
-  if (o->proxy) curl_easy_setopt(c, CURLOPT_PROXY, o->proxy);
+  set_io(c, o, s->slist, s->errbuf, seg_header, seg_write, s);
   double rate = rate_of(e, x); /* already this connection's share */
   if (rate > 0) curl_easy_setopt(c, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)(rate < 1 ? 1 : rate));
   s->tries++;

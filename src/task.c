@@ -471,6 +471,18 @@ static char *put_string(char **at, const char *s, size_t n) {
   return c;
 }
 
+/* Copies the n strings of the array at idx (checked strings: no allocation)
+ * to out[] and *at. */
+static void put_strings(lua_State *L, int idx, size_t n, const char **out, char **at) {
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, idx, (lua_Integer)i + 1);
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    out[i] = put_string(at, s, len);
+    lua_pop(L, 1);
+  }
+}
+
 static char *put_option(lua_State *L, const optread *r, int i, char **at) {
   size_t n;
   const char *s = lua_tolstring(L, OPT_AT(r, i), &n); /* a string or nil: no allocation */
@@ -488,21 +500,9 @@ static dt_opts *copy_options(lua_State *L, const optread *r, dt_state *st) {
   const char **hl = (const char **)(void *)(o + 1); /* sizeof *o keeps pointer alignment */
   const char **ml = hl + r->v.nheaders;
   char *at = (char *)(ml + r->v.nmirrors);
-  for (size_t i = 0; i < r->v.nheaders; i++) {
-    lua_rawgeti(L, r->lines, (lua_Integer)i + 1);
-    size_t n;
-    const char *line = lua_tolstring(L, -1, &n); /* a string already: no allocation */
-    hl[i] = put_string(&at, line, n);
-    lua_pop(L, 1);
-  }
+  put_strings(L, r->lines, r->v.nheaders, hl, &at);
   o->headers = r->v.nheaders ? hl : NULL;
-  for (size_t i = 0; i < r->v.nmirrors; i++) {
-    lua_rawgeti(L, r->mirrors, (lua_Integer)i + 1);
-    size_t n;
-    const char *u = lua_tolstring(L, -1, &n); /* checked a string: no allocation */
-    ml[i] = put_string(&at, u, n);
-    lua_pop(L, 1);
-  }
+  put_strings(L, r->mirrors, r->v.nmirrors, ml, &at);
   o->mirrors = r->v.nmirrors ? ml : NULL;
   o->url = put_option(L, r, O_URL, &at);
   o->file_path = put_option(L, r, O_FILE_PATH, &at);
