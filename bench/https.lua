@@ -127,6 +127,32 @@ function H.new(ctx)
   -- nginx opens its log with O_APPEND: emptying it in place is safe while it runs
   local function empty_log(ng) B.writefile(ng.log, "") end
 
+  -- CPU seconds (user+sys) the nginx worker has used so far: with TLS the server encrypts
+  -- every byte, and on 2 cores its pace bounds the client's. nil when /proc says nothing.
+  local function server_cpu(ng)
+    if not ng.worker then
+      local kids = B.readfile(("/proc/%d/task/%d/children"):format(ng.pid, ng.pid)) or ""
+      ng.worker = math.tointeger(tonumber(kids:match("%d+")))
+      if not ng.worker then return nil end
+    end
+    local st = B.readfile(("/proc/%d/stat"):format(ng.worker))
+    if not st then return nil end
+    local f = {}
+    for x in st:match("^%d+ %b() (.*)$"):gmatch("%S+") do f[#f + 1] = x end
+    -- after "pid (comm)": field 3 is f[1], so utime (14) and stime (15) are f[12], f[13]
+    return (tonumber(f[12]) + tonumber(f[13])) / 100 -- USER_HZ is 100 on Linux
+  end
+  -- Wraps a client's run: the nginx worker's CPU during it goes into r.srv.
+  local function with_server_cpu(ng, fn)
+    return function()
+      local c0 = server_cpu(ng)
+      local r = fn()
+      local c1 = server_cpu(ng)
+      if c0 and c1 then r.srv = c1 - c0 end
+      return r
+    end
+  end
+
   local function check(path, who)
     local n = B.filesize(path)
     if n ~= size then error(("%s: %s has %s bytes, expected %d"):format(who, path, tostring(n), size), 0) end
@@ -143,7 +169,7 @@ function H.new(ctx)
     local url = ng.url(file)
     local flag = proto == "h2" and "--http2" or "--http1.1"
     local clients = {
-      { key = "downloadtask", warm = warm, run = function()
+      { key = "downloadtask", warm = warm, run = with_server_cpu(ng, function()
         empty_log(ng)
         local r = ctx.run(ctx.dt_env(), ("lua5.4 %s %s"):format(q(ctx.here .. "/dt_https.lua"),
           args { url, dest, tostring(size), tls.ca }))
@@ -152,8 +178,8 @@ function H.new(ctx)
         r.conns = connections(ng)
         check(dest, "downloadtask")
         return r
-      end },
-      { key = "curl " .. flag, warm = warm, run = function()
+      end) },
+      { key = "curl " .. flag, warm = warm, run = with_server_cpu(ng, function()
         empty_log(ng)
         local r = ctx.run("", "curl --no-progress-meter -f " .. flag .. " -w '%{http_version}' "
           .. args { "--cacert", tls.ca, "-o", dest, url })
@@ -162,7 +188,7 @@ function H.new(ctx)
         r.conns = connections(ng)
         check(dest, "curl")
         return r
-      end },
+      end) },
     }
     return ctx.rounds(("https: %d MiB -> file, %s"):format(ctx.mib, proto), clients, ctx.pairs)
   end
@@ -203,7 +229,7 @@ function H.new(ctx)
     end
     fresh()
     self.R.h2many = ctx.rounds(("https h2: %d x 100 KiB -> files, %d at a time"):format(MANY, MANY_AT_ONCE), {
-      { key = "downloadtask", run = function()
+      { key = "downloadtask", run = with_server_cpu(ng, function()
         empty_log(ng)
         local r = ctx.run(ctx.dt_env(), ("lua5.4 %s %s"):format(q(ctx.here .. "/dt_h2many.lua"),
           args { listfile, tostring(MANY_AT_ONCE), tls.ca }))
@@ -213,8 +239,8 @@ function H.new(ctx)
         checkall("downloadtask")
         fresh()
         return r
-      end },
-      { key = "curl --parallel", run = function()
+      end) },
+      { key = "curl --parallel", run = with_server_cpu(ng, function()
         empty_log(ng)
         local r = ctx.run("", "curl --parallel --parallel-max " .. MANY_AT_ONCE .. " --http2 --no-progress-meter -f "
           .. "-w '%{http_version}\\n' " .. args { "--cacert", tls.ca, "-K", cfgfile })
@@ -229,7 +255,7 @@ function H.new(ctx)
         checkall("curl --parallel")
         fresh()
         return r
-      end },
+      end) },
     }, ctx.short_pairs)
   end
 
@@ -300,6 +326,7 @@ function H.new(ctx)
       local seen = {}
       if list[1].proto then seen[#seen + 1] = "protocol " .. distinct(list, "proto") end
       if list[1].conns then seen[#seen + 1] = "connections a run: " .. distinct(list, "conns") end
+      if list[1].srv then seen[#seen + 1] = ("nginx CPU %.2f s"):format(B.median(B.field(list, "srv"))) end
       local ratio, tgt, mark = "", "", ""
       if key ~= ref then
         local r = {}
@@ -372,6 +399,8 @@ function H.new(ctx)
       "`%{http_version}` (curl) and the connections nginx's access log shows for each run",
       "(`$connection` of each request). The limit rows are `curl -o /dev/null` (receiving alone) and",
       "`dd if=/dev/zero bs=256k` to a file beside the destinations (writing alone, no fsync).",
+      "\"nginx CPU\" is the median user+sys time of the nginx worker during a run (it encrypts",
+      "every byte, on one of the 2 cores).",
       "",
       tbl,
       "",
@@ -381,6 +410,8 @@ function H.new(ctx)
     for _, l in ipairs(machine_lines) do
       if not l:match("^%- date:") then t[#t + 1] = l end
     end
+    t[#t + 1] = "- the machine is shared: 2 cores, with other agents' builds and test suites running during the"
+      .. " run, so single rounds vary widely; read the medians and the min–max spread together"
     t[#t + 1] = ("- date: %s; wall clock: %s"):format(B.capture("date -u '+%Y-%m-%d %H:%M UTC'"), B.clock_name)
     if #self.notes > 0 then
       t[#t + 1] = ""
