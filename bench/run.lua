@@ -2,18 +2,24 @@
 -- same run, on loopback from our own nginx. See the Performance section of README.md.
 --
 --   lua5.4 bench/run.lua [--pairs N] [--only NAME,NAME] [--no-write] [--write]
---                        [--seg-mib N] [--seg-pairs N]
+--                        [--seg-mib N] [--seg-pairs N] [--https-mib N]
 --
 -- NAMEs: big, game, mid, durable, many, queue, poll, prio, and issue 13's seglimit,
 -- segmirror, segflat (`segments` for the three; bench/segments.lua says what they are).
 -- --seg-mib: the segments rows' file size in MiB (default 1024; 200 for a quick run);
 -- --seg-pairs: their timed rounds on the throttled servers (default 3).
+-- Issue 13's https (HTTPS file -> file, HTTP/1.1 and h2, against curl --http1.1/--http2),
+-- h2many (1000 x 100 KiB over one h2 host, 50 at a time, against curl --parallel; the
+-- connections counted in nginx's log) and limits (plain file -> file beside
+-- `curl -o /dev/null` and a 256 KiB-write `dd`): bench/https.lua says what they are.
+-- --https-mib: their file size in MiB (default 1024; 200 for a quick run).
 -- --pairs (default 7) is the number of timed rounds after one warm-up round (3 times as
 -- many for the short workloads, mid and many); each round runs every client once, after a `sync`, alternating the order
 -- (downloadtask first in odd rounds, last in even ones). Ratios are taken round by round
 -- (downloadtask / curl of the same round) and their median is reported.
 -- Writes bench/results.md unless --no-write or --only is given. --write with --only writes
--- the "Segments and mirrors" section alone, when segments rows ran (the main table stays).
+-- the "Segments and mirrors" section alone, when segments rows ran (the main table stays),
+-- and the "HTTPS, HTTP/2 and the single-stream limits" section, when those rows ran.
 -- DT_BENCH_SO=/path/to/downloadtask.so measures another build (a private copy, a variant).
 
 local HERE = (arg[0]:match("^(.*)/[^/]*$") or ".")
@@ -29,7 +35,7 @@ package.path = HERE .. "/?.lua;" .. package.path
 ------------------------------------------------------------------------------
 -- Options.
 
-local opt = { pairs = 7, only = nil, write = true, seg_mib = 1024, seg_pairs = 3, seg_write = false }
+local opt = { pairs = 7, only = nil, write = true, seg_mib = 1024, seg_pairs = 3, seg_write = false, https_mib = 1024 }
 do
   local i = 1
   while arg[i] do
@@ -43,10 +49,12 @@ do
     elseif a == "--no-write" then opt.write = false; opt.no_write = true
     elseif a == "--write" then opt.seg_write = true
     elseif a == "--seg-mib" then opt.seg_mib = assert(math.tointeger(tonumber(arg[i + 1])), "--seg-mib N"); i = i + 1
+    elseif a == "--https-mib" then opt.https_mib = assert(math.tointeger(tonumber(arg[i + 1])), "--https-mib N"); i = i + 1
     elseif a == "--seg-pairs" then opt.seg_pairs = assert(math.tointeger(tonumber(arg[i + 1])), "--seg-pairs N"); i = i + 1
     else
       io.stderr:write("usage: lua5.4 bench/run.lua [--pairs N] [--only big,game,mid,durable,many,queue,poll,prio,"
-        .. "segments,seglimit,segmirror,segflat] [--no-write] [--write] [--seg-mib N] [--seg-pairs N]\n")
+        .. "segments,seglimit,segmirror,segflat,https,h2many,limits] [--no-write] [--write] [--seg-mib N] "
+        .. "[--seg-pairs N] [--https-mib N]\n")
       os.exit(2)
     end
     i = i + 1
@@ -54,12 +62,18 @@ do
   assert(opt.pairs >= 1, "--pairs must be at least 1")
   assert(opt.seg_pairs >= 1, "--seg-pairs must be at least 1")
   assert(opt.seg_mib >= 1, "--seg-mib must be at least 1")
+  assert(opt.https_mib >= 1, "--https-mib must be at least 1")
 end
 local SEG = require "segments"
 SEG.expand(opt.only)
 local function wanted(name) return not opt.only or opt.only[name] end
 local function wanted_seg()
   for n in pairs(SEG.NAMES) do if wanted(n) then return true end end
+  return false
+end
+local H13 = require "https"
+local function wanted_h13()
+  for n in pairs(H13.NAMES) do if wanted(n) then return true end end
   return false
 end
 
@@ -103,8 +117,10 @@ local KiB, MiB, GiB = 1024, 1024 * 1024, 1024 * 1024 * 1024
 
 local T = {} -- state for cleanup
 local SEGS -- the segments rows (bench/segments.lua), once set up
+local HTTPS -- the https, h2many and limits rows (bench/https.lua), once set up
 local function cleanup()
   if SEGS then pcall(SEGS.cleanup) end
+  if HTTPS then pcall(HTTPS.cleanup) end
   if T.nginx then pcall(B.stop_nginx, T.nginx) end
   T.nginx = nil
   if T.dir and T.dir:match("/dt%-bench%.[%w]+$") then B.sh("rm -rf " .. q(T.dir)) end
@@ -409,6 +425,15 @@ local function setup_segments()
   SEGS.setup()
 end
 
+-- Issue 13's HTTPS, h2 and limits rows (bench/https.lua): their own file and https servers.
+local function setup_https()
+  HTTPS = H13.new { B = B, T = T, here = HERE, mib = opt.https_mib, pairs = opt.pairs,
+    short_pairs = opt.pairs * SHORT_ROUNDS, wanted = wanted, dt_env = dt_env,
+    run = function(env, cmd) return B.measure(cmd, T.dir .. "/scratch", env) end, rounds = rounds,
+    dest_dir = dest_dir }
+  HTTPS.setup()
+end
+
 ------------------------------------------------------------------------------
 -- The table.
 
@@ -557,6 +582,10 @@ local ok, err = xpcall(function()
     setup_segments()
     SEGS.run()
   end
+  if wanted_h13() then
+    setup_https()
+    HTTPS.run()
+  end
 end, debug.traceback)
 cleanup()
 if not ok then
@@ -572,7 +601,13 @@ if SEGS then
   print()
   print(seg_section)
 end
-if #rows > 0 or not SEGS then -- the main table, unless only segments rows ran (their section has the rest)
+local https_section
+if HTTPS then
+  https_section = HTTPS.section(HTTPS.table(), info)
+  print()
+  print(https_section)
+end
+if #rows > 0 or not (SEGS or HTTPS) then -- the main table, unless only issue 13's rows ran (their sections have the rest)
   print()
   print(tbl)
   print()
@@ -611,10 +646,15 @@ if opt.write then
   local ngx = old:match("\n(## OpenResty\n.-)\n## ") or old:match("\n(## OpenResty\n.*)$")
   if ngx then text = text .. "\n" .. ngx:gsub("%s*$", "") .. "\n" end
   if seg_section then text = SEG.splice(text, seg_section) end
+  if https_section then text = H13.splice(text, https_section) end
   B.writefile(HERE .. "/results.md", text)
   B.log("bench: wrote %s", HERE .. "/results.md")
-elseif opt.seg_write and not opt.no_write and seg_section then
-  -- --only ... --write: the segments section alone; the rest of the file stays as it is
-  B.writefile(HERE .. "/results.md", SEG.splice(B.readfile(HERE .. "/results.md") or "# Benchmark results\n", seg_section))
-  B.log("bench: wrote the segments section of %s", HERE .. "/results.md")
+elseif opt.seg_write and not opt.no_write and (seg_section or https_section) then
+  -- --only ... --write: the segments and https sections alone; the rest of the file stays as it is
+  local text = B.readfile(HERE .. "/results.md") or "# Benchmark results\n"
+  if seg_section then text = SEG.splice(text, seg_section) end
+  if https_section then text = H13.splice(text, https_section) end
+  B.writefile(HERE .. "/results.md", text)
+  B.log("bench: wrote the %s of %s", seg_section and https_section and "segments and https sections"
+    or seg_section and "segments section" or "https section", HERE .. "/results.md")
 end
