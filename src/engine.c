@@ -689,7 +689,9 @@ static void gather_begin(dt_engine *e, dt_xfer *x) {
 static int gather_flush(dt_xfer *x) {
   size_t n = x->run->wlen;
   x->run->wlen = 0;
-  return n == 0 || emit(x, x->run->wbuf, n);
+  if (n == 0 || emit(x, x->run->wbuf, n)) return 1;
+  if (x->run->nsegs && !x->run->main_over) x->run->segs[0].pos -= (int64_t)n; /* not held */
+  return 0;
 }
 
 /* Gives x's buffer back to the pool; what it held is dropped. */
@@ -1057,6 +1059,15 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
     set_fail(x, DT_ERR_SAVE, "save file error: %s", "out of memory");
     return 0;
   }
+  if (x->run->rmap) { /* not taken up by seg_split (seg_off, maxFileSize, ...): no gaps may stay */
+    free(x->run->rmap);
+    x->run->rmap = NULL;
+    x->run->nrmap = 0;
+    if (partial && plat_set_size(x->run->fd, had) != 0) {
+      file_error(x, errno, x->dest.path);
+      return 0;
+    }
+  }
   if (!x->run->discard) gather_begin(e, x);
   dt_headers *h = make_headers(x, status);
   if (!h) {
@@ -1084,7 +1095,14 @@ static size_t write_body(char *buf, size_t size, size_t n, void *ud) {
   size_t len = size * n;
   if (!x->run->body_started && !begin_body(x->engine, x)) return 0;
   if (x->run->discard) return len;
-  if (x->opts->max_file_size >= 0 && x->run->written + (int64_t)len > x->opts->max_file_size) {
+  /* segmented: the main connection writes its range and then stops */
+  size_t take = len;
+  int stop = 0;
+  if (x->run->nsegs && (int64_t)len >= x->run->segs[0].end - x->run->segs[0].pos) {
+    take = (size_t)(x->run->segs[0].end - x->run->segs[0].pos);
+    stop = 1;
+  }
+  if (x->opts->max_file_size >= 0 && x->run->written + (int64_t)take > x->opts->max_file_size) {
     set_fail(x, DT_ERR_MAXSIZE, "%s", "exceed max file size");
     return 0;
   }
@@ -1106,20 +1124,16 @@ static size_t write_body(char *buf, size_t size, size_t n, void *ud) {
     }
     x->run->rate_due += (double)len * 1000.0 / rate;
   }
-  /* segmented: the main connection writes its range and then stops */
-  size_t take = len;
-  int stop = 0;
-  if (x->run->nsegs && (int64_t)len >= x->run->segs[0].end - x->run->segs[0].pos) {
-    take = (size_t)(x->run->segs[0].end - x->run->segs[0].pos);
-    stop = 1;
-  }
   int ok;
   if (!x->run->wbuf) {
     ok = emit(x, buf, take);
   } else if (x->run->wlen + take <= GATHER_BUF) {
     memcpy(x->run->wbuf + x->run->wlen, buf, take);
     x->run->wlen += take;
+    if (x->run->nsegs) x->run->segs[0].pos += (int64_t)take; /* gathered: counted, and taken back if the flush fails */
     ok = x->run->wlen < GATHER_BUF || gather_flush(x);
+    if (x->run->nsegs) x->run->segs[0].pos -= (int64_t)take; /* counted below */
+    if (!ok && x->run->nsegs) x->run->segs[0].pos += (int64_t)take; /* gather_flush took them back already */
   } else {
     ok = gather_flush(x) && (take >= GATHER_BUF ? emit(x, buf, take)
                                                 : (memcpy(x->run->wbuf, buf, take), x->run->wlen = take, 1));

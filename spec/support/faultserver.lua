@@ -301,8 +301,15 @@ local function serve_bytes(c, q, default_n)
   -- If-Range that is not this version's etag or lastmod gets the whole body.
   -- lie416 and lie206 come first and answer any Range header, range=1 or not.
   local ifr = c.headers["if-range"]
-  local current = not ifr or ifr == q.etag or ifr == q.lastmod
+  local current = not ifr or ifr == q.etag or ifr == q.lastmod or q.ignoreifrange == "1"
   local rq = c.headers["range"]
+  -- review: rangebad=1 answers a closed range "bytes=a-b" (a segment's) as if it had no
+  -- Range (200, whole body); noauth=1 answers a request carrying Authorization with 403
+  if rq and q.rangebad == "1" and rq:match("^bytes=%d+%-%d+$") then rq = nil; c.headers["range"] = nil end
+  if q.noauth == "1" and c.headers["authorization"] then
+    respond(c, 403, "no Authorization here\n", "text/plain")
+    return
+  end
   if rq and q.lie416 then
     headers[#headers + 1] = { "Content-Range", "bytes */" .. int(q.lie416) }
     respond(c, 416, "", nil, headers)
