@@ -87,6 +87,7 @@ typedef struct dt_seg {
   char *wbuf;      /* received bytes before pos not written yet (GATHER_BUF), or NULL */
   size_t wlen;
   char crange[128]; /* this response's Content-Range */
+  char etag[256], lastmod[64]; /* this response's validators ("" when absent or too long) */
   char errbuf[CURL_ERROR_SIZE];
 } dt_seg;
 
@@ -1605,7 +1606,21 @@ static void seg_free(dt_engine *e, dt_xfer *x) {
 static size_t seg_header(char *buf, size_t size, size_t n, void *ud) {
   dt_seg *s = ud;
   size_t len = size * n;
-  if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) s->crange[0] = '\0'; /* a new response */
+  if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) s->crange[0] = s->etag[0] = s->lastmod[0] = '\0'; /* a new response */
+  char *dst = NULL;
+  size_t cap = 0, skip = 0;
+  if (len > 5 && curl_strnequal(buf, "etag:", 5)) dst = s->etag, cap = sizeof s->etag, skip = 5;
+  else if (len > 14 && curl_strnequal(buf, "last-modified:", 14)) dst = s->lastmod, cap = sizeof s->lastmod, skip = 14;
+  if (dst) {
+    const char *v = buf + skip, *e = buf + len;
+    while (v < e && (*v == ' ' || *v == '\t')) v++;
+    while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ' || e[-1] == '\t')) e--;
+    size_t vn = (size_t)(e - v);
+    if (vn < cap) {
+      memcpy(dst, v, vn);
+      dst[vn] = '\0';
+    }
+  }
   if (len > 14 && curl_strnequal(buf, "content-range:", 14)) {
     size_t v = len - 14 < sizeof s->crange - 1 ? len - 14 : sizeof s->crange - 1;
     memcpy(s->crange, buf + 14, v);
@@ -1625,8 +1640,11 @@ static size_t seg_write(char *buf, size_t size, size_t n, void *ud) {
     long status = 0;
     long long a = -1, b = -1, t = -1;
     curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
+    /* and of the same version: a server that ignores If-Range still names its own */
+    const char *v = x->run->seg_validator;
+    const char *got = !v ? "" : v[0] == '"' ? s->etag : s->lastmod;
     if (status != 206 || !content_range(s->crange, &a, &b, &t) || a != s->pos || b != s->end - 1 ||
-        t != x->run->total) {
+        t != x->run->total || (got[0] && strcmp(got, v) != 0)) {
       s->bad = 1;
       return 0;
     }
@@ -1657,6 +1675,27 @@ static size_t seg_write(char *buf, size_t size, size_t n, void *ud) {
   return len;
 }
 
+/* Whether two URLs name the same scheme, host and port (unparsable: no). */
+static int same_origin(const char *a, const char *b) {
+  CURLU *u = curl_url(), *v = curl_url();
+  int same = 0;
+  if (u && v && curl_url_set(u, CURLUPART_URL, a, 0) == CURLUE_OK && curl_url_set(v, CURLUPART_URL, b, 0) == CURLUE_OK) {
+    same = 1;
+    const CURLUPart parts[] = {CURLUPART_SCHEME, CURLUPART_HOST, CURLUPART_PORT};
+    for (int i = 0; same && i < 3; i++) {
+      char *p = NULL, *q = NULL;
+      curl_url_get(u, parts[i], &p, CURLU_DEFAULT_PORT);
+      curl_url_get(v, parts[i], &q, CURLU_DEFAULT_PORT);
+      same = p && q && curl_strequal(p, q);
+      curl_free(p);
+      curl_free(q);
+    }
+  }
+  curl_url_cleanup(u);
+  curl_url_cleanup(v);
+  return same;
+}
+
 /* Starts (or starts again) the connection of range s: 1, or 0 when out of
  * memory (the caller tries again later). */
 static int seg_start(dt_engine *e, dt_xfer *x, dt_seg *s) {
@@ -1683,7 +1722,12 @@ static int seg_start(dt_engine *e, dt_xfer *x, dt_seg *s) {
       ok = 0;
     }
   }
+  /* as libcurl does after a redirect: credentials meant for url's host are not sent to
+   * another host (the one url redirected to) */
+  int other_host = s->src == 0 && !same_origin(o->url, x->run->seg_url);
   for (size_t i = 0; ok && i < o->nheaders; i++) {
+    if (other_host && (curl_strnequal(o->headers[i], "authorization:", 14) || curl_strnequal(o->headers[i], "cookie:", 7)))
+      continue;
     struct curl_slist *t = curl_slist_append(l, o->headers[i]);
     if (t) l = t;
     else ok = 0;

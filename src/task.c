@@ -439,6 +439,10 @@ static void read_options(lua_State *L, optread *r) {
     if (lua_type(L, m) != LUA_TTABLE) opt_type_error(L, "mirrors", "table", m);
     size_t n = (size_t)lua_rawlen(L, m);
     if (n > 16) opt_error(L, "mirrors", "at most 16 URLs");
+    /* the checked strings go to a table of our own: copy_options reads that one, which no
+     * finalizer running in between (any allocation may run one) can change */
+    lua_createtable(L, (int)n, 0);
+    int copy = lua_gettop(L);
     for (size_t i = 1; i <= n; i++) { /* raw: no metamethod runs */
       lua_rawgeti(L, m, (lua_Integer)i);
       size_t len;
@@ -448,10 +452,10 @@ static void read_options(lua_State *L, optread *r) {
       if (!has_prefix_ci(u, "http://") && !has_prefix_ci(u, "https://"))
         opt_error(L, "mirrors", lua_pushfstring(L, "http:// or https:// URLs expected: '%s'", u));
       r->need += len + 1;
-      lua_pop(L, 1);
+      lua_rawseti(L, copy, (lua_Integer)i);
     }
     v->nmirrors = n;
-    r->mirrors = m;
+    r->mirrors = copy;
     /* mirrors are there to be used: without `segments`, one range per URL */
     if (lua_isnil(L, OPT_AT(r, O_SEGMENTS))) v->segments = (long)n + 1 > 16 ? 16 : (long)n + 1;
   }
