@@ -174,4 +174,9 @@ describe("review", function()
     assert(out.res, out.err and out.err.errMsg)
     assert.is_true(out.res.segments <= 2, "res.segments " .. out.res.segments)
   end)
+  it("H: a range answered with an empty 503 fails the download instead of going on over one connection", function()
+    local n = 4 * MiB
+    local out = T.fetch { url = f.url(("/bytes?n=%d&range=1&etag=%%22s1%%22&rangeempty=503"):format(n)), filePath = S.tmpdir() .. "/f.bin", segments = 4 }
+    assert(out.res, out.err and (out.err.errno .. " " .. out.err.errMsg))
+  end)
 end)

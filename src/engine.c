@@ -1983,6 +1983,11 @@ static void seg_failed(dt_engine *e, dt_xfer *x, dt_seg *s, CURLcode rc, const c
 /* A range's connection ended. */
 static void seg_end(dt_engine *e, dt_seg *s, CURLcode rc) {
   dt_xfer *x = s->x;
+  if (rc == CURLE_OK && !s->checked) { /* a whole answer that was no 206 of the range (an empty 503, a 416) */
+    long status = 0;
+    curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (status != 206) s->bad = 1;
+  }
   seg_release(x, s);
   curl_multi_remove_handle(e->multi, s->easy);
   curl_easy_cleanup(s->easy);

@@ -306,6 +306,11 @@ local function serve_bytes(c, q, default_n)
   -- review: rangebad=1 answers a closed range "bytes=a-b" (a segment's) as if it had no
   -- Range (200, whole body); noauth=1 answers a request carrying Authorization with 403
   if rq and q.rangebad == "1" and rq:match("^bytes=%d+%-%d+$") then rq = nil; c.headers["range"] = nil end
+  -- review: rangeempty=C answers a closed range with status C and an empty body
+  if rq and q.rangeempty and rq:match("^bytes=%d+%-%d+$") then
+    respond(c, int(q.rangeempty), "", nil, { { "Content-Length", "0" } })
+    return
+  end
   if q.noauth == "1" and c.headers["authorization"] then
     respond(c, 403, "no Authorization here\n", "text/plain")
     return
