@@ -82,6 +82,7 @@ typedef struct dt_seg {
   int src;         /* where it is fetched: 0 the main request's URL, i mirrors[i - 1] */
   int checked;     /* this response is a 206 of exactly the range asked */
   int bad;         /* the server answered the range with something else */
+  int queued;      /* a resumed part's range waiting for one of the `segments` connections */
   int werr;        /* errno of a failed write, or 0 */
   double retry_at; /* > 0: to be fetched again then */
   char *wbuf;      /* received bytes before pos not written yet (GATHER_BUF), or NULL */
@@ -139,6 +140,7 @@ typedef struct xrun {
   /* segments (opts.segments > 1) */
   dt_seg *segs;   /* this attempt's ranges, or NULL: one connection */
   int nsegs;
+  int seg_conns;  /* connections at once: res.segments, and rateLimit's share */
   int main_over;  /* the main connection has ended */
   int seg_off;    /* the server's ranges did not match: one connection from now on */
   long seg_status; /* the main response's status, for after its handle is gone */
@@ -925,6 +927,23 @@ static dt_headers *make_headers(dt_xfer *x, long status) {
   return h;
 }
 
+/* The resume part's recorded ranges are not used: the part is cut at its
+ * first gap (keep), and only then does the info file lose the ranges line
+ * (in between, the ranges claim bytes past the part's size, which
+ * seg_read_map refuses). 0 (fail set) when the cut failed. */
+static int drop_map(dt_xfer *x, int64_t keep) {
+  free(x->run->rmap);
+  x->run->rmap = NULL;
+  x->run->nrmap = 0;
+  if (!x->run->to_dest || x->run->inplace) return 1; /* not this body's file: the part stays as it is */
+  if (plat_set_size(x->run->fd, keep) != 0) {
+    file_error(x, errno, x->dest.path);
+    return 0;
+  }
+  files_write_validator(&x->dest, keep > 0 ? body_validator(x) : NULL);
+  return 1;
+}
+
 /* The first body byte (or the end of a bodiless response) fixes the final
  * response: choose the file for its body and publish its headers. */
 static int retry_status(long status) { return status >= 500 || status == 429 || status == 408; }
@@ -988,7 +1007,10 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
       }
       had = 0;
     }
-    if (status / 100 == 2 && x->opts->resume) {
+    /* (a part with recorded ranges keeps its info file until the ranges are
+     * taken up or the part is cut at its first gap: a validator alone would
+     * vouch for the gaps after a kill -9) */
+    if (status / 100 == 2 && x->opts->resume && !x->run->rmap) {
       const char *v = find_header(x, "etag");
       if (!v || strncmp(v, "W/", 2) == 0) v = find_header(x, "last-modified");
       files_write_validator(&x->dest, v);
@@ -1041,17 +1063,9 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
   /* segments: a body in a file of ours, of a known size, from a server that
    * takes ranges (it says so, or it just answered one) */
   const char *ar = find_header(x, "accept-ranges");
-  if (x->run->rmap && !(status == 206 && partial && total == x->run->rmap_total && x->opts->segments > 1)) {
-    /* the recorded ranges do not apply: the body goes on from the first gap
-     * as one stream, and nothing after it counts */
-    free(x->run->rmap);
-    x->run->rmap = NULL;
-    x->run->nrmap = 0;
-    if (partial && plat_set_size(x->run->fd, had) != 0) {
-      file_error(x, errno, x->dest.path);
-      return 0;
-    }
-  }
+  if (x->run->rmap && !(status == 206 && partial && total == x->run->rmap_total && x->opts->segments > 1) &&
+      !drop_map(x, partial ? had : 0)) /* they do not apply: one stream from the first gap */
+    return 0;
   if (x->opts->segments > 1 && !x->run->seg_off && !x->run->discard && x->run->fd >= 0 &&
       !x->run->inplace && x->run->body_path && total > 0 &&
       (x->opts->max_file_size < 0 || total <= x->opts->max_file_size) &&
@@ -1060,15 +1074,8 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
     set_fail(x, DT_ERR_SAVE, "save file error: %s", "out of memory");
     return 0;
   }
-  if (x->run->rmap) { /* not taken up by seg_split (seg_off, maxFileSize, ...): no gaps may stay */
-    free(x->run->rmap);
-    x->run->rmap = NULL;
-    x->run->nrmap = 0;
-    if (partial && plat_set_size(x->run->fd, had) != 0) {
-      file_error(x, errno, x->dest.path);
-      return 0;
-    }
-  }
+  /* not taken up by seg_split (seg_off, maxFileSize, ...): no gaps may stay */
+  if (x->run->rmap && !drop_map(x, partial ? had : 0)) return 0;
   if (!x->run->discard) gather_begin(e, x);
   dt_headers *h = make_headers(x, status);
   if (!h) {
@@ -1085,7 +1092,7 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
  * its even share of the global one among the running downloads. */
 static double rate_of(dt_engine *e, dt_xfer *x) {
   double own = (double)x->opts->rate_limit;
-  double k = x->run && x->run->nsegs > 1 ? (double)x->run->nsegs : 1; /* per connection */
+  double k = x->run && x->run->seg_conns > 1 ? (double)x->run->seg_conns : 1; /* per connection */
   if (e->rate_limit <= 0) return own / k;
   double share = (double)e->rate_limit / (double)(e->running.n > 0 ? e->running.n : 1);
   return (own > 0 && own < share ? own : share) / k;
@@ -1595,7 +1602,7 @@ static void seg_free(dt_engine *e, dt_xfer *x) {
   seg_stop_all(e, x);
   free(x->run->segs);
   x->run->segs = NULL;
-  x->run->nsegs = 0;
+  x->run->nsegs = x->run->seg_conns = 0;
   x->run->main_over = 0;
   free(x->run->seg_url);
   x->run->seg_url = NULL;
@@ -1839,9 +1846,20 @@ static int seg_split(dt_engine *e, dt_xfer *x, int64_t base) {
   seg_save(x);
   /* started by check_timers, right after this round of curl_multi_perform:
    * libcurl refuses curl_multi_add_handle from within its callbacks, and
-   * this runs in one (the main connection's first body bytes) */
-  for (long i = 1; i < k; i++)
-    if (r->segs[i].pos < r->segs[i].end) r->segs[i].retry_at = 1;
+   * this runs in one (the main connection's first body bytes). A resumed
+   * part may have recorded more ranges than `segments`: those wait, and one
+   * starts whenever a connection has finished its range. */
+  long running = 1;
+  for (long i = 1; i < k; i++) {
+    if (r->segs[i].pos >= r->segs[i].end) continue;
+    if (running < x->opts->segments) {
+      r->segs[i].retry_at = 1;
+      running++;
+    } else {
+      r->segs[i].queued = 1;
+    }
+  }
+  r->seg_conns = (int)running;
   return 1;
 }
 
@@ -1925,8 +1943,16 @@ static double seg_timers(dt_engine *e, dt_xfer *x, double now) {
 
 static void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc);
 
-/* Every range is in the file: the download ends as one connection's would. */
+/* Every range is in the file: the download ends as one connection's would.
+ * Until then, a connection that has finished its range hands over to a
+ * range that waits for one. */
 static void seg_check_done(dt_engine *e, dt_xfer *x) {
+  for (int i = 0; i < x->run->nsegs; i++)
+    if (x->run->segs[i].queued) {
+      x->run->segs[i].queued = 0;
+      x->run->segs[i].retry_at = 1;
+      break;
+    }
   if (!x->run->main_over) return;
   for (int i = 0; i < x->run->nsegs; i++)
     if (x->run->segs[i].pos < x->run->segs[i].end) return;
@@ -2128,7 +2154,7 @@ static void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc) {
   }
   if (x->run->easy) curl_easy_getinfo(x->run->easy, CURLINFO_RESPONSE_CODE, &r->status);
   else r->status = x->run->seg_status; /* segmented: the main response's */
-  r->segments = x->run->nsegs > 1 ? x->run->nsegs : 1;
+  r->segments = x->run->seg_conns > 1 ? x->run->seg_conns : 1;
   if (x->run->md && r->status == DT_NOT_MODIFIED) {
     /* the file is the caller's copy, untouched: its digest; without one, the
      * digest of what this download wrote, nothing (res.sha256 is there
