@@ -83,6 +83,7 @@ typedef struct dt_seg {
   int checked;     /* this response is a 206 of exactly the range asked */
   int bad;         /* the server answered the range with something else */
   int queued;      /* a resumed part's range waiting for one of the `segments` connections */
+  long oserr;      /* the OS error of its last connection (ECONNRESET, ...) */
   int werr;        /* errno of a failed write, or 0 */
   double retry_at; /* > 0: to be fetched again then */
   char *wbuf;      /* received bytes before pos not written yet (GATHER_BUF), or NULL */
@@ -1991,18 +1992,34 @@ static void seg_failed(dt_engine *e, dt_xfer *x, dt_seg *s, CURLcode rc, const c
   long t = x->opts->timeout_ms;
   int expired = t > 0 && mono_ms() - x->run->attempt_start + x->run->spent_ms >= (double)t;
   if (!expired && s->tries < SEG_TRIES + x->opts->retry && (rc == CURLE_OK || transient(rc))) {
-    double delay = RETRY_BASE_MS;
+    double delay = RETRY_BASE_MS, now = mono_ms();
     for (int i = 1; i < s->tries && delay < RETRY_MAX_MS; i++) delay *= 2;
-    s->retry_at = mono_ms() + delay;
+    s->retry_at = now + delay;
+    if (t > 0) { /* not after the download's timeout: then it ends */
+      double deadline = x->run->attempt_start + (double)t - x->run->spent_ms;
+      if (s->retry_at > deadline) s->retry_at = deadline > now ? deadline : now + 1;
+    }
     return;
   }
   if (rc != CURLE_OK && attempts_left(x) && transient(rc)) {
     retry_later(e, x);
     return;
   }
+  /* the errors one connection would give (map_error) */
   char reason[512];
-  int err = rc == CURLE_OPERATION_TIMEDOUT ? DT_ERR_TIMEOUT : rc == CURLE_COULDNT_CONNECT ? DT_ERR_CONNECT : DT_ERR_NETWORK;
-  snprintf(reason, sizeof reason, "%s", rc == CURLE_OPERATION_TIMEDOUT ? "timeout" : why);
+  int err = DT_ERR_NETWORK;
+  snprintf(reason, sizeof reason, "%s", why);
+  if (rc == CURLE_OPERATION_TIMEDOUT) {
+    err = DT_ERR_TIMEOUT;
+    snprintf(reason, sizeof reason, "timeout");
+  } else if (rc == CURLE_COULDNT_CONNECT) {
+    err = DT_ERR_CONNECT;
+    if (s->oserr == ECONNREFUSED) snprintf(reason, sizeof reason, "connection refused");
+    else snprintf(reason, sizeof reason, "could not connect: %s", why);
+  } else if ((rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR) && s->oserr == ECONNRESET) {
+    err = DT_ERR_CONNECT;
+    snprintf(reason, sizeof reason, "connection reset");
+  }
   fail(e, x, err, reason);
 }
 
@@ -2015,6 +2032,8 @@ static void seg_end(dt_engine *e, dt_seg *s, CURLcode rc) {
     if (status != 206) s->bad = 1;
   }
   seg_release(x, s);
+  s->oserr = 0;
+  curl_easy_getinfo(s->easy, CURLINFO_OS_ERRNO, &s->oserr);
   curl_multi_remove_handle(e->multi, s->easy);
   curl_easy_cleanup(s->easy);
   s->easy = NULL;
@@ -2054,6 +2073,8 @@ static void seg_main_end(dt_engine *e, dt_xfer *x, CURLcode rc) {
   dt_seg *s0 = &r->segs[0];
   int c = gather_flush_end(x);
   fill_profile(x, &r->res->profile);
+  s0->oserr = 0;
+  curl_easy_getinfo(r->easy, CURLINFO_OS_ERRNO, &s0->oserr);
   curl_multi_remove_handle(e->multi, r->easy);
   curl_easy_cleanup(r->easy);
   r->easy = NULL;
