@@ -250,7 +250,9 @@ describe("segments", function()
       local got = 0
       t:onProgressUpdate(function(p) got = p.totalBytesWritten end)
       while got < 1500000 do dt.poll(20) end
-      dt.poll(700)                                -- the info file is written every 500 ms
+      local socket = require "socket"             -- poll(ms) returns at the next event:
+      local stop = socket.gettime() + 1.2         -- wait past two of the info file's 500 ms
+      while socket.gettime() < stop do dt.poll(20) end
       local pid = io.open("/proc/self/stat"):read("*l"):match("^(%%d+)")
       os.execute("kill -9 " .. pid)
     ]]):format(url, dest)
