@@ -617,6 +617,8 @@ int task_new(lua_State *L) {
  * option was given; for a `304`, of the `filePath` file as it stands (without one, of the
  * empty body)
  * @tfield integer attempts **(ext)** requests made (1 without `retry`)
+ * @tfield integer segments **(ext)** connections the body came over: 1 unless `segments`
+ * (or `mirrors`) split it into ranges
  * @tfield string errMsg `"downloadFile:ok"`
  */
 
