@@ -248,6 +248,29 @@ describe("downloadtask events", function()
       assert.is_true(fast > slow and fast >= 10,
         ("interval 0: %d events, interval 200: %d"):format(fast, slow))
     end)
+
+    -- The engine wakes a waiting thread (run, await) for progress alone at most every
+    -- 50 ms, or every progressInterval when that is shorter: a short interval is kept.
+    -- 50 chunks a second: about 50 events at 10 ms, at most ~21 if the 50 ms cap applied.
+    -- A download's start (queued -> running) calls no listener, so it wakes no
+    -- waiter: the state is taken with the next news, or by the next poll.
+    it("a start alone does not end poll(ms)", function()
+      local t = start(F.url("/bytes?n=10&hdelay=600"))
+      local t0 = now()
+      dt.poll(3000)
+      assert.is_true(now() - t0 >= 0.4, ("poll returned after %.3f s"):format(now() - t0))
+      assert.are_not.equal("queued", t.state) -- ended by the answer's news (headers, end)
+      drain()
+    end)
+
+    it("progressInterval=10 is kept while run() waits (shorter than the 50 ms wake-up cap)", function()
+      dt.configure { progressInterval = 10 }
+      local _, log = start(trickle(100000, 100000, "&chunk=2000"))
+      dt.run() -- waits for the engine's wake-ups only (drain's poll(10) would not)
+      assert.equals(1, count(log, "success"))
+      local n = count(log, "progress")
+      assert.is_true(n >= 30, "interval 10 ms: " .. n .. " events")
+    end)
   end)
 
   --------------------------------------------------------------------------

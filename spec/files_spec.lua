@@ -449,6 +449,65 @@ describe("files", function()
       assert.are.same({}, eventually_listing(tmp, {}))
     end)
 
+    -- Without filePath the body's private file is made while the request is on its
+    -- way (engine.c, open_ahead): before any answer, tempDir already holds it. Whatever
+    -- ends the download, nothing of it may be left (strict: at the moment fail/complete
+    -- is delivered).
+    it("abort before any answer: the private file made ahead is gone when fail 'abort' is delivered", function()
+      local got, listing
+      local t = start { url = f.url("/bytes?n=10&hdelay=3000"),
+                        complete = function(r) got = r; listing = S.listdir(tmp) end }
+      local deadline = now() + 5
+      while #S.listdir(tmp) == 0 and now() < deadline do dt.poll(10) end
+      assert.are.equal(1, #S.listdir(tmp)) -- made ahead, before the answer
+      dt.poll(0) -- the start, published before the file was made, is taken here
+      assert.are.equal("running", t.state)
+      t:abort()
+      settle()
+      assert.are.equal("downloadFile:fail abort", got.errMsg)
+      assert.are.same({}, listing)
+    end)
+  end)
+
+  describe("without filePath, tempDir holds at the end only what the result names", function()
+    local cases = {
+      { "a 304 (etag matches): no file", function() return { url = f.url("/bytes?n=100&etag=E1"), etag = "E1" } end, 304 },
+      { "a 503 retried into a 200: the 200's body only", function()
+          return { url = f.url("/flaky?key=ahead503&fails=1&status=503&n=1000"), retry = 1 } end, 200 },
+      { "a 404: its body", function() return { url = f.url("/status/404?n=50") } end, 404 },
+      { "a stall before the answer (timeout): nothing", function()
+          return { url = f.url("/bytes?n=10&hdelay=3000"), timeout = 300 } end, nil },
+      { "connection refused: nothing", function() return { url = "http://127.0.0.1:1/" } end, nil },
+    }
+    for _, c in ipairs(cases) do
+      it(c[1], function()
+        local opts = c[2]()
+        local res, err, listing
+        opts.success = function(r) res = r end
+        opts.fail = function(e) err = e end
+        opts.complete = function() listing = S.listdir(tmp) end
+        start(opts)
+        settle()
+        if c[3] then
+          assert.is_nil(err)
+          assert.are.equal(c[3], res.statusCode)
+          if res.tempFilePath then
+            assert.are.same({ res.tempFilePath:match("[^/]+$") }, listing)
+            os.remove(res.tempFilePath)
+          else
+            assert.are.same({}, listing)
+          end
+        else
+          assert.is_nil(res)
+          assert.is_table(err)
+          assert.are.same({}, listing)
+        end
+        assert.are.same({}, eventually_listing(tmp, {}))
+      end)
+    end
+  end)
+
+  describe("abort, <close>", function()
     -- Lua 5.4 only; S.with_close(v, fn) is `do local t <close> = v; fn(t) end`
     local it = S.with_close and it or pending
     it("<close> aborts: nothing is left", function()

@@ -46,6 +46,9 @@
  * by the engine thread; a transfer that finds none writes each piece. */
 #define GATHER_BUF (256 * 1024)
 #define GATHER_POOL 4
+/* Downloads without filePath whose private file is made after their request
+ * went out, per engine round (more are made when their body begins). */
+#define AHEAD_MAX 64
 #define GATHER_MIN (1024 * 1024)
 
 enum { PH_NEW, PH_WAITING, PH_RUNNING, PH_SLEEPING, PH_PAUSED, PH_DONE };
@@ -60,8 +63,9 @@ enum { PH_NEW, PH_WAITING, PH_RUNNING, PH_SLEEPING, PH_PAUSED, PH_DONE };
 #define RETRY_MAX_MS 30000.0
 #define RETRY_AFTER_MAX_S 300
 
-/* progress-only news wakes a waiting Lua thread at most this often (ms) */
-#define WAKE_PROGRESS_MS 10.0
+/* progress-only news wakes a waiting Lua thread at most once per this many
+ * ms, or per the shortest progressInterval of the news if that is shorter */
+#define WAKE_PROGRESS_MS 50.0
 
 /* segments: a body of at least 2 * SEG_MIN bytes is split into ranges of at
  * least SEG_MIN; a range that fails is fetched again up to SEG_TRIES times
@@ -111,6 +115,10 @@ typedef struct xrun {
   size_t wlen;
   char *part_path; /* temporary file (or resume part) beside the destination */
   char *body_path; /* the file the body goes to */
+  /* no filePath: the private file for the body, made while the request was
+   * on its way (open_ahead), or -1/NULL */
+  int ahead_fd;
+  char *ahead_path;
   int64_t written, total;
   double last_progress;
   char *hbuf; /* final response headers so far: name\0value\0... */
@@ -227,9 +235,13 @@ struct dt_engine {
   int wake_due; /* news was published: the pipe gets its byte at the end of this round */
   int wake_urgent;  /* ... and it is more than progress: the byte goes at once */
   double last_wake; /* monotonic ms of the last byte */
+  double wake_window; /* ms: progress news waits for last_wake + this ... */
+  int wake_window_set; /* ... once set by news (else WAKE_PROGRESS_MS) */
   char *gather_free[GATHER_POOL]; /* pool buffers not in use */
   int gather_nfree, gather_made;
   files_scans scans; /* directories swept of dead processes' temporary files */
+  dt_xfer *ahead[AHEAD_MAX]; /* started this round, without filePath (a reference each) */
+  int nahead;
 
   dt_notify notify; /* OpenResty's wakeups (notify.c); its own mutex */
 };
@@ -484,6 +496,7 @@ static int run_new(dt_xfer *x) {
   }
   r->res = res;
   r->fd = -1;
+  r->ahead_fd = -1;
   r->total = -1;
   r->last_progress = -1e18;
   x->run = r;
@@ -499,12 +512,14 @@ static int64_t seg_read_map(dt_xfer *x, const char *line, long long size);
 static void seg_save(dt_xfer *x);
 static void sleep_then_retry(dt_engine *e, dt_xfer *x, double delay);
 static const char *body_validator(dt_xfer *x);
+static void drop_ahead(xrun *r);
 
 static void run_free(dt_xfer *x) {
   if (x->run) seg_free(x->engine, x);
   xrun *r = x->run;
   if (!r) return;
   x->run = NULL;
+  drop_ahead(r);
   dt_result_discard(r->res);
   curl_slist_free_all(r->slist);
   free(r->part_path);
@@ -545,16 +560,19 @@ const dt_opts *xfer_opts(const dt_xfer *x) { return x->opts; }
 /* ---- publishing (engine thread) --------------------------------------- */
 
 /* Called with mu held: link x onto the ready list; tells the caller whether
- * the pipe needs a byte. */
-static int ready_locked(dt_engine *e, dt_xfer *x) {
-  if (x->in_ready || !x->owner) return 0;
-  x->in_ready = 1;
-  atomic_fetch_add(&x->refs, 1);
-  x->next_ready = NULL;
-  if (e->ready_tail) e->ready_tail->next_ready = x;
-  else e->ready_head = x;
-  e->ready_tail = x;
-  if (e->wake_sent) return 0;
+ * the pipe needs a byte (only when `wake` asks for one: news that needs no
+ * wake-up is taken with the next that does, or by the next poll). */
+static int ready_locked(dt_engine *e, dt_xfer *x, int wake) {
+  if (!x->owner) return 0;
+  if (!x->in_ready) {
+    x->in_ready = 1;
+    atomic_fetch_add(&x->refs, 1);
+    x->next_ready = NULL;
+    if (e->ready_tail) e->ready_tail->next_ready = x;
+    else e->ready_head = x;
+    e->ready_tail = x;
+  }
+  if (!wake || e->wake_sent) return 0;
   e->wake_sent = 1;
   return 1;
 }
@@ -586,10 +604,18 @@ static void publish(dt_engine *e, dt_xfer *x, unsigned ev, dt_headers *h,
     x->pub.headers = h;
   }
   if (r) x->pub.result = r;
-  int wake = ready_locked(e, x);
+  /* A start alone (queued -> running) calls no listener: it wakes nobody.
+   * Waking for it cost every download an extra round of its waiter (an
+   * OpenResty worker's poller ran once while the request was on its way,
+   * competing with the transfer for the CPU). */
+  int wake = ready_locked(e, x, ev != DT_EV_STARTED);
   pthread_mutex_unlock(&e->mu);
   if (wake) e->wake_due = 1; /* written once, at the end of the engine's round */
-  if (ev & ~DT_EV_PROGRESS) e->wake_urgent = 1;
+  if ((ev & DT_EV_PROGRESS) && (!e->wake_window_set || (double)x->opts->progress_interval_ms < e->wake_window)) {
+    e->wake_window = (double)x->opts->progress_interval_ms;
+    e->wake_window_set = 1;
+  }
+  if (ev & ~(DT_EV_PROGRESS | DT_EV_STARTED)) e->wake_urgent = 1;
 }
 
 /* ---- files ------------------------------------------------------------ */
@@ -644,11 +670,13 @@ static int open_inplace(dt_xfer *x) {
 
 /* A private (0600) file under tempDir, for bodies that are not the
  * destination's. */
-static int open_private(dt_xfer *x) {
+/* A new private file: its descriptor and *path, or -1 with errno (ENOMEM:
+ * no memory for the name). */
+static int make_private(dt_xfer *x, char **path) {
   size_t n = strlen(x->opts->shared->temp_dir) + 32;
   char *p = malloc(n);
   if (!p) {
-    set_fail(x, DT_ERR_SAVE, "save file error: %s", "out of memory");
+    errno = ENOMEM;
     return -1;
   }
   int fd = -1;
@@ -659,13 +687,63 @@ static int open_private(dt_xfer *x) {
     fd = plat_open_write(p, PLAT_EXCL | PLAT_PRIVATE);
   }
   if (fd < 0) {
-    file_error(x, errno, x->opts->shared->temp_dir);
+    int err = errno;
     free(p);
+    errno = err;
+    return -1;
+  }
+  *path = p;
+  return fd;
+}
+
+/* The body's private file: the one made ahead, or a new one. */
+static int open_private(dt_xfer *x) {
+  char *p = x->run->ahead_path;
+  int fd = x->run->ahead_fd;
+  x->run->ahead_fd = -1;
+  x->run->ahead_path = NULL;
+  if (fd < 0 && (fd = make_private(x, &p)) < 0) {
+    if (errno == ENOMEM) set_fail(x, DT_ERR_SAVE, "save file error: %s", "out of memory");
+    else file_error(x, errno, x->opts->shared->temp_dir);
     return -1;
   }
   free(x->run->body_path);
   x->run->body_path = p;
   return fd;
+}
+
+/* Removes a private file made ahead that no body took (a 304, a retry's
+ * discarded body, a failure, an abort). */
+static void drop_ahead(xrun *r) {
+  if (r->ahead_fd < 0) return;
+  plat_close(r->ahead_fd);
+  plat_unlink(r->ahead_path);
+  free(r->ahead_path);
+  r->ahead_fd = -1;
+  r->ahead_path = NULL;
+}
+
+/* Makes the private files of the downloads started this round, now that
+ * their requests are on their way: creating a file (an inode, a directory
+ * entry) takes tens of microseconds, and on a file system busy with
+ * deletions (ext4 skipping recently freed inodes) a few hundred; made here,
+ * it overlaps the server's answer instead of delaying the body. A failure
+ * is left for the body's own open_private to report. */
+static void open_ahead(dt_engine *e) {
+  for (int i = 0; i < e->nahead; i++) {
+    dt_xfer *x = e->ahead[i];
+    xrun *r = x->run;
+    if (x->phase == PH_RUNNING && r && r->easy && !r->body_started && r->ahead_fd < 0) {
+      char *p = NULL;
+      int fd = make_private(x, &p);
+      if (fd >= 0) {
+        r->ahead_fd = fd;
+        r->ahead_path = p;
+      }
+    }
+    xfer_unref(x);
+  }
+  e->nahead = 0;
 }
 
 /* ---- writing the body (engine thread) --------------------------------- */
@@ -719,6 +797,7 @@ static int gather_flush_end(dt_xfer *x) {
  * the destination is kept on purpose, for the next attempt or download,
  * with every byte received (an empty one is not worth keeping). */
 static void close_body(dt_xfer *x) {
+  drop_ahead(x->run);
   int keep = x->opts->resume && x->run->part_path && !x->run->inplace;
   int flushed = 1;
   if (x->run->wbuf && x->run->fd >= 0 && keep && x->run->to_dest) flushed = gather_flush(x);
@@ -1350,8 +1429,14 @@ static void start(dt_engine *e, dt_xfer *x) {
   if (curl_strnequal(o->url, "https://", 8))
     curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "https");
   x->run->last_byte = x->run->main_last_byte = mono_ms();
-  if (curl_multi_add_handle(e->multi, c) != CURLM_OK)
+  if (curl_multi_add_handle(e->multi, c) != CURLM_OK) {
     fail(e, x, DT_ERR_NETWORK, "could not start the transfer");
+    return;
+  }
+  if (!o->file_path && x->run->ahead_fd < 0 && e->nahead < AHEAD_MAX) {
+    atomic_fetch_add(&x->refs, 1);
+    e->ahead[e->nahead++] = x;
+  }
 }
 
 static const char *protocol_name(long v) {
@@ -2236,6 +2321,7 @@ static void finish(dt_engine *e, dt_xfer *x) {
     files_write_validator(&x->dest, NULL);
   }
   if (!r->ok) close_body(x);
+  drop_ahead(x->run); /* before the news: nothing of it is left once Lua hears */
   r->attempts = x->run->attempt;
   if (x->phase == PH_RUNNING) xlist_remove(&e->running, x);
   x->phase = PH_DONE;
@@ -2547,21 +2633,28 @@ static void *engine_main(void *arg) {
     start_waiting(e);
     int still;
     curl_multi_perform(e->multi, &still);
+    open_ahead(e);
     reap(e);
     start_waiting(e);
     int wait = check_timers(e); /* last: it sees the pauses this round made */
     if (e->wake_due) {
       /* Progress alone wakes a waiting Lua thread (run, await, an OpenResty
-       * worker's poller) at most once per WAKE_PROGRESS_MS: with many
+       * worker's poller) at most once per WAKE_PROGRESS_MS (or the shortest
+       * progressInterval among the news, when that is shorter): with many
        * downloads each round has some, and every wake-up costs the waiter a
-       * round of its own. Headers, ends and aborts wake it at once. */
+       * round of its own (an OpenResty worker: time its requests wait). A
+       * task's progress is published at most once per progressInterval, so
+       * with the default 100 ms each still sees every one, at most 50 ms
+       * late. Headers, ends and aborts wake it at once. */
       double now = mono_ms();
-      if (e->wake_urgent || now - e->last_wake >= WAKE_PROGRESS_MS) {
+      double window = e->wake_window_set && e->wake_window < WAKE_PROGRESS_MS ? e->wake_window : WAKE_PROGRESS_MS;
+      if (e->wake_urgent || now - e->last_wake >= window) {
         e->wake_due = e->wake_urgent = 0;
+        e->wake_window_set = 0;
         e->last_wake = now;
         wake_lua(e);
       } else {
-        int left = (int)(e->last_wake + WAKE_PROGRESS_MS - now) + 1;
+        int left = (int)(e->last_wake + window - now) + 1;
         if (left < wait) wait = left;
       }
     }
@@ -2572,6 +2665,8 @@ static void *engine_main(void *arg) {
   while (e->sleeping.head) drop(e, e->sleeping.head);
   while (e->paused.head) drop(e, e->paused.head);
   while (e->waiting.root) drop(e, e->waiting.root);
+  for (int i = 0; i < e->nahead; i++) xfer_unref(e->ahead[i]);
+  e->nahead = 0;
   while (e->gather_nfree > 0) free(e->gather_free[--e->gather_nfree]);
   files_scans_free(&e->scans);
   return NULL;

@@ -147,6 +147,10 @@ static void state_new(lua_State *L) {
  * loop, or when @{fd} is readable. Work that listeners create during the call (the `fail` of
  * a task they abort, say) is delivered by the next call, so `poll` always returns.
  * Allowed inside a listener. A signal arriving meanwhile does not lengthen the wait.
+ * `poll(ms)` returns at the first news: headers, progress (a waiting thread is woken for
+ * progress alone at most every 50 ms, or every `progressInterval` when that is shorter), an
+ * end. A download's start calls no listener and does not end the wait; its `state` turns
+ * `"running"` at any later `poll`.
  *
  * In a `fork()`ed child, the parent's tasks are the parent's: they do not count as live
  * there (`poll` and @{run} do not wait for them), nothing of them is delivered there (no
