@@ -264,6 +264,46 @@ describe("task:pause() and task:resume()", function()
   end)
 end)
 
+-- Blocking waits (run, await and awaitAny outside a coroutine) with nothing but paused tasks
+-- left would wait forever: only a listener or a callback could resume one, and none can run.
+-- In a child process, so that a wait that does hang ends (timeout 30: rc 124) instead of
+-- holding up the suite.
+describe("blocking waits and paused tasks", function()
+  it("run() returns when every task left is paused; await/awaitAny raise; resume goes on", function()
+    local out, rc = H.child(([[
+      local dt = require "downloadtask"
+      local slow, small = %q, %q
+      local a = dt.downloadFile { url = slow }
+      local b = dt.downloadFile { url = slow }
+      a:pause()
+      dt.run() -- b ends; a, paused, does not hold run()
+      print("RUN", a.state, b.state, dt.poll(0))
+      local ok, err = pcall(a.await, a)
+      print("AWAIT", ok, err)
+      ok, err = pcall(dt.awaitAny, { a })
+      print("ANY", ok, err)
+      ok, err = pcall(dt.awaitAll, { a })
+      print("ALL", ok, err)
+      -- a listener of a running download may resume it: await waits for that
+      local c = dt.downloadFile { url = slow }
+      c:pause()
+      dt.downloadFile { url = small, success = function() c:resume() end }
+      local res = c:await()
+      print("BY_LISTENER", res and res.statusCode, c.state)
+      a:resume()
+      res = a:await()
+      print("RESUMED", res and res.statusCode, a.state, dt.poll(0))
+    ]]):format(f.url("/bytes?n=200000&rate=800000"), ng.url("small.txt")))
+    assert.are.equal(0, rc, out)
+    assert.matches("RUN\tpaused\tdone\t1\n", out)
+    assert.matches("AWAIT\tfalse\t[^\n]*DownloadTask:await: the task is paused and no other download runs", out)
+    assert.matches("ANY\tfalse\t[^\n]*downloadtask.awaitAny: its tasks are paused", out)
+    assert.matches("ALL\tfalse\t[^\n]*the task is paused", out)
+    assert.matches("BY_LISTENER\t200\tdone\n", out)
+    assert.matches("RESUMED\t200\tdone\t0\n", out)
+  end)
+end)
+
 describe("configure{rateLimit}", function()
   it("caps the sum of the running downloads within 10 % over 5 s, shared evenly", function()
     dt.configure { rateLimit = 300000 }

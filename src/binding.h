@@ -86,6 +86,7 @@ struct dt_state {
   int depth;   /* nesting of dispatcher runs */
   int in_run;  /* inside run() */
   long live;   /* tasks not yet ended */
+  long paused; /* of those, the ones in state "paused" (not orphans) */
   long poll_budget_us; /* poll(0) stops delivering after this long (0: never) */
   double deadline;     /* of the running poll(0), monotonic seconds; 0: none */
   int anchors; /* registry reference of the anchor table */

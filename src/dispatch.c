@@ -129,6 +129,7 @@ void dispatch_orphan(dt_state *st, dt_task *t) {
   dt_result_free(t->result); /* not dt_result_discard: the body is the parent's */
   t->result = NULL;
   st->live--;
+  if (t->state == TS_PAUSED) st->paused--; /* its state stays what it was */
 }
 
 void dispatch_take(dt_state *st) {
@@ -439,6 +440,7 @@ static int step(lua_State *L, dt_task *t, int uv, int h) {
     int ok = t->state != TS_ABORTED && t->result && t->result->ok;
     t->result_delivered = 1;
     task_unlist(t);
+    if (t->state == TS_PAUSED) t->st->paused--; /* it had finished when pause() came */
     if (t->state != TS_ABORTED) t->state = ok ? TS_DONE : TS_FAILED;
     t->stage = SG_COMPLETE;
     if (compat_rawgeti(L, uv, ok ? UV_SUCCESS : UV_FAIL) != LUA_TFUNCTION) {

@@ -769,6 +769,7 @@ int task_abort(lua_State *L, dt_task *t) {
   state_check_fork(L, t->st);
   if (t->result_delivered || t->state == TS_ABORTED || t->orphan) return 0;
   task_unlist(t);
+  if (t->state == TS_PAUSED) t->st->paused--;
   t->state = TS_ABORTED;
   t->inbox = 0;
   dt_result_discard(t->result); /* a finished body that will never be delivered */
@@ -812,6 +813,7 @@ static int l_pause(lua_State *L) {
   dt_engine *e = control_engine(t);
   if (!e) return 0;
   t->state = TS_PAUSED;
+  t->st->paused++;
   t->inbox &= (unsigned char)~DT_EV_PROGRESS; /* nothing fires while paused */
   engine_pause(e, t->x, 1);
   return 0;
@@ -829,8 +831,9 @@ static int l_pause(lua_State *L) {
 static int l_resume(lua_State *L) {
   dt_task *t = check_task(L);
   state_check_fork(L, t->st);
-  if (t->state != TS_PAUSED) return 0;
+  if (t->state != TS_PAUSED || t->orphan) return 0; /* a parent's task: its state stays */
   dt_engine *e = control_engine(t);
+  t->st->paused--;
   t->state = t->attempts > 0 ? TS_RUNNING : TS_QUEUED; /* a later "started" makes it running */
   if (e) engine_pause(e, t->x, 0);
   return 0;
@@ -991,6 +994,11 @@ static int await_error(lua_State *L, const char *msg) {
   return lua_error(L);
 }
 
+/* Blocking outside a coroutine would wait forever: every task not ended is
+ * paused, and no news is waiting to be delivered (only a listener or a
+ * callback could resume one, and none can run). */
+static int stuck_paused(dt_state *st) { return st->live > 0 && st->live == st->paused && !dispatch_pending(st); }
+
 /* await's C half: returns 1, res or 2, nil, err once the task
  * has ended (and stops waiting for it). Otherwise, with a second argument
  * (OpenResty's wait below), returns 0; in a coroutine, registers the
@@ -1020,8 +1028,12 @@ static int l_await_step(lua_State *L) {
   if (st->depth > 0 || st->in_run)
     return await_error(L, "DownloadTask:await: cannot block while the loop is being driven; "
                           "call it from a coroutine, or use poll()");
-  while (!t->ended)
+  while (!t->ended) {
+    if (stuck_paused(st))
+      return await_error(L, "DownloadTask:await: the task is paused and no other download runs "
+                            "(nothing could resume it while await blocks); resume() it first");
     if (dispatch_poll(L, st, -1) != LUA_OK) return lua_error(L);
+  }
   return push_outcome(L, t);
 }
 
@@ -1143,8 +1155,12 @@ static int l_any_step(lua_State *L) {
   }
   refuse_blocking(L, "awaitAny");
   dt_state *st = state_get(L);
-  while (!(found = any_ended(L, n, 0)))
+  while (!(found = any_ended(L, n, 0))) {
+    if (stuck_paused(st))
+      return await_error(L, "downloadtask.awaitAny: its tasks are paused and no other download "
+                            "runs (nothing could resume them while it blocks); resume() one first");
     if (dispatch_poll(L, st, -1) != LUA_OK) return lua_error(L);
+  }
   return found;
 }
 
