@@ -5,6 +5,7 @@
 local dt = require "downloadtask"
 local S = require "spec.support.servers"
 local H = require "spec.support.helpers"
+local socket = require "socket"
 
 local T = H.tracker()
 local f, ng
@@ -261,6 +262,46 @@ describe("task:pause() and task:resume()", function()
     q:pause() -- ended: nothing
     q:resume()
     assert.are.equal("done", q.state)
+  end)
+end)
+
+-- pause() acts on the binding at once, while the engine may already have published news of
+-- the transfer: none of it may reach a listener while the task is paused (chaos, control
+-- cases: a headers event taken before the pause was delivered in state "paused").
+describe("news published before the pause", function()
+  local function record(t, log)
+    t:onHeadersReceived(function(h) log[#log + 1] = "headers:" .. t.state end)
+    t:onProgressUpdate(function(p) log[#log + 1] = "progress:" .. t.state end)
+  end
+
+  it("headers that came before pause() are delivered after resume(), not while paused", function()
+    local t = T.start { url = f.url("/bytes?n=100000&rate=50000&etag=E1") }
+    local log = {}
+    record(t, log)
+    socket.sleep(0.3) -- the engine has published the headers (and some progress); Lua took nothing
+    t:pause()
+    poll_for(0.3)
+    assert.are.same({}, log)
+    t:resume()
+    local res = assert(t:await())
+    assert.are.equal(100000, res.dataLength)
+    assert.are.equal("headers:running", log[1])
+    for _, e in ipairs(log) do assert.is_nil(e:find("paused", 1, true), table.concat(log, " ")) end
+  end)
+
+  it("a pause after the transfer ended, before its news was taken, is a no-op", function()
+    local out = {}
+    local t = T.start { url = ng.url("small.txt"), success = function(r) out.res = r end }
+    local log = {}
+    record(t, log)
+    socket.sleep(0.3) -- done on the engine's side
+    t:pause()
+    assert.are.equal("paused", t.state) -- the binding does not know yet
+    dt.run() -- returns: the task is not paused once its end is taken
+    assert.are.equal("done", t.state)
+    assert.are.equal(200, out.res.statusCode)
+    assert.are.same({ "headers:running", "progress:running" }, log)
+    assert.are.equal(0, dt.poll(0))
   end)
 end)
 

@@ -52,6 +52,7 @@ typedef struct dt_task {
   unsigned char state;
   unsigned char stage;
   unsigned char inbox; /* DT_EV_* taken from the engine, not yet delivered */
+  unsigned char headers_owed; /* the headers event, held back while paused */
   unsigned orphan : 1; /* a task of the process we were forked from: never delivered here */
   unsigned ended : 1;  /* success/fail and complete delivered */
   unsigned abort_acked : 1; /* the engine has carried out abort(): "abort" may be delivered */

@@ -67,20 +67,29 @@ static void take_one(void *owner, dt_pub *pub, void *ud) {
   }
   if (t->state == TS_ABORTED || t->result_delivered) return;
   if ((ev & DT_EV_STARTED) && t->state == TS_QUEUED) t->state = TS_RUNNING;
+  if ((ev & DT_EV_DONE) && pub->result && t->state == TS_PAUSED) {
+    /* the transfer ended before the engine saw pause(): that was a no-op */
+    t->state = TS_RUNNING;
+    st->paused--;
+  }
   if ((ev & DT_EV_HEADERS) && pub->headers) {
     /* after a retry, res.header is the last attempt's; the event fired once */
     int again = t->headers != NULL;
     free(t->headers);
     t->headers = pub->headers;
     pub->headers = NULL;
-    if (!again) t->inbox |= DT_EV_HEADERS;
+    if (!again) t->headers_owed = 1;
+  }
+  /* nothing is delivered while paused: resume() or the end brings it */
+  if (t->headers_owed && t->state != TS_PAUSED) {
+    t->headers_owed = 0;
+    t->inbox |= DT_EV_HEADERS;
   }
   if (ev & DT_EV_PROGRESS) {
     t->now = pub->now;
     t->total = pub->total;
-    /* published before the engine saw pause(): not delivered while paused,
-     * except the last one of a transfer that ended before it could pause */
-    if (t->state != TS_PAUSED || (ev & DT_EV_DONE)) t->inbox |= DT_EV_PROGRESS;
+    /* published before the engine saw pause(): not delivered while paused */
+    if (t->state != TS_PAUSED) t->inbox |= DT_EV_PROGRESS;
   }
   if ((ev & DT_EV_DONE) && pub->result) {
     t->result = pub->result;

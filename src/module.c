@@ -196,7 +196,9 @@ static int l_run(lua_State *L) {
     return luaL_error(L, "downloadtask.run: the loop is already being driven (run inside run or "
                          "inside a listener); use poll() there");
   st->in_run = 1;
-  while (st->live > st->paused || dispatch_pending(st)) {
+  for (;;) {
+    dispatch_take(st); /* news first: the end of a task pause() came too late for unpauses it */
+    if (st->live <= st->paused && !dispatch_pending(st)) break;
     if (dispatch_poll(L, st, -1) != LUA_OK) {
       st->in_run = 0;
       return lua_error(L);

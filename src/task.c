@@ -800,9 +800,11 @@ static dt_engine *control_engine(dt_task *t) {
  * **(ext)** Pauses the download: a running transfer stops and its connection is freed, keeping
  * the bytes received so far; a queued task keeps its place in the queue but the others pass
  * it; a retry's backoff wait stops. `task.state` becomes `"paused"` at once; no event fires
- * until @{DownloadTask:resume}, and the `timeout` and `stallTimeout` clocks stop. A no-op on
- * a paused task and on one that has ended (or whose transfer has finished and only waits for
- * delivery).
+ * until @{DownloadTask:resume} (headers that had arrived but were not delivered yet come
+ * after it), and the `timeout` and `stallTimeout` clocks stop. A no-op on a paused task and
+ * on one that has ended (or whose transfer has finished and only waits for delivery; when
+ * that is learnt only after the call, the task turns back to `"running"` and its end is
+ * delivered as usual).
  * @function pause
  */
 static int l_pause(lua_State *L) {
@@ -814,7 +816,8 @@ static int l_pause(lua_State *L) {
   if (!e) return 0;
   t->state = TS_PAUSED;
   t->st->paused++;
-  t->inbox &= (unsigned char)~DT_EV_PROGRESS; /* nothing fires while paused */
+  if (t->inbox & DT_EV_HEADERS) t->headers_owed = 1; /* delivered after resume() */
+  t->inbox &= (unsigned char)~(DT_EV_PROGRESS | DT_EV_HEADERS); /* nothing fires while paused */
   engine_pause(e, t->x, 1);
   return 0;
 }
@@ -835,6 +838,11 @@ static int l_resume(lua_State *L) {
   dt_engine *e = control_engine(t);
   t->st->paused--;
   t->state = t->attempts > 0 ? TS_RUNNING : TS_QUEUED; /* a later "started" makes it running */
+  if (t->headers_owed) { /* held back by the pause: the next poll delivers it */
+    t->headers_owed = 0;
+    t->inbox |= DT_EV_HEADERS;
+    dispatch_push(t->st, t);
+  }
   if (e) engine_pause(e, t->x, 0);
   return 0;
 }
@@ -997,7 +1005,10 @@ static int await_error(lua_State *L, const char *msg) {
 /* Blocking outside a coroutine would wait forever: every task not ended is
  * paused, and no news is waiting to be delivered (only a listener or a
  * callback could resume one, and none can run). */
-static int stuck_paused(dt_state *st) { return st->live > 0 && st->live == st->paused && !dispatch_pending(st); }
+static int stuck_paused(dt_state *st) {
+  dispatch_take(st); /* news first: the end of a task pause() came too late for unpauses it */
+  return st->live > 0 && st->live == st->paused && !dispatch_pending(st);
+}
 
 /* await's C half: returns 1, res or 2, nil, err once the task
  * has ended (and stops waiting for it). Otherwise, with a second argument

@@ -98,7 +98,8 @@ local function fds()
 end
 
 local function env_for(c, dest)
-  return { dt = dt, url = url, ca = tls.ca, durable_ok = DURABLE_OK, now = now, dest = dest }
+  return { dt = dt, url = url, ca = tls.ca, durable_ok = DURABLE_OK, now = now, dest = dest,
+    sleep = socket.sleep }
 end
 
 -- warm-up, so the engine's own descriptors exist before the baseline
