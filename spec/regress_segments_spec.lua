@@ -25,32 +25,9 @@ local function flaky(k, n, extra)
   return f.url(("/flaky?key=%s&fails=0&n=%d&range=1&etag=%%22s1%%22%s"):format(k, n, extra or ""))
 end
 
-local function recorded(info)
-  local text = S.readfile(info)
-  local line = text and text:match("^[^\n]*\n[^\n]*\n([^\n]*)\n$")
-  if not line then return nil end
-  local total, r = tonumber(line:match("^(%d+)")), {}
-  for a, p, b in line:gmatch(" (%d+):(%d+):(%d+)") do
-    r[#r + 1] = { start = tonumber(a), pos = tonumber(p), ["end"] = tonumber(b) }
-  end
-  return total, r
-end
-
+local recorded = H.recorded_ranges
 -- the first byte where the part differs from the body inside a recorded range, or nil
-local function first_wrong(part, ranges)
-  local data = S.readfile(part)
-  for _, g in ipairs(ranges) do
-    if g.pos > g.start then
-      local want = S.pattern(g.start, g.pos - g.start)
-      local got = data:sub(g.start + 1, g.pos)
-      if got ~= want then
-        for i = 1, #want do
-          if got:sub(i, i) ~= want:sub(i, i) then return g.start + i - 1, g end
-        end
-      end
-    end
-  end
-end
+local first_wrong = H.part_check
 
 local function first_diff(path, n)
   local s = S.readfile(path) or ""

@@ -185,28 +185,12 @@ describe("segments", function()
     only(dir, { "f.bin" })
   end)
 
-  -- The ranges a part's info file records: its third line "T s:p:e ...".
-  local function recorded(info)
-    local text = S.readfile(info)
-    local line = text and text:match("^[^\n]*\n[^\n]*\n([^\n]*)\n$")
-    if not line then return nil end
-    local total, r = tonumber(line:match("^(%d+)")), {}
-    for a, p, b in line:gmatch(" (%d+):(%d+):(%d+)") do
-      r[#r + 1] = { start = tonumber(a), pos = tonumber(p), ["end"] = tonumber(b) }
-    end
-    return total, r
-  end
+  local recorded = H.recorded_ranges
 
-  -- Every recorded byte of the part is the body's.
+  -- Every recorded byte of the part is the body's; returns how many there are.
   local function part_holds(part, ranges)
-    local data = S.readfile(part)
-    local held = 0
-    for _, g in ipairs(ranges) do
-      if g.pos > g.start then
-        assert.are.equal(S.pattern(g.start, g.pos - g.start), data:sub(g.start + 1, g.pos), "range at " .. g.start)
-        held = held + g.pos - g.start
-      end
-    end
+    local bad, g, held = H.part_check(part, ranges)
+    assert(bad == nil, ("byte %s of the part is not the body's (range at %s)"):format(tostring(bad), g and g.start))
     return held
   end
 

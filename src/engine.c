@@ -507,7 +507,7 @@ static int run_new(dt_xfer *x) {
  * and the pool buffer are gone by now (finish(), drop(), retry_later()). */
 static void seg_stop_all(dt_engine *e, dt_xfer *x);
 static void seg_free(dt_engine *e, dt_xfer *x);
-static int seg_split(dt_engine *e, dt_xfer *x, int64_t base);
+static int seg_split(dt_xfer *x, int64_t base);
 static int64_t seg_read_map(dt_xfer *x, const char *line, long long size);
 static void seg_save(dt_xfer *x);
 static void sleep_then_retry(dt_engine *e, dt_xfer *x, double delay);
@@ -851,13 +851,19 @@ static int hash_existing(dt_xfer *x) {
   return 1;
 }
 
+/* Lets go of the ranges the resume part's info file recorded (seg_split
+ * took them up, or they no longer apply). */
+static void forget_map(xrun *r) {
+  free(r->rmap);
+  r->rmap = NULL;
+  r->nrmap = 0;
+}
+
 /* Empties the resume part: what it holds cannot be continued. */
 static int restart_part(dt_xfer *x) {
   if (x->opts->resume) files_write_validator(&x->dest, NULL);
   x->run->offset = 0;
-  free(x->run->rmap);
-  x->run->rmap = NULL;
-  x->run->nrmap = 0;
+  forget_map(x->run);
   if (x->run->fd < 0) return 1;
   if (plat_truncate0(x->run->fd) != 0) return 0;
   return !x->run->md || plat_sha256_init(x->run->md);
@@ -889,9 +895,7 @@ static int open_resume_part(dt_engine *e, dt_xfer *x, char **validator) {
   x->run->part_path = p;
   long long end = plat_seek_end(fd);
   const char *ranges = NULL;
-  free(x->run->rmap);
-  x->run->rmap = NULL;
-  x->run->nrmap = 0;
+  forget_map(x->run);
   *validator = end > 0 ? files_read_validator(&x->dest, &ranges) : NULL;
   if (*validator && ranges) { /* a segmented part: it goes on from its first gap */
     int64_t prefix = seg_read_map(x, ranges, end);
@@ -1012,9 +1016,7 @@ static dt_headers *make_headers(dt_xfer *x, long status) {
  * (in between, the ranges claim bytes past the part's size, which
  * seg_read_map refuses). 0 (fail set) when the cut failed. */
 static int drop_map(dt_xfer *x, int64_t keep) {
-  free(x->run->rmap);
-  x->run->rmap = NULL;
-  x->run->nrmap = 0;
+  forget_map(x->run);
   if (!x->run->to_dest || x->run->inplace) return 1; /* not this body's file: the part stays as it is */
   if (plat_set_size(x->run->fd, keep) != 0) {
     file_error(x, errno, x->dest.path);
@@ -1150,7 +1152,7 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
       !x->run->inplace && x->run->body_path && total > 0 &&
       (x->opts->max_file_size < 0 || total <= x->opts->max_file_size) &&
       ((status == 200 && ar && strstr(ar, "bytes")) || (status == 206 && partial)) &&
-      !seg_split(e, x, partial ? had : 0)) {
+      !seg_split(x, partial ? had : 0)) {
     set_fail(x, DT_ERR_SAVE, "save file error: %s", "out of memory");
     return 0;
   }
@@ -1875,8 +1877,7 @@ static int seg_start(dt_engine *e, dt_xfer *x, dt_seg *s) {
 /* Splits what is left of the body, [base, total), into ranges when it is
  * worth it; the main connection goes on with the first. 0 when out of memory
  * (the download fails as a write would). */
-static int seg_split(dt_engine *e, dt_xfer *x, int64_t base) {
-  (void)e;
+static int seg_split(dt_xfer *x, int64_t base) {
   xrun *r = x->run;
   int64_t left = r->total - base;
   long k = x->opts->segments;
@@ -1922,9 +1923,7 @@ static int seg_split(dt_engine *e, dt_xfer *x, int64_t base) {
     s->src = (int)(i % (long)(x->opts->nmirrors + 1));
     while (s->src > 0 && r->mirror_dead[s->src - 1]) s->src = (s->src + 1) % (int)(x->opts->nmirrors + 1);
   }
-  free(r->rmap);
-  r->rmap = NULL;
-  r->nrmap = 0;
+  forget_map(r);
   r->segs[0].tries = 1;
   /* The part now fills in with gaps: the info file records which bytes it
    * holds (now, every so often, and when the attempt ends), so that a

@@ -222,4 +222,38 @@ function H.tracker()
   return T
 end
 
+-- The ranges a segmented resume part's info file records (its third line, "T s:p:e ..."):
+-- the total and an array of { start =, pos =, ["end"] = }; nil without that line.
+function H.recorded_ranges(info)
+  local text = S.readfile(info)
+  local line = text and text:match("^[^\n]*\n[^\n]*\n([^\n]*)\n$")
+  if not line then return nil end
+  local total, r = tonumber(line:match("^(%d+)")), {}
+  for a, p, b in line:gmatch(" (%d+):(%d+):(%d+)") do
+    r[#r + 1] = { start = tonumber(a), pos = tonumber(p), ["end"] = tonumber(b) }
+  end
+  return total, r
+end
+
+-- Checks the part against the fault server's body (S.pattern) inside the recorded ranges:
+-- the first byte that differs and its range (nil, nil when every held byte is right), and
+-- how many bytes the ranges hold.
+function H.part_check(part, ranges)
+  local data = S.readfile(part) or ""
+  local held = 0
+  for _, g in ipairs(ranges) do
+    if g.pos > g.start then
+      local want = S.pattern(g.start, g.pos - g.start)
+      local got = data:sub(g.start + 1, g.pos)
+      if got ~= want then
+        for i = 1, #want do
+          if got:sub(i, i) ~= want:sub(i, i) then return g.start + i - 1, g, held end
+        end
+      end
+      held = held + g.pos - g.start
+    end
+  end
+  return nil, nil, held
+end
+
 return H
