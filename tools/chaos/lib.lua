@@ -359,6 +359,31 @@ function M.gen(seed, k)
       if r2.chance(30) then t.o.priority = r2.int(-3, 3) end
     end
   end
+  -- mirrors (a stream of its own too): 40 % of the in-process "ranges" tasks get one or two.
+  -- "same" serves the same bytes under another URL; "version" another version of the same
+  -- size (another etag, other bytes: only with an etag on the main URL, since without a
+  -- validator no client could tell); "size" another size; "down" refuses connections. Every
+  -- mirror but "same" must be dropped after one answer, and the destination must still be
+  -- exactly the main URL's body: the oracle is unchanged.
+  if c.kind == "inproc" or c.kind == "pair" then
+    local r3 = M.rng(seed ~ 0x3177025, k)
+    for _, t in ipairs(c.tasks) do
+      if t.s.what == "ranges" and r3.chance(40) then
+        t.mirrors = {}
+        for i = 1, r3.int(1, 2) do
+          local kind = r3.weighted { 5, "same", 2, "version", 2, "size", 1, "down" }
+          if kind == "version" and not t.s.path:find("etag=", 1, true) then kind = "same" end
+          local p = t.s.path:gsub("key=([^&]*)", "key=%%1m" .. i)
+          if kind == "version" then
+            p = p:gsub("etag=[^&]*", "etag=%%%%22m" .. r3.int(1, 999999) .. "%%%%22") .. "&shift=" .. r3.int(1, 5000)
+          elseif kind == "size" then
+            p = p:gsub("([?&])n=(%d+)", function(sep, n) return sep .. "n=" .. (tonumber(n) + r3.int(1, 1000)) end)
+          end
+          t.mirrors[i] = { server = "fault", path = p, kind = kind }
+        end
+      end
+    end
+  end
   if c.kind == "ulimit" then c.limit_blocks = r.int(1, c.tasks[1].s.n // 1024 - 1) end
   if c.kind == "diskfull" then c.tmpfs_kb = r.pick { 16, 32, 64, 128 } end
   if c.kind == "kill" or c.kind == "close" then c.die_ms = r.int(20, 600) end
@@ -380,6 +405,11 @@ function M.describe(c, urls)
     if fault == "abort_at" then fault = fault .. "(" .. task.at_ms .. "ms)"
     elseif fault == "abort_progress" then fault = fault .. "(" .. task.at_pct .. "%)"
     elseif fault == "raise" then fault = fault .. "(" .. task.raise_in .. ")" end
+    if task.mirrors then
+      local kinds = {}
+      for j, m in ipairs(task.mirrors) do kinds[j] = m.kind end
+      fault = fault .. " mirrors=" .. table.concat(kinds, ",")
+    end
     if task.control then
       fault = ("%s %s(%s)x%d for %dms"):format(fault, task.control, task.control == "pause_progress"
         and task.at_pct .. "%" or task.control ~= "pause_now" and task.at_ms .. "ms" or "0",
@@ -436,6 +466,12 @@ function M.start_task(env, c, i)
   if c.dest ~= "none" then o.filePath = env.dest end
   for k, v in pairs(task.o) do o[k] = v end
   if o.caFile then o.caFile = env.ca end
+  if task.mirrors then
+    o.mirrors = {}
+    for i, m in ipairs(task.mirrors) do
+      o.mirrors[i] = m.kind == "down" and "http://127.0.0.1:1/mirror" or env.url(m)
+    end
+  end
   if o.durable and not env.durable_ok then o.durable = nil end
   rec.opts = o
   local f = task.fault
