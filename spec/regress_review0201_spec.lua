@@ -1,0 +1,44 @@
+-- Review of the changes since 6da3db5 (engine wake-ups, files made ahead, pause/run):
+-- each test fails on the code it was written against and names the fault it pins down.
+local dt = require "downloadtask"
+local S = require "spec.support.servers"
+local H = require "spec.support.helpers"
+local socket = require "socket"
+
+local T = H.tracker()
+local f
+
+setup(function()
+  f = S.fault()
+end)
+after_each(T.cleanup)
+
+-- Whether dt.fd() becomes readable within secs (socket.select takes any object with getfd).
+local function readable_within(secs)
+  local fd = dt.fd()
+  local obj = { getfd = function() return fd end, dirty = function() return false end }
+  local r = socket.select({ obj }, nil, secs)
+  return r ~= nil and #r > 0
+end
+
+describe("review 0201", function()
+  it("resume() that releases held headers makes dt.fd() readable (poll(0) has them to deliver)", function()
+    -- every request waits 300 ms before its status line, then 3 s after the first body byte: after
+    -- resume() the engine has nothing new to say for 300 ms
+    local headers = 0
+    local t = T.start { url = f.url("/bytes?n=200000&hdelay=300&stallafter=1&stall=3000") }
+    t:onHeadersReceived(function() headers = headers + 1 end)
+    socket.sleep(0.6) -- the engine publishes the headers; Lua does not take them yet
+    t:pause()
+    assert.are.equal("paused", t.state)
+    dt.poll(0) -- takes the headers: held, since the task is paused
+    assert.are.equal(0, headers)
+    assert.is_false(readable_within(0.1)) -- nothing else to deliver meanwhile
+    t:resume()
+    -- poll(0) would deliver the held headers now: the descriptor must say so
+    local readable = readable_within(0.3)
+    dt.poll(0)
+    assert.are.equal(1, headers)
+    assert.is_true(readable, "dt.fd() stayed unreadable while poll(0) had the headers to deliver")
+  end)
+end)
