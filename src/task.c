@@ -842,6 +842,10 @@ static int l_resume(lua_State *L) {
     t->headers_owed = 0;
     t->inbox |= DT_EV_HEADERS;
     dispatch_push(t->st, t);
+    /* the descriptor must show it (an fd loop, OpenResty's poller): the engine
+     * has nothing new to say until the resumed request is answered. Inside
+     * poll, the dispatcher delivers it or re-arms when it stops. */
+    if (e && t->st->depth == 0) engine_rearm(e);
   }
   if (e) engine_pause(e, t->x, 0);
   return 0;
