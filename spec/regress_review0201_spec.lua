@@ -41,4 +41,30 @@ describe("review 0201", function()
     assert.are.equal(1, headers)
     assert.is_true(readable, "dt.fd() stayed unreadable while poll(0) had the headers to deliver")
   end)
+  it("pause() in a progress listener: the event's other listeners wait for resume()", function()
+    local seen, paused_calls, events = {}, 0, 0
+    local done = false
+    local t = T.start { url = f.url("/bytes?n=300000&rate=300000"), complete = function() done = true end }
+    t:onProgressUpdate(function()
+      events = events + 1
+      if events == 1 then t:pause() end
+    end)
+    t:onProgressUpdate(function(p)
+      seen[#seen + 1] = p.totalBytesWritten
+      if t.state == "paused" then paused_calls = paused_calls + 1 end
+    end)
+    local deadline = H.now() + 5
+    while events == 0 and H.now() < deadline do dt.poll(10) end
+    assert.are.equal(1, events)
+    assert.are.equal("paused", t.state)
+    -- "no event fires until resume": the second listener is not called while paused
+    assert.are.equal(0, paused_calls)
+    assert.are.equal(0, #seen)
+    t:resume()
+    while not done and H.now() < deadline + 5 do dt.poll(10) end
+    assert.is_true(done)
+    assert.are.equal(0, paused_calls)
+    -- the held event reached the second listener after resume(): it missed nothing
+    assert.is_true(#seen >= 1)
+  end)
 end)
