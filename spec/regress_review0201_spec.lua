@@ -67,4 +67,27 @@ describe("review 0201", function()
     -- the held event reached the second listener after resume(): it missed nothing
     assert.is_true(#seen >= 1)
   end)
+  it("run() does not wait forever for a task queued behind a paused one's destination", function()
+    -- A (running, then paused) holds its destination; B, with the same filePath, waits in
+    -- the queue until A has finished, which cannot happen while run() blocks. run() returns
+    -- when every live task is paused; B is not paused, yet nothing can move it. In a child
+    -- process, so that the hang is a timeout, not a stuck suite.
+    local dir = S.tmpdir()
+    local script = dir .. "/child.lua"
+    S.writefile(script, [[
+local dt = require "downloadtask"
+local dest, url = arg[1], arg[2]
+local got = 0
+local a = dt.downloadFile { url = url, filePath = dest }
+a:onProgressUpdate(function(p) got = p.totalBytesWritten end)
+while got == 0 do dt.poll(10) end
+a:pause()
+local b = dt.downloadFile { url = url, filePath = dest }
+dt.run()
+print("run returned", a.state, b.state)
+]])
+    local out, rc = S.run(("timeout 5 env LUA_CPATH=%s %s %s %s %s 2>&1"):format(S.quote(S.MODULE_CPATH .. ";;"),
+      S.LUA, S.quote(script), S.quote(dir .. "/same.bin"), S.quote(f.url("/bytes?n=400000&rate=100000"))))
+    assert.is_truthy(out:find("run returned", 1, true), "run() blocked (status " .. tostring(rc) .. "): " .. out)
+  end)
 end)
