@@ -90,4 +90,41 @@ print("run returned", a.state, b.state)
       S.LUA, S.quote(script), S.quote(dir .. "/same.bin"), S.quote(f.url("/bytes?n=400000&rate=100000"))))
     assert.is_truthy(out:find("run returned", 1, true), "run() blocked (status " .. tostring(rc) .. "): " .. out)
   end)
+  it("leaves no private file made ahead in tempDir, whatever ends the request", function()
+    local tmp = S.tmpdir()
+    dt.configure { tempDir = tmp }
+    local ok, err = pcall(function()
+      local ended = 0
+      local function cb() ended = ended + 1 end
+      local cases = {
+        { url = f.url("/bytes?n=10&etag=%22e%22"), header = { ["If-None-Match"] = '"e"' } }, -- 304
+        { url = f.url("/flaky?key=rv0201-" .. math.floor(H.now() * 1000) .. "&fails=1&status=503&n=100"), retry = 1 },
+        { url = f.url("/bytes?n=100&hdelay=2000"), timeout = 300 }, -- fails before any body
+        { url = f.url("/bytes?n=100&hdelay=400") }, -- aborted while the request is out
+        { url = f.url("/bytes?n=100&hdelay=400") }, -- paused while the request is out, then resumed
+        { url = f.url("/redirect/2?n=50") },
+      }
+      local tasks = {}
+      for i, o in ipairs(cases) do
+        o.complete = cb
+        o.success = function(r) if r.tempFilePath then os.remove(r.tempFilePath) end end
+        tasks[i] = T.start(o)
+      end
+      socket.sleep(0.2) -- the requests are out: their files were made ahead
+      dt.poll(0) -- (the engine made them right after sending; this only lets a round pass)
+      -- the three delayed answers have their file already: this test covers that path
+      assert.is_true(#S.listdir(tmp) >= 3, "files made ahead: " .. #S.listdir(tmp))
+      tasks[4]:abort()
+      tasks[5]:pause()
+      dt.poll(0)
+      socket.sleep(0.6)
+      tasks[5]:resume()
+      local deadline = H.now() + 8
+      while ended < #cases and H.now() < deadline do dt.poll(20) end
+      assert.are.equal(#cases, ended)
+      assert.are.same({}, S.listdir(tmp))
+    end)
+    dt.configure { tempDir = H.DEFAULT_TMP }
+    assert(ok, err)
+  end)
 end)
