@@ -838,8 +838,9 @@ static int l_resume(lua_State *L) {
   dt_engine *e = control_engine(t);
   t->st->paused--;
   t->state = t->attempts > 0 ? TS_RUNNING : TS_QUEUED; /* a later "started" makes it running */
-  /* an event pause() stopped midway (from one of its listeners): the others get it */
-  int held = t->stage == SG_HEADERS || t->stage == SG_PROGRESS;
+  /* an event pause() stopped midway (from one of its listeners): the others get
+   * it; so does anything left in the inbox (none is, as pause() clears it) */
+  int held = t->stage == SG_HEADERS || t->stage == SG_PROGRESS || t->inbox;
   if (t->headers_owed) { /* held back by the pause: the next poll delivers it */
     t->headers_owed = 0;
     t->inbox |= DT_EV_HEADERS;
