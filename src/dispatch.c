@@ -435,6 +435,9 @@ static int step(lua_State *L, dt_task *t, int uv, int h) {
     return next_stage(L, t, uv) ? LUA_OK : -1;
   case SG_HEADERS:
   case SG_PROGRESS:
+    /* pause() from a listener: nothing fires while paused, the event's other
+     * listeners get it after resume() (which queues the task again) */
+    if (t->state == TS_PAUSED) return -1;
     if (compat_rawgeti(L, uv, UV_SNAP) != LUA_TTABLE || compat_rawgeti(L, -1, t->idx) == LUA_TNIL) {
       lua_settop(L, h);
       t->stage = SG_IDLE;
@@ -520,7 +523,7 @@ static int deliver(lua_State *L, dt_state *st, dt_task *t) {
   }
   t->busy = 0;
   if (rc == -1) {
-    if (t->stage == SG_IDLE && !t->inbox) dispatch_remove(st, t);
+    if ((t->stage == SG_IDLE && !t->inbox) || t->state == TS_PAUSED) dispatch_remove(st, t);
     lua_settop(L, top);
     return LUA_OK;
   }

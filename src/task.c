@@ -801,7 +801,7 @@ static dt_engine *control_engine(dt_task *t) {
  * the bytes received so far; a queued task keeps its place in the queue but the others pass
  * it; a retry's backoff wait stops. `task.state` becomes `"paused"` at once; no event fires
  * until @{DownloadTask:resume} (headers that had arrived but were not delivered yet come
- * after it), and the `timeout` and `stallTimeout` clocks stop. A no-op on a paused task and
+ * after it, and so does an event for the listeners after the one that called `pause`), and the `timeout` and `stallTimeout` clocks stop. A no-op on a paused task and
  * on one that has ended (or whose transfer has finished and only waits for delivery; when
  * that is learnt only after the call, the task turns back to `"running"` and its end is
  * delivered as usual).
@@ -838,10 +838,20 @@ static int l_resume(lua_State *L) {
   dt_engine *e = control_engine(t);
   t->st->paused--;
   t->state = t->attempts > 0 ? TS_RUNNING : TS_QUEUED; /* a later "started" makes it running */
+  /* an event pause() stopped midway (from one of its listeners): the others get
+   * it; so does anything left in the inbox (none is, as pause() clears it) */
+  int held = t->stage == SG_HEADERS || t->stage == SG_PROGRESS || t->inbox;
   if (t->headers_owed) { /* held back by the pause: the next poll delivers it */
     t->headers_owed = 0;
     t->inbox |= DT_EV_HEADERS;
+    held = 1;
+  }
+  if (held) {
     dispatch_push(t->st, t);
+    /* the descriptor must show it (an fd loop, OpenResty's poller): the engine
+     * has nothing new to say until the resumed request is answered. Inside
+     * poll, the dispatcher delivers it or re-arms when it stops. */
+    if (e && t->st->depth == 0) engine_rearm(e);
   }
   if (e) engine_pause(e, t->x, 0);
   return 0;
