@@ -67,7 +67,29 @@ describe("review 0201", function()
     -- the held event reached the second listener after resume(): it missed nothing
     assert.is_true(#seen >= 1)
   end)
-  it("run() does not wait forever for a task queued behind a paused one's destination", function()
+  -- (lead) An event held by pause() midway belongs to the paused task: an abort while paused
+  -- drops it, as an abort from a listener skips the rest of that event.
+  it("abort() while an event is held by a pause from its listener: the rest is never delivered", function()
+    local second, events, got = 0, 0, nil
+    local t = T.start { url = f.url("/bytes?n=300000&rate=300000"), complete = function(r) got = r end }
+    t:onProgressUpdate(function()
+      events = events + 1
+      if events == 1 then t:pause() end
+    end)
+    t:onProgressUpdate(function() second = second + 1 end)
+    local deadline = H.now() + 5
+    while events == 0 and H.now() < deadline do dt.poll(10) end
+    assert.are.equal("paused", t.state)
+    t:abort()
+    while not got and H.now() < deadline + 5 do dt.poll(10) end
+    assert.are.equal("downloadFile:fail abort", got.errMsg)
+    assert.are.equal(0, second)
+    assert.are.equal(1, events)
+  end)
+  -- Not fixed (README, "Pause and bandwidth"): the binding cannot tell that B waits only for
+  -- a paused task's destination; the engine would have to say so. pending() keeps the case
+  -- visible in every run; replace it by it() with the fix.
+  pending("run() does not wait forever for a task queued behind a paused one's destination", function()
     -- A (running, then paused) holds its destination; B, with the same filePath, waits in
     -- the queue until A has finished, which cannot happen while run() blocks. run() returns
     -- when every live task is paused; B is not paused, yet nothing can move it. In a child

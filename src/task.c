@@ -801,8 +801,9 @@ static dt_engine *control_engine(dt_task *t) {
  * the bytes received so far; a queued task keeps its place in the queue but the others pass
  * it; a retry's backoff wait stops. `task.state` becomes `"paused"` at once; no event fires
  * until @{DownloadTask:resume} (headers that had arrived but were not delivered yet come
- * after it, and so does an event for the listeners after the one that called `pause`), and the `timeout` and `stallTimeout` clocks stop. A no-op on a paused task and
- * on one that has ended (or whose transfer has finished and only waits for delivery; when
+ * after it, and so does an event for the listeners after the one that called `pause`), and
+ * the `timeout` and `stallTimeout` clocks stop. A no-op on a paused task and on one that
+ * has ended (or whose transfer has finished and only waits for delivery; when
  * that is learnt only after the call, the task turns back to `"running"` and its end is
  * delivered as usual).
  * @function pause
