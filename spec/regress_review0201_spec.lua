@@ -86,10 +86,9 @@ describe("review 0201", function()
     assert.are.equal(0, second)
     assert.are.equal(1, events)
   end)
-  -- Not fixed (README, "Pause and bandwidth"): the binding cannot tell that B waits only for
-  -- a paused task's destination; the engine would have to say so. pending() keeps the case
-  -- visible in every run; replace it by it() with the fix.
-  pending("run() does not wait forever for a task queued behind a paused one's destination", function()
+  -- The engine says when nothing can move without the caller (engine_stuck): B waits only
+  -- for a paused task's destination.
+  it("run() does not wait forever for a task queued behind a paused one's destination", function()
     -- A (running, then paused) holds its destination; B, with the same filePath, waits in
     -- the queue until A has finished, which cannot happen while run() blocks. run() returns
     -- when every live task is paused; B is not paused, yet nothing can move it. In a child
@@ -107,10 +106,16 @@ a:pause()
 local b = dt.downloadFile { url = url, filePath = dest }
 dt.run()
 print("run returned", a.state, b.state)
+print("await", pcall(b.await, b))
+a:resume()
+local ra, rb = a:await(), b:await()
+print("resumed", ra and ra.statusCode, rb and rb.statusCode)
 ]])
-    local out, rc = S.run(("timeout 5 env LUA_CPATH=%s %s %s %s %s 2>&1"):format(S.quote(S.MODULE_CPATH .. ";;"),
-      S.LUA, S.quote(script), S.quote(dir .. "/same.bin"), S.quote(f.url("/bytes?n=400000&rate=100000"))))
+    local out, rc = S.run(("timeout 30 env LUA_CPATH=%s %s %s %s %s 2>&1"):format(S.quote(S.MODULE_CPATH .. ";;"),
+      S.LUA, S.quote(script), S.quote(dir .. "/same.bin"), S.quote(f.url("/bytes?n=400000&rate=400000"))))
     assert.is_truthy(out:find("run returned", 1, true), "run() blocked (status " .. tostring(rc) .. "): " .. out)
+    assert.is_truthy(out:find("await\tfalse\t[^\n]*DownloadTask:await: the task cannot end"), out)
+    assert.is_truthy(out:find("resumed\t200\t200", 1, true), out)
   end)
   it("leaves no private file made ahead in tempDir, whatever ends the request", function()
     local tmp = S.tmpdir()

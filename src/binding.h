@@ -117,6 +117,7 @@ void dispatch_orphan(dt_state *st, dt_task *t); /* calls no Lua */
 void dispatch_push(dt_state *st, dt_task *t);
 void dispatch_remove(dt_state *st, dt_task *t);
 int dispatch_pending(dt_state *st);
+int dispatch_stuck(dt_state *st);
 int dispatch_run(lua_State *L, dt_state *st); /* LUA_OK or an error on the stack */
 int dispatch_poll(lua_State *L, dt_state *st, int wait_ms);
 

@@ -51,6 +51,18 @@ static dt_task *first_ready(dt_state *st) {
 
 int dispatch_pending(dt_state *st) { return first_ready(st) != NULL; }
 
+/* A blocking wait would never end: nothing is left to deliver, and every
+ * live task is paused or (the engine says) waits for a paused task's
+ * destination, which only a call of the caller's could change. */
+int dispatch_stuck(dt_state *st) {
+  dispatch_take(st);
+  if (dispatch_pending(st)) return 0;
+  if (st->live <= st->paused) return 1;
+  if (!st->engine || !engine_owned_here(st->engine) || !engine_stuck(st->engine)) return 0;
+  dispatch_take(st); /* what the engine published before it said so */
+  return !dispatch_pending(st);
+}
+
 /* ---- taking news from the engine (engine mutex held: only moves) ------- */
 
 static void take_one(void *owner, dt_pub *pub, void *ud) {

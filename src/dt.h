@@ -179,6 +179,12 @@ void engine_wait(dt_engine *e, int ms);
 /* Makes the descriptor readable again: the binding still has news that
  * engine_take drained the descriptor for (a poll cut short). */
 void engine_rearm(dt_engine *e);
+/* 1 when nothing can move without a call of the binding's: no command is
+ * queued, nothing runs or waits for a retry, and whatever is queued waits for
+ * the destination of a paused transfer (or nothing is queued). Set at the end
+ * of an engine round, which wakes the descriptor when it becomes 1; every new
+ * command clears it. News published before it was set is on the ready list. */
+int engine_stuck(dt_engine *e);
 
 void dt_opts_free(dt_opts *o);
 /* Frees a result without touching any file (also what a fork()ed child does

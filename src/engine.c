@@ -222,6 +222,7 @@ struct dt_engine {
 
   /* under mu */
   int wake_sent, shutdown;
+  int stuck; /* engine_stuck() */
   long max_concurrent;
   int64_t rate_limit_req; /* configure{rateLimit} as asked for */
   long max_per_host, max_per_host_set; /* the cap asked for, the one the multi handle has */
@@ -240,6 +241,7 @@ struct dt_engine {
   char *gather_free[GATHER_POOL]; /* pool buffers not in use */
   int gather_nfree, gather_made;
   files_scans scans; /* directories swept of dead processes' temporary files */
+  int start_oom; /* start_waiting left a transfer queued for want of memory */
   dt_xfer *ahead[AHEAD_MAX]; /* started this round, without filePath (a reference each) */
   int nahead;
 
@@ -2493,6 +2495,7 @@ static void start_waiting(dt_engine *e) {
     if (curl_multi_setopt(e->multi, CURLMOPT_MAX_HOST_CONNECTIONS, per_host) == CURLM_OK)
       e->max_per_host_set = per_host;
   }
+  e->start_oom = 0;
   dt_xfer *skipped = NULL; /* taken out, put back with their seq: their places are kept */
   while (e->waiting.root && e->running.n < max) {
     dt_xfer *x = e->waiting.root;
@@ -2511,6 +2514,7 @@ static void start_waiting(dt_engine *e) {
      * second, check_timers), rather than failed or lost. */
     if (!run_new(x)) {
       xq_insert(&e->waiting, x);
+      e->start_oom = 1;
       break;
     }
     start(e, x);
@@ -2636,6 +2640,19 @@ static void *engine_main(void *arg) {
     reap(e);
     start_waiting(e);
     int wait = check_timers(e); /* last: it sees the pauses this round made */
+    /* With nothing running or sleeping after start_waiting, whatever is
+     * queued waits for a paused transfer's destination: only the binding can
+     * move it (resume, abort). A blocking run() or await must hear it when
+     * something is queued (with nothing queued, the binding knows by itself:
+     * every task it has not seen end is paused). */
+    int stuck = e->running.n == 0 && e->sleeping.n == 0 && !e->start_oom;
+    pthread_mutex_lock(&e->mu);
+    int now_stuck = stuck && e->cmd_head == NULL;
+    int tell = now_stuck && !e->stuck && !e->wake_sent && e->waiting.n > 0;
+    e->stuck = now_stuck;
+    if (tell) e->wake_sent = 1;
+    pthread_mutex_unlock(&e->mu);
+    if (tell) wake_lua(e);
     if (e->wake_due) {
       /* Progress alone wakes a waiting Lua thread (run, await, an OpenResty
        * worker's poller) at most once per WAKE_PROGRESS_MS (or the shortest
@@ -2761,6 +2778,13 @@ const char *engine_notify_path(dt_engine *e, const char **why) {
 }
 int engine_fd(dt_engine *e) { return plat_wake_fd(&e->wake); }
 
+int engine_stuck(dt_engine *e) {
+  pthread_mutex_lock(&e->mu);
+  int s = e->stuck;
+  pthread_mutex_unlock(&e->mu);
+  return s;
+}
+
 void engine_set_max_per_host(dt_engine *e, long n) {
   pthread_mutex_lock(&e->mu);
   e->max_per_host = n;
@@ -2785,6 +2809,7 @@ static int command_locked(dt_engine *e, dt_xfer *x) {
   atomic_fetch_add(&x->refs, 1);
   x->next_cmd = NULL;
   int was_empty = e->cmd_head == NULL;
+  e->stuck = 0; /* until the engine has seen this command */
   if (e->cmd_tail) e->cmd_tail->next_cmd = x;
   else e->cmd_head = x;
   e->cmd_tail = x;

@@ -183,8 +183,9 @@ static int l_poll(lua_State *L) {
  * Delivers until no task is left: waits for events and runs the listeners and callbacks,
  * including those of tasks they start. Refused with an error when the loop is already being
  * driven (`run` inside `run`, or inside a listener): use @{poll} there. Paused tasks do not
- * hold it: when every task left is paused, nothing could resume them while it waits, so it
- * returns (they stay paused; `poll` still counts them).
+ * hold it: when every task left is paused, or queued behind a paused task's destination,
+ * nothing could resume them while it waits, so it returns (they stay as they are; `poll`
+ * still counts them).
  * @function run
  * @raise an error raised by a listener or callback (the module stays usable), or the
  * "already being driven" error
@@ -197,8 +198,7 @@ static int l_run(lua_State *L) {
                          "inside a listener); use poll() there");
   st->in_run = 1;
   for (;;) {
-    dispatch_take(st); /* news first: the end of a task pause() came too late for unpauses it */
-    if (st->live <= st->paused && !dispatch_pending(st)) break;
+    if (dispatch_stuck(st)) break; /* also: no task is left */
     if (dispatch_poll(L, st, -1) != LUA_OK) {
       st->in_run = 0;
       return lua_error(L);

@@ -1014,12 +1014,10 @@ static int await_error(lua_State *L, const char *msg) {
 }
 
 /* Blocking outside a coroutine would wait forever: every task not ended is
- * paused, and no news is waiting to be delivered (only a listener or a
- * callback could resume one, and none can run). */
-static int stuck_paused(dt_state *st) {
-  dispatch_take(st); /* news first: the end of a task pause() came too late for unpauses it */
-  return st->live > 0 && st->live == st->paused && !dispatch_pending(st);
-}
+ * paused or waits for a paused one's destination, and no news is waiting to
+ * be delivered (only a listener or a callback could resume one, and none can
+ * run). */
+static int stuck_paused(dt_state *st) { return st->live > 0 && dispatch_stuck(st); }
 
 /* await's C half: returns 1, res or 2, nil, err once the task
  * has ended (and stops waiting for it). Otherwise, with a second argument
@@ -1052,8 +1050,9 @@ static int l_await_step(lua_State *L) {
                           "call it from a coroutine, or use poll()");
   while (!t->ended) {
     if (stuck_paused(st))
-      return await_error(L, "DownloadTask:await: the task is paused and no other download runs "
-                            "(nothing could resume it while await blocks); resume() it first");
+      return await_error(L, "DownloadTask:await: the task cannot end: every download left is paused "
+                            "or waits for a paused one's destination, and nothing could resume "
+                            "one while await blocks; resume() first");
     if (dispatch_poll(L, st, -1) != LUA_OK) return lua_error(L);
   }
   return push_outcome(L, t);
@@ -1179,8 +1178,9 @@ static int l_any_step(lua_State *L) {
   dt_state *st = state_get(L);
   while (!(found = any_ended(L, n, 0))) {
     if (stuck_paused(st))
-      return await_error(L, "downloadtask.awaitAny: its tasks are paused and no other download "
-                            "runs (nothing could resume them while it blocks); resume() one first");
+      return await_error(L, "downloadtask.awaitAny: no task can end: every download left is paused "
+                            "or waits for a paused one's destination, and nothing could resume "
+                            "one while it blocks; resume() first");
     if (dispatch_poll(L, st, -1) != LUA_OK) return lua_error(L);
   }
   return found;
