@@ -242,6 +242,7 @@ struct dt_engine {
   int gather_nfree, gather_made;
   files_scans scans; /* directories swept of dead processes' temporary files */
   int start_oom; /* start_waiting left a transfer queued for want of memory */
+  long start_skipped; /* ... and this many for their destination's writer */
   dt_xfer *ahead[AHEAD_MAX]; /* started this round, without filePath (a reference each) */
   int nahead;
 
@@ -2496,6 +2497,7 @@ static void start_waiting(dt_engine *e) {
       e->max_per_host_set = per_host;
   }
   e->start_oom = 0;
+  e->start_skipped = 0;
   dt_xfer *skipped = NULL; /* taken out, put back with their seq: their places are kept */
   while (e->waiting.root && e->running.n < max) {
     dt_xfer *x = e->waiting.root;
@@ -2507,6 +2509,7 @@ static void start_waiting(dt_engine *e) {
     if (x->dest.path && dest_busy(e, x)) {
       x->next = skipped;
       skipped = x;
+      e->start_skipped++;
       continue;
     }
     /* Out of memory for its running part: x keeps its place in the queue and
@@ -2640,12 +2643,15 @@ static void *engine_main(void *arg) {
     reap(e);
     start_waiting(e);
     int wait = check_timers(e); /* last: it sees the pauses this round made */
-    /* With nothing running or sleeping after start_waiting, whatever is
-     * queued waits for a paused transfer's destination: only the binding can
-     * move it (resume, abort). A blocking run() or await must hear it when
-     * something is queued (with nothing queued, the binding knows by itself:
-     * every task it has not seen end is paused). */
-    int stuck = e->running.n == 0 && e->sleeping.n == 0 && !e->start_oom;
+    /* Nothing running or sleeping, and every queued transfer was passed over
+     * by the last start_waiting for its destination (whose writer can then
+     * only be paused; check_timers may have queued a retry since, which is
+     * not passed over): only the binding can move anything (resume, abort).
+     * A blocking run() or await must hear it when something is queued (with
+     * nothing queued, the binding knows by itself: every task it has not
+     * seen end is paused). */
+    int stuck = e->running.n == 0 && e->sleeping.n == 0 && !e->start_oom &&
+                e->waiting.n == e->start_skipped;
     pthread_mutex_lock(&e->mu);
     int now_stuck = stuck && e->cmd_head == NULL;
     int tell = now_stuck && !e->stuck && !e->wake_sent && e->waiting.n > 0;
