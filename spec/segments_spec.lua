@@ -190,7 +190,7 @@ describe("segments", function()
   -- Every recorded byte of the part is the body's; returns how many there are.
   local function part_holds(part, ranges)
     local bad, g, held = H.part_check(part, ranges)
-    assert(bad == nil, ("byte %s of the part is not the body's (range at %s)"):format(tostring(bad), g and g.start))
+    assert(bad == nil, ("byte %s of the part is not the body's (range at %s)"):format(tostring(bad), tostring(g and g.start)))
     return held
   end
 
