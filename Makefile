@@ -168,8 +168,8 @@ $(ROCK_RELEASE): rockspec/downloadtask-scm-1.rockspec src/dt.h
 
 # ---- Reliability (issue 3): sanitizers, valgrind, allocation failures, soak -------------
 # Checked builds live in build/<kind>/, never in the top-level downloadtask.so; README.md's
-# "Reliability" section says what each target proves. valgrind: preinstalled on the CI image,
-# else `apt-get install valgrind`; the sanitizer runtimes come with gcc.
+# "Reliability" section says what each target proves. valgrind comes with `./dev deps`
+# (which `./dev test`, and so .ci/run, runs first); the sanitizer runtimes come with gcc.
 LUA_LIBS ?= $(shell $(PKG_CONFIG) --libs $(LUA_PC))
 SAN_OPT ?= -O1 -g -fno-omit-frame-pointer
 ASAN_FLAGS ?= -fsanitize=address,undefined

@@ -1,9 +1,11 @@
 -- lua/downloadtask/ngx.lua (await and OpenResty's poller, compiled into the module): it
 -- passes luacheck (Debian's lua-check), and the module carries the file's current text.
+local S = require "spec.support.servers"
+
 describe("lua/downloadtask/ngx.lua", function()
   it("passes luacheck", function()
-    if not os.execute("command -v luacheck >/dev/null 2>&1") then
-      pending("luacheck is missing (Debian: apt-get install lua-check)")
+    if not S.have("luacheck") then
+      pending("luacheck is not installed (Debian: lua-check; ./dev deps installs it)")
       return
     end
     local p = io.popen("luacheck --no-color --std luajit --read-globals ngx --max-line-length 100"

@@ -422,8 +422,8 @@ end)
 
 describe("durable", function()
   it("fsyncs the file before the rename and the directory after it (strace)", function()
-    if not sh("command -v strace >/dev/null") then
-      pending("strace is not installed")
+    if not S.have("strace") then
+      pending("strace is not installed (Debian: strace; ./dev deps installs it)")
       return
     end
     local function count(durable)

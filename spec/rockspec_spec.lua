@@ -17,7 +17,7 @@ describe("rockspec", function()
     local tree = S.tmpdir()
     -- From a copy of the clone: the files it holds before and after are compared.
     local copy = S.tmpdir()
-    assert(os.execute(("cp -r src lua rockspec Makefile %s"):format(q(copy))))
+    assert(S.bash(("cp -r src lua rockspec Makefile %s"):format(q(copy))))
     local list = ("cd %s && find . -path ./build -prune -o \\( -type f -o -type l \\) -print | sort"):format(q(copy))
     local before = sh(list)
     local vars = jit and " LUA_INCDIR=/usr/include/luajit-2.1" or ""
@@ -43,7 +43,7 @@ describe("rockspec", function()
     local version = assert(read("src/dt.h"):match('#define DT_VERSION "([^"]+)"'))
     local dir = S.tmpdir()
     -- in a copy, so the clone's build/rockspec is not touched by a test run
-    assert(os.execute(("cp -r src rockspec Makefile %s"):format(q(dir))))
+    assert(S.bash(("cp -r src rockspec Makefile %s"):format(q(dir))))
     out, rc = sh(("make -s -C %s rockspec"):format(q(dir)))
     assert.not_equals(0, rc)
     assert.matches("set ROCK_URL", out, 1, true)

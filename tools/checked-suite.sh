@@ -53,7 +53,7 @@ tsan)
   export TSAN_OPTIONS="halt_on_error=0:second_deadlock_stack=1:die_after_fork=0:log_path=$logs/tsan"
   ;;
 valgrind)
-  command -v valgrind >/dev/null || { echo "make valgrind needs valgrind: apt-get install valgrind" >&2; exit 2; }
+  command -v valgrind >/dev/null || { echo "make valgrind needs valgrind: ./dev deps (or apt-get install valgrind)" >&2; exit 2; }
   # valgrind finds `lua5.4` in PATH (/usr/bin first) and keeps argv[0] "lua5.4", as above.
   runner="PATH=\"/usr/bin:\$PATH\" exec valgrind --quiet --tool=memcheck --leak-check=full \
 --show-leak-kinds=definite --errors-for-leak-kinds=definite --error-exitcode=99 \

@@ -97,6 +97,15 @@ function S.run(cmd)
   return (out:gsub("rc=%d+%s*$", "")), rc
 end
 
+-- Whether a command is installed (on PATH), on every Lua: the status is read from the
+-- shell's output, since os.execute reports it differently on 5.1/LuaJIT (a number) and
+-- 5.2+ (true or nil). A spec that needs a tool says what to install when this is false:
+--   if not S.have("strace") then pending("strace is not installed (Debian: strace; ./dev deps)") return end
+function S.have(cmd)
+  local _, rc = S.run("command -v " .. quote(cmd) .. " >/dev/null")
+  return rc == 0
+end
+
 function S.writefile(path, s)
   local f = assert(io.open(path, "wb"))
   assert(f:write(s))
