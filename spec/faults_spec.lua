@@ -284,8 +284,7 @@ describe("fault matrix", function()
       "http://127.0.0.1:99999/", "http://127.0.0.1:abc/", "http://127.0.0.1:-1/",
       "http://127.0.0.1:80:80/", "http://[::1/", "http://[::g]/", "http://[127.0.0.1]/",
       "http://:80/", "http://@/", "http://a b/", "http://127.0.0.1/a b",
-      "http://127.0.0.1/\r\nX-Injected: 1", "http://127.0.0.1:1/\127", "http://\t/",
-      "http://user:pa ss@127.0.0.1:1/", "http:/127.0.0.1/", "http:", "https://",
+      "http://127.0.0.1:1/\127", "http://\t/", "http://user:pa ss@127.0.0.1:1/", "https://",
     } do
       it(("malformed %q: 600009 invalid url"):format(u), function()
         case({ url = u }, { errno = 600009, reason = "^invalid url$" })

@@ -63,8 +63,8 @@ describe("files", function()
       { "timeout mid-body", function(ng, f)
           return { url = f.url("/bytes?n=300000&stallafter=100000&stall=3000"), timeout = 500 } end, 5 },
       { "too many redirects", function(ng, f) return { url = f.url("/loop") } end, 600008 },
-      { "invalid url", function() return { url = "not a url" } end, 600009 },
-      { "unsupported protocol", function() return { url = "ftp://127.0.0.1:1/x" } end, 600009 },
+      { "invalid url", function() return { url = "http://[::1/" } end, 600009 },
+      { "unsupported protocol", function(ng, f) return { url = f.url("/redirect-to?url=ftp://127.0.0.1:1/x") } end, 600009 },
       { "max file size (announced)", function(ng) return { url = ng.url("1m.bin"), maxFileSize = 1000 } end, 603301 },
       { "max file size (mid-body, chunked)", function(ng, f)
           return { url = f.url("/bytes?n=300000&chunked=1&chunk=10000"), maxFileSize = 150000 } end, 603301 },

@@ -110,6 +110,14 @@ describe("options", function()
       { "complete not a function", { url = U, complete = {} }, "complete" },
       { "caFile not a string", { url = U, caFile = 1 }, "caFile" },
       { "proxy not a string", { url = U, proxy = false }, "proxy" },
+      -- CR, LF and NUL in any string that becomes part of the request (header injection)
+      { "url with CR LF", { url = "http://127.0.0.1:1/\r\nX-Injected: 1" }, "url" },
+      { "url with LF", { url = "http://127.0.0.1:1/a\nb" }, "url" },
+      { "proxy with CR LF", { url = U, proxy = "http://127.0.0.1:1/\r\nX-Injected: 1" }, "proxy" },
+      { "proxy with a zero byte", { url = U, proxy = "http://127.0.0.1:1\0" }, "proxy" },
+      { "a mirror with CR LF", { url = U, mirrors = { "http://127.0.0.1:2/\r\nX-Injected: 1" } }, "mirrors" },
+      { "etag with LF", { url = U, etag = "\"a\"\nX-Injected: 1" }, "etag" },
+      { "url of another scheme", { url = "ftp://127.0.0.1:1/x" }, "url" },
     }
     for _, c in ipairs(cases) do
       local what, opts, name = c[1], c[2], c[3]
@@ -168,6 +176,8 @@ describe("options", function()
       { "maxConcurrent", true }, { "maxConcurrent", {} },
       { "progressInterval", -1 }, { "progressInterval", 0.5 }, { "progressInterval", false },
       { "userAgent", 1 }, { "userAgent", "" }, { "userAgent", {} },
+      { "userAgent", "x\r\nAuthorization: Bearer stolen" }, { "userAgent", "x\nX-Injected: 1" },
+      { "userAgent", "x\ry" }, { "userAgent", "x\0y" },
       { "tempDir", 7 }, { "tempDir", "" }, { "tempDir", true },
     }
     for _, c in ipairs(bad) do
@@ -195,6 +205,16 @@ describe("options", function()
         dt.configure { maxConcurrent = 1 }
         dt.configure { progressInterval = 0 }
       end)
+    end)
+
+    it("a userAgent with a line break adds no header to the request: it is refused", function()
+      call_error(dt.configure, { userAgent = "evil/1\r\nAuthorization: Bearer stolen" })
+      local out = fetch { url = f.url("/echo") }
+      expect_ok(out)
+      local got = echoed(out.res.tempFilePath)
+      os.remove(out.res.tempFilePath)
+      assert.is_nil(got.authorization)
+      assert.are.equal(DEFAULTS.userAgent, got["user-agent"])
     end)
 
     it("userAgent is sent, by downloads created afterwards", function()

@@ -41,6 +41,15 @@ enum {
 
 typedef struct dt_state dt_state;
 
+/* Whether s (len bytes) holds a CR, an LF or a zero byte: a string that becomes part of a
+ * request (a header value, the URL, the proxy, the User-Agent) has none, or it could end a
+ * line early and add lines of its own (a header injection). */
+static inline int has_line_break(const char *s, size_t len) {
+  for (size_t i = 0; i < len; i++)
+    if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0') return 1;
+  return 0;
+}
+
 /* Small fields are bytes and bits (only the Lua thread touches a task):
  * 10,000 queued tasks are 10,000 of these, 120 bytes each. */
 typedef struct dt_task {

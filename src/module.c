@@ -239,8 +239,8 @@ static const char *config_str(lua_State *L, const char *name) {
  * connection anyway (they wait for the connection being made rather than open their own)
  * @tparam[opt=100] integer settings.progressInterval ms between two progress events of one
  * task (at least 0)
- * @tparam[opt] string settings.userAgent the `User-Agent` header sent; default
- * `"downloadtask/<version>"`
+ * @tparam[opt] string settings.userAgent the `User-Agent` header sent (no CR, LF or zero
+ * byte); default `"downloadtask/<version>"`
  * @tparam[opt] string settings.tempDir where bodies without `filePath` (and non-2xx bodies)
  * go: the directory of `res.tempFilePath`; default `$TMPDIR`, else `/tmp` (Windows: `GetTempPathW`)
  * @tparam[opt=500] integer settings.pollBudget **(ext)** microseconds `poll(0)` may spend
@@ -277,7 +277,11 @@ static int l_configure(lua_State *L) {
   if (compat_getfield(L, 1, "progressInterval") != LUA_TNIL)
     interval = config_int(L, "progressInterval", 0);
   if (compat_getfield(L, 1, "pollBudget") != LUA_TNIL) budget = config_int(L, "pollBudget", 0);
-  if (compat_getfield(L, 1, "userAgent") != LUA_TNIL) ua = config_str(L, "userAgent");
+  if (compat_getfield(L, 1, "userAgent") != LUA_TNIL) {
+    ua = config_str(L, "userAgent");
+    if (has_line_break(ua, strlen(ua)))
+      return luaL_error(L, "downloadtask.configure: bad option 'userAgent' (contains a line break)");
+  }
   if (compat_getfield(L, 1, "tempDir") != LUA_TNIL) tmp = config_str(L, "tempDir");
   if (ua || tmp) { /* a new copy: the tasks made so far keep the one they hold */
     dt_shared *s = dt_shared_new(ua ? ua : st->shared->user_agent, tmp ? tmp : st->shared->temp_dir);

@@ -34,10 +34,11 @@ static dt_task *check_task(lua_State *L) { return luaL_checkudata(L, 1, DT_TASK_
  * options raise a Lua error at the call that names the option, and such a call leaves
  * nothing behind (no task, no file): a wrong type (`downloadFile: bad option 'timeout' (integer expected, got string)`),
  * a missing `url`, an unknown name (`downloadFile: unknown option 'filepath'`), a negative
- * number, a header name that is not an HTTP token, a header value with CR, LF or a zero byte.
- * A well-formed call whose URL is invalid or of another scheme returns a task that fails
- * with errno 600009. Integer options take an integral number on every Lua version
- * (`2000.0` is accepted, `1.5` is not).
+ * number, a header name that is not an HTTP token, CR, LF or a zero byte in a string that
+ * becomes part of the request (`url`, `header` values, `proxy`, `mirrors`), a `url` or mirror
+ * other than `http://` or `https://`. A well-formed call whose URL the URL parser refuses
+ * returns a task that fails with errno 600009. Integer options take an integral number on
+ * every Lua version (`2000.0` is accepted, `1.5` is not).
  * @table options
  * @tfield string url required; `http://` or `https://` only (also for every redirect; a
  * redirect from https to http is refused)
@@ -331,6 +332,15 @@ static int has_prefix_ci(const char *s, const char *p) {
   return 1;
 }
 
+/* A URL of the request (`url`, a mirror; opt_string has refused a zero byte): http(s) only,
+ * and no line break, which could add lines to the request. */
+static void url_check(lua_State *L, const char *name, const char *u) {
+  if (has_line_break(u, strlen(u)))
+    opt_error(L, name, "a URL contains a line break");
+  if (!has_prefix_ci(u, "http://") && !has_prefix_ci(u, "https://"))
+    opt_error(L, name, lua_pushfstring(L, "http:// or https:// URL expected, got '%s'", u));
+}
+
 static int is_token_char(unsigned char c) {
   return c > 32 && c < 127 && !strchr("\"(),/:;<=>?@[\\]{}", c);
 }
@@ -359,9 +369,8 @@ static size_t header_lines(lua_State *L, int h, size_t *need) {
                                              luaL_typename(L, -1)));
     lua_pushvalue(L, -1); /* convert a copy: lua_next needs the key untouched */
     const char *v = lua_tolstring(L, -1, &vlen);
-    for (size_t i = 0; i < vlen; i++)
-      if (v[i] == '\r' || v[i] == '\n' || v[i] == '\0')
-        opt_error(L, "header", lua_pushfstring(L, "value of '%s' contains a line break or a zero byte", k));
+    if (has_line_break(v, vlen))
+      opt_error(L, "header", lua_pushfstring(L, "value of '%s' contains a line break or a zero byte", k));
     if (vlen == 0) lua_pushfstring(L, "%s;", k); /* how libcurl sends an empty value */
     else lua_pushfstring(L, "%s: %s", k, v);    /* neither has a zero byte */
     size_t len;
@@ -401,7 +410,8 @@ static void read_options(lua_State *L, optread *r) {
   for (int i = 0; i < O_COUNT; i++) lua_getfield(L, 1, OPTION_NAMES[i]);
 
   dt_opts *v = &r->v;
-  opt_string(L, r, O_URL, 1);
+  const char *url = opt_string(L, r, O_URL, 1);
+  url_check(L, "url", url);
   const char *fp = opt_string(L, r, O_FILE_PATH, 0);
   if (fp && !*fp) opt_error(L, "filePath", "empty path");
   v->timeout_ms = opt_int(L, r, O_TIMEOUT, 60000, 0);
@@ -416,15 +426,15 @@ static void read_options(lua_State *L, optread *r) {
   v->max_file_size = opt_int64(L, r, O_MAX_FILE_SIZE, -1, 0);
   v->insecure = opt_bool(L, r, O_INSECURE);
   opt_string(L, r, O_CA_FILE, 0);
-  opt_string(L, r, O_PROXY, 0);
+  const char *proxy = opt_string(L, r, O_PROXY, 0);
+  if (proxy && has_line_break(proxy, strlen(proxy))) opt_error(L, "proxy", "contains a line break");
   v->stall_timeout_ms = opt_int(L, r, O_STALL_TIMEOUT, 0, 0);
   const char *sha = opt_string(L, r, O_SHA256, 0);
   if (sha && (strlen(sha) != 64 || strspn(sha, "0123456789abcdefABCDEF") != 64))
     opt_error(L, "sha256", "64 hexadecimal digits expected");
   v->rate_limit = opt_int64(L, r, O_RATE_LIMIT, 0, 0);
   const char *etag = opt_string(L, r, O_ETAG, 0);
-  for (const char *p = etag; p && *p; p++)
-    if (*p == '\r' || *p == '\n') opt_error(L, "etag", "contains a line break");
+  if (etag && has_line_break(etag, strlen(etag))) opt_error(L, "etag", "contains a line break");
   v->if_modified_since = opt_if_modified_since(L, r);
   v->resume = opt_bool(L, r, O_RESUME);
   if (v->resume && !fp) opt_error(L, "resume", "needs filePath");
@@ -449,8 +459,7 @@ static void read_options(lua_State *L, optread *r) {
       const char *u = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
       if (!u) opt_error(L, "mirrors", lua_pushfstring(L, "URL strings expected, got %s at %d", luaL_typename(L, -1), (int)i));
       if (strlen(u) != len) opt_error(L, "mirrors", "a URL contains a zero byte");
-      if (!has_prefix_ci(u, "http://") && !has_prefix_ci(u, "https://"))
-        opt_error(L, "mirrors", lua_pushfstring(L, "http:// or https:// URLs expected: '%s'", u));
+      url_check(L, "mirrors", u);
       r->need += len + 1;
       lua_rawseti(L, copy, (lua_Integer)i);
     }

@@ -59,7 +59,7 @@ local dt = {}
 ---Given to `fail` and `complete`, and returned by `task:await()` after `nil`.
 ---@class downloadtask.Error
 ---@field errMsg string `"downloadFile:fail <reason>"`; exactly `"downloadFile:fail abort"` after `abort()`
----@field errno integer 600000 network, 600001 connect/resolve/TLS, 600003 abort, 5 timeout, 600008 too many redirects, 600009 invalid URL or scheme, 603300 save file error, 603301 max file size, 603303 permission denied, 603304 checksum mismatch
+---@field errno integer 600000 network, 600001 connect/resolve/TLS, 600003 abort, 5 timeout, 600008 too many redirects, 600009 invalid URL (or a redirect to another scheme), 603300 save file error, 603301 max file size, 603303 permission denied, 603304 checksum mismatch
 ---@field attempts integer (ext) requests made (1 without `retry`; 0 for an abort before the first request)
 
 ---`res.profile`: times in ms since the epoch (0 where it did not happen) and connection facts.

@@ -109,7 +109,6 @@ end
 
 H.test("error numbers", function()
   fails_with({ url = ("http://127.0.0.1:%d/x"):format(H.CLOSED_PORT) }, 600001, "connection refused")
-  fails_with({ url = "ftp://127.0.0.1/x" }, 600009, "another scheme")
   fails_with({ url = "http://" }, 600009, "invalid url")
   fails_with({ url = H.url("small.txt"), filePath = H.path("no-such-dir") .. H.SEP .. "x.txt" },
     603300, "missing directory")
@@ -126,6 +125,8 @@ H.test("bad options raise at the call", function()
   H.fails(function() dt.downloadFile { url = H.url("x"), timeout = "soon" } end, "timeout")
   H.fails(function() dt.downloadFile { url = H.url("x"), noSuchOption = 1 } end, "noSuchOption")
   H.fails(function() dt.downloadFile { url = H.url("x"), header = { A = "b\r\nc" } } end, "header")
+  H.fails(function() dt.downloadFile { url = "ftp://127.0.0.1/x" } end, "url")
+  H.fails(function() dt.configure { userAgent = "a\r\nX-Injected: 1" } end, "userAgent")
 end)
 
 H.run()
