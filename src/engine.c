@@ -1854,12 +1854,12 @@ static int seg_start(dt_engine *e, dt_xfer *x, dt_seg *s) {
   curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, tls ? "https" : "http,https");
   if (o->timeout_ms > 0) { /* what is left of the attempt's clock */
     double left = (double)o->timeout_ms - (mono_ms() - x->run->attempt_start) - x->run->spent_ms;
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, left < 1 ? 1L : (long)left);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, left < 1 ? 1L : left >= (double)LONG_MAX ? LONG_MAX : (long)left);
   }
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
   if (o->stall_timeout_ms > 0) { /* a stalled range is fetched again */
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (o->stall_timeout_ms + 999) / 1000);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, o->stall_timeout_ms / 1000 + (o->stall_timeout_ms % 1000 != 0));
   }
   curl_easy_setopt(c, CURLOPT_USERAGENT, o->shared->user_agent);
   set_io(c, o, s->slist, s->errbuf, seg_header, seg_write, s);
@@ -2078,7 +2078,7 @@ static void seg_failed(dt_engine *e, dt_xfer *x, dt_seg *s, CURLcode rc, const c
   /* the download's timeout has passed: no range is worth asking again */
   long t = x->opts->timeout_ms;
   int expired = t > 0 && mono_ms() - x->run->attempt_start + x->run->spent_ms >= (double)t;
-  if (!expired && s->tries < SEG_TRIES + x->opts->retry && (rc == CURLE_OK || transient(rc))) {
+  if (!expired && s->tries - SEG_TRIES < x->opts->retry && (rc == CURLE_OK || transient(rc))) {
     double delay = RETRY_BASE_MS, now = mono_ms();
     for (int i = 1; i < s->tries && delay < RETRY_MAX_MS; i++) delay *= 2;
     s->retry_at = now + delay;

@@ -1040,6 +1040,8 @@ static int l_await_step(lua_State *L) {
                                           DT_TASK_MT, luaL_typename(L, 1)));
   int check_only = lua_toboolean(L, 2);
   lua_settop(L, 1);
+  /* from a finalizer run by lua_close after the module's own: nothing would ever end */
+  if (t->st->closed) return await_error(L, "downloadtask: the module is closed");
   state_check_fork(L, t->st);
   if (t->orphan)
     return await_error(L, "DownloadTask:await: the download belongs to the parent process "
@@ -1082,12 +1084,17 @@ static int l_await_tick(lua_State *L) {
 
 /* Checks that the argument of dt.<name> (stack index 1) is an array of
  * tasks, with the errors placed at the caller of the Lua half, as await's;
- * returns its length and the number of its tasks not yet ended. */
+ * returns its length and the number of its tasks not yet ended, and leaves a
+ * copy of the array at stack index 2. Only the copy is read afterwards: a
+ * listener, or a finalizer (any allocation may run one), may change the
+ * caller's array, and the tasks awaited are the ones it held at the call. */
 static lua_Integer check_tasks(lua_State *L, const char *name, lua_Integer *left) {
   if (!lua_istable(L, 1))
     await_error(L, lua_pushfstring(L, "bad argument #1 to '%s' (table expected, got %s)", name,
                                    luaL_typename(L, 1)));
+  lua_settop(L, 1);
   lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+  lua_createtable(L, n > 64 ? 64 : (int)n, 0);
   *left = 0;
   for (lua_Integer i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
@@ -1095,13 +1102,14 @@ static lua_Integer check_tasks(lua_State *L, const char *name, lua_Integer *left
     if (!t)
       await_error(L, lua_pushfstring(L, "bad argument #1 to '%s' (item %d: %s expected, got %s)",
                                      name, (int)i, DT_TASK_MT, luaL_typename(L, -1)));
+    if (t->st->closed) await_error(L, "downloadtask: the module is closed");
     state_check_fork(L, t->st);
     if (t->orphan)
       await_error(L, lua_pushfstring(L, "downloadtask.%s: item %d belongs to the parent process "
                                         "(this one was fork()ed from it) and ends there",
                                      name, (int)i));
     if (!t->ended) (*left)++;
-    lua_pop(L, 1);
+    lua_rawseti(L, 2, i);
   }
   return n;
 }
@@ -1113,7 +1121,8 @@ static void refuse_blocking(lua_State *L, const char *name) {
                                       "driven; call it from a coroutine, or use poll()", name));
 }
 
-/* awaitAll's C half: checks the array and returns its length. Outside a
+/* awaitAll's C half: checks the array and returns its length, how many of
+ * its tasks have not ended, and a copy of it (check_tasks). Outside a
  * coroutine (and outside OpenResty: no second argument) refuses to block
  * while the loop is being driven, before anything is awaited; the Lua half
  * then awaits each task in turn. */
@@ -1125,25 +1134,27 @@ static int l_all_check(lua_State *L) {
   if (left > 0 && !check_only && !compat_isyieldable(L)) refuse_blocking(L, "awaitAll");
   lua_pushinteger(L, n);
   lua_pushinteger(L, left);
-  return 2;
+  lua_pushvalue(L, 2); /* the tasks as they were at the call */
+  return 3;
 }
 
 /* The first ended task of the array, if any: pushes it and its outcome
  * (res, nil or nil, err) and returns 3; else returns 0. With `unwait`, this
- * coroutine stops waiting for every task of the array. */
+ * coroutine stops waiting for every task of the array. Reads check_tasks'
+ * copy (stack index 2), which holds tasks only. */
 static int any_ended(lua_State *L, lua_Integer n, int unwait) {
   for (lua_Integer i = 1; i <= n; i++) {
-    lua_rawgeti(L, 1, i);
+    lua_rawgeti(L, 2, i);
     dt_task *t = lua_touserdata(L, -1);
     lua_pop(L, 1);
     if (!t->ended) continue;
     if (unwait)
       for (lua_Integer j = 1; j <= n; j++) {
-        lua_rawgeti(L, 1, j);
+        lua_rawgeti(L, 2, j);
         remove_waiter(L, lua_gettop(L), lua_touserdata(L, -1));
         lua_pop(L, 1);
       }
-    lua_rawgeti(L, 1, i);
+    lua_rawgeti(L, 2, i);
     compat_getuservalue(L, -1);
     int done = t->state == TS_DONE;
     lua_rawgeti(L, -1, UV_RESULT);
@@ -1176,7 +1187,7 @@ static int l_any_step(lua_State *L) {
   if (check_only || compat_isyieldable(L)) {
     if (!check_only)
       for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti(L, 1, i);
+        lua_rawgeti(L, 2, i);
         add_waiter(L, lua_gettop(L));
         lua_pop(L, 1);
       }

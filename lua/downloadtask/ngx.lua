@@ -13,8 +13,8 @@
 --   any(tasks [, check])  awaitAny's step: 0 while none of the array's tasks has ended (and,
 --                         without check, registers the running coroutine with each of them);
 --                         or the first ended task and its res, nil or nil, err
---   all_check(tasks [, check])  checks awaitAll's array; returns its length and how many of
---                         its tasks have not ended
+--   all_check(tasks [, check])  checks awaitAll's array; returns its length, how many of
+--                         its tasks have not ended, and a copy of it (the tasks awaited)
 -- It returns the await method, `kick` (which downloadFile calls under nginx), and
 -- dt.awaitAll and dt.awaitAny.
 --
@@ -225,11 +225,12 @@ local NGX_TICK_MSG = ": cannot wait inside a listener in OpenResty (listeners ru
 
 local function await_all(tasks)
   local ngx = in_ngx()
-  local n, left = all_check(tasks, ngx ~= nil)
+  -- `copy`: the tasks as the array held them at the call (a listener may change the array)
+  local n, left, copy = all_check(tasks, ngx ~= nil)
   if ngx and in_tick and left > 0 then error("downloadtask.awaitAll" .. NGX_TICK_MSG, 2) end
   local out = {}
   for i = 1, n do
-    local res, err = await_task(rawget(tasks, i))
+    local res, err = await_task(copy[i])
     out[i] = res or err
   end
   return out
