@@ -2,6 +2,7 @@
 -- and that every accepted option does what SPEC.md / README.md say.
 local dt = require "downloadtask"
 local S = require "spec.support.servers"
+local lfs = require "lfs"
 local socket = require "socket"
 local H = require "spec.support.helpers"
 
@@ -207,6 +208,19 @@ describe("options", function()
       end)
     end)
 
+    it("tempDir must name an existing directory: the error names the path, and nothing changes", function()
+      local dir = S.tmpdir()
+      S.writefile(dir .. "/file", "x")
+      for _, bad in ipairs { "/no/such/dir", dir .. "/missing", dir .. "/file" } do
+        local err = call_error(dt.configure, { tempDir = bad })
+        assert.matches("'tempDir' ('" .. bad .. "' is not a directory", err, 1, true)
+      end
+      local out = fetch { url = f.url("/bytes?n=10") }
+      expect_ok(out)
+      assert.is_truthy(S.filesize(out.res.tempFilePath))
+      os.remove(out.res.tempFilePath)
+    end)
+
     it("a userAgent with a line break adds no header to the request: it is refused", function()
       call_error(dt.configure, { userAgent = "evil/1\r\nAuthorization: Bearer stolen" })
       local out = fetch { url = f.url("/echo") }
@@ -264,8 +278,11 @@ describe("options", function()
       assert.is_true(S.file_matches_pattern(r2.tempFilePath, 1024))
     end)
 
-    it("a tempDir that does not exist makes such downloads fail with 603300", function()
-      dt.configure { tempDir = S.tmpdir() .. "/missing" }
+    it("a tempDir removed after configure makes such downloads fail with 603300", function()
+      local gone = S.tmpdir() .. "/gone"
+      assert(lfs.mkdir(gone))
+      dt.configure { tempDir = gone }
+      assert(lfs.rmdir(gone))
       local out = fetch { url = ng.url("small.txt") }
       expect_fail(out, 603300)
       assert.matches("^downloadFile:fail save file error: ", out.err.errMsg)

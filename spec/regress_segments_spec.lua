@@ -67,7 +67,6 @@ describe("regression: segments and mirrors", function()
     t:await()
     part, info = H.part_files(dir)
     assert(part and info, "no part")
-    print("\nA: info after abort: " .. (S.readfile(info):gsub("\n", " | ")) .. " part size " .. #S.readfile(part))
     -- 3: the next resume
     out = T.fetch { url = flaky(key(), n), filePath = dest, segments = 4, resume = true }
     assert(out.res, out.err and out.err.errMsg)
@@ -102,8 +101,6 @@ describe("regression: segments and mirrors", function()
     assert.are.equal(0, rc, o)
     assert.matches("RESULT\tfail\t603300", o, 1, true)
     local _, r2 = recorded(info)
-    print(("\nB: limit %d bytes, part size %d, recorded range 0: %d:%d:%d"):format(blocks * 1024, #S.readfile(part),
-      r2[1].start, r2[1].pos, r2[1]["end"]))
     local bad = first_wrong(part, r2)
     assert.is_nil(bad, "the info file claims byte " .. tostring(bad) .. " which the part does not hold")
   end)

@@ -242,7 +242,8 @@ static const char *config_str(lua_State *L, const char *name) {
  * @tparam[opt] string settings.userAgent the `User-Agent` header sent (no CR, LF or zero
  * byte); default `"downloadtask/<version>"`
  * @tparam[opt] string settings.tempDir where bodies without `filePath` (and non-2xx bodies)
- * go: the directory of `res.tempFilePath`; default `$TMPDIR`, else `/tmp` (Windows: `GetTempPathW`)
+ * go: the directory of `res.tempFilePath`, which must exist (else the call raises, naming the
+ * path); default `$TMPDIR`, else `/tmp` (Windows: `GetTempPathW`)
  * @tparam[opt=500] integer settings.pollBudget **(ext)** microseconds `poll(0)` may spend
  * delivering: once they are spent, the tasks not reached yet are delivered by the next poll
  * (each task's events stay whole and in order; progress piling up meanwhile is coalesced).
@@ -282,7 +283,15 @@ static int l_configure(lua_State *L) {
     if (has_line_break(ua, strlen(ua)))
       return luaL_error(L, "downloadtask.configure: bad option 'userAgent' (contains a line break)");
   }
-  if (compat_getfield(L, 1, "tempDir") != LUA_TNIL) tmp = config_str(L, "tempDir");
+  if (compat_getfield(L, 1, "tempDir") != LUA_TNIL) {
+    tmp = config_str(L, "tempDir");
+    const char *what = NULL;
+    int kind = plat_kind(tmp, &what);
+    if (kind != PLAT_DIR)
+      return luaL_error(L, "downloadtask.configure: bad option 'tempDir' ('%s' is not a directory%s%s)",
+                        tmp, kind == PLAT_NONE ? ": it does not exist" : kind < 0 ? ": " : "",
+                        kind < 0 ? strerror(errno) : "");
+  }
   if (ua || tmp) { /* a new copy: the tasks made so far keep the one they hold */
     dt_shared *s = dt_shared_new(ua ? ua : st->shared->user_agent, tmp ? tmp : st->shared->temp_dir);
     if (!s) return luaL_error(L, "not enough memory");
