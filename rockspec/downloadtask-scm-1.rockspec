@@ -69,7 +69,7 @@ build = {
       modules = {
         downloadtask = {
           sources = {
-            "src/module.c", "src/task.c", "src/dispatch.c", "src/engine.c", "src/files.c",
+            "src/module.c", "src/task.c", "src/dispatch.c", "src/engine.c", "src/files.c", "src/ranges.c",
             "src/notify_none.c", "src/platform_win.c",
           },
           incdirs = { "$(CURL_INCDIR)" },

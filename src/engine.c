@@ -22,6 +22,7 @@
 #include "files.h"
 #include "notify.h"
 #include "platform.h"
+#include "ranges.h"
 
 #include <curl/curl.h>
 
@@ -919,17 +920,6 @@ static int open_resume_part(dt_engine *e, dt_xfer *x, char **validator) {
   }
   x->run->offset = end;
   return fd;
-}
-
-/* "bytes a-b/t" (t may be "*": -1); 1 when it parses */
-static int content_range(const char *v, long long *a, long long *b, long long *t) {
-  int n = 0;
-  *t = -1;
-  if (!v) return 0;
-  if (sscanf(v, " bytes %lld-%lld/%lld%n", a, b, t, &n) == 3 && n > 0) return *a >= 0 && *b >= *a;
-  n = 0;
-  if (sscanf(v, " bytes %lld-%lld/*%n", a, b, &n) == 2 && n > 0) return *a >= 0 && *b >= *a;
-  return 0;
 }
 
 /* ---- headers ---------------------------------------------------------- */
