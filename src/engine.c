@@ -141,6 +141,7 @@ typedef struct xrun {
    * it with Range + If-Range when the response named a validator */
   int held;          /* fd and part_path hold `written` bytes of the body */
   char *held_validator;
+  char *if_range;    /* the validator this attempt's Range was sent with (ranged), or NULL */
   long resumes;      /* attempts started by resume(): not retries */
   int resumed;       /* the next or current attempt continues a paused one */
   double attempt_start; /* monotonic ms this attempt started (timeout's clock) */
@@ -529,6 +530,7 @@ static void run_free(dt_xfer *x) {
   free(r->part_path);
   free(r->body_path);
   free(r->held_validator);
+  free(r->if_range);
   free(r->rmap);
   free(r->hbuf);
   plat_sha256_free(r->md);
@@ -1039,43 +1041,42 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
   curl_easy_getinfo(x->run->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
   int64_t had = x->run->offset, total = -2; /* -2: from Content-Length */
   if ((x->opts->resume || x->run->held) && x->run->part_path) {
-    const char *range = find_header(x, "content-range");
-    long long a = -1, b = -1, t = -1;
-    if (status == 416 && had > 0) {
-      if (range && sscanf(range, " bytes */%lld", &t) == 1 && t == had) {
-        /* the part was complete already: it is the body (its digest, fed
-         * from the part, is checked like any body's) */
-        x->run->discard = 1;
-        x->run->to_dest = x->run->complete_part = 1;
-        x->run->written = had;
-        x->run->body_path = strdup(x->run->part_path);
-        return x->run->body_path != NULL; /* fd stays: finish_rc seals the file */
-      }
-      /* the part is longer than the file, or another version's: useless */
+    /* the one decision (ranges.c): may this answer's bytes join the part? */
+    ranges_verdict verdict = RANGES_WHOLE;
+    long long t = -1;
+    if (x->run->ranged && had > 0) {
+      ranges_part p = {had, -1, x->run->if_range};
+      ranges_answer a = {status, find_header(x, "content-range"), find_header(x, "etag"),
+                         find_header(x, "last-modified")};
+      verdict = ranges_decide(&p, &a, &t);
+    }
+    if (verdict == RANGES_COMPLETE) {
+      /* the part was complete already: it is the body (its digest, fed
+       * from the part, is checked like any body's) */
+      x->run->discard = 1;
+      x->run->to_dest = x->run->complete_part = 1;
+      x->run->written = had;
+      x->run->body_path = strdup(x->run->part_path);
+      return x->run->body_path != NULL; /* fd stays: finish_rc seals the file */
+    }
+    if (verdict == RANGES_START_OVER && status == 206) {
+      /* another version, length or place: appending would splice two bodies.
+       * The part is emptied, and the next attempt (retry) or download starts over */
       if (!restart_part(x)) {
         file_error(x, errno, x->dest.path);
         return 0;
       }
-      had = 0;
+      x->run->retry_fail = 1;
+      /* after a pause the download starts over: that is no retry */
+      if (x->run->resumed) x->run->resumes++;
+      x->run->resumed = 0;
+      set_fail(x, DT_ERR_NETWORK, "%s", "the server's 206 does not continue the partial file");
+      return 0;
     }
-    if (status == 206 && x->run->ranged) {
-      /* appended only when it continues the part exactly; anything else
-       * would splice two bodies: the part is emptied, and the next attempt
-       * (retry) or download starts over */
-      if (!content_range(range, &a, &b, &t) || a != had) {
-        if (!restart_part(x)) {
-          file_error(x, errno, x->dest.path);
-          return 0;
-        }
-        x->run->retry_fail = 1;
-        /* after a pause the download starts over: that is no retry */
-        if (x->run->resumed) x->run->resumes++;
-        x->run->resumed = 0;
-        set_fail(x, DT_ERR_NETWORK, "%s", "the server's 206 does not continue the partial file");
-        return 0;
-      }
-      total = t > 0 ? t : (b < INT64_MAX - 1 ? b + 1 : -1);
-    } else if (status / 100 == 2 && had > 0) { /* a whole new body: start over */
+    if (verdict == RANGES_APPEND) {
+      total = t;
+    } else if ((verdict == RANGES_START_OVER || status / 100 == 2) && had > 0) {
+      /* a whole new body, or a 416 that is not this part's: the part is useless */
       if (!restart_part(x)) {
         file_error(x, errno, x->dest.path);
         return 0;
@@ -1085,11 +1086,8 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
     /* (a part with recorded ranges keeps its info file until the ranges are
      * taken up or the part is cut at its first gap: a validator alone would
      * vouch for the gaps after a kill -9) */
-    if (status / 100 == 2 && x->opts->resume && !x->run->rmap) {
-      const char *v = find_header(x, "etag");
-      if (!v || strncmp(v, "W/", 2) == 0) v = find_header(x, "last-modified");
-      files_write_validator(&x->dest, v);
-    }
+    if (status / 100 == 2 && x->opts->resume && !x->run->rmap)
+      files_write_validator(&x->dest, body_validator(x));
   }
   if (status == DT_NOT_MODIFIED) { /* the caller's copy is current: no file at all */
     if (x->run->fd >= 0 && !x->run->part_path) { /* in place: nothing to write */
@@ -1141,8 +1139,9 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
   if (x->run->rmap && !(status == 206 && partial && total == x->run->rmap_total && x->opts->segments > 1) &&
       !drop_map(x, partial ? had : 0)) /* they do not apply: one stream from the first gap */
     return 0;
+  /* ... and only a body with a strong validator: each range must be of its version */
   if (x->opts->segments > 1 && !x->run->seg_off && !x->run->discard && x->run->fd >= 0 &&
-      !x->run->inplace && x->run->body_path && total > 0 &&
+      !x->run->inplace && x->run->body_path && total > 0 && body_validator(x) &&
       (x->opts->max_file_size < 0 || total <= x->opts->max_file_size) &&
       ((status == 200 && ar && strstr(ar, "bytes")) || (status == 206 && partial)) &&
       !seg_split(x, partial ? had : 0)) {
@@ -1372,7 +1371,9 @@ static void start(dt_engine *e, dt_xfer *x) {
     ok = add_header(x, "Range", range) && add_header(x, "If-Range", validator);
     x->run->ranged = 1;
   }
-  free(validator);
+  free(x->run->if_range); /* begin_body checks the answer against it */
+  x->run->if_range = x->run->ranged ? validator : NULL;
+  if (!x->run->ranged) free(validator);
   if (!ok) {
     fail(e, x, DT_ERR_NETWORK, "out of memory");
     return;
@@ -1728,11 +1729,12 @@ static size_t seg_write(char *buf, size_t size, size_t n, void *ud) {
     long status = 0;
     long long a = -1, b = -1, t = -1;
     curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
-    /* and of the same version: a server that ignores If-Range still names its own */
+    /* and of the same version: a server that ignores If-Range still names its own
+     * (a validator too long for s->etag or s->lastmod is no match: the range is refused) */
     const char *v = x->run->seg_validator;
-    const char *got = !v ? "" : v[0] == '"' ? s->etag : s->lastmod;
     if (status != 206 || !content_range(s->crange, &a, &b, &t) || a != s->pos || b != s->end - 1 ||
-        t != x->run->total || (got[0] && strcmp(got, v) != 0)) {
+        t != x->run->total ||
+        (v && !ranges_same_version(v, s->etag[0] ? s->etag : NULL, s->lastmod[0] ? s->lastmod : NULL))) {
       s->bad = 1;
       return 0;
     }
@@ -1849,7 +1851,9 @@ static int seg_start(dt_engine *e, dt_xfer *x, dt_seg *s) {
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
   if (o->stall_timeout_ms > 0) { /* a stalled range is fetched again */
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, o->stall_timeout_ms / 1000 + (o->stall_timeout_ms % 1000 != 0));
+    /* seconds, rounded up; at most a billion, which libcurl may still count in ms */
+    long secs = o->stall_timeout_ms / 1000 + (o->stall_timeout_ms % 1000 != 0);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, secs > 1000000000L ? 1000000000L : secs);
   }
   curl_easy_setopt(c, CURLOPT_USERAGENT, o->shared->user_agent);
   set_io(c, o, s->slist, s->errbuf, seg_header, seg_write, s);
@@ -2367,12 +2371,12 @@ static void abort_xfer(dt_engine *e, dt_xfer *x) {
 
 /* ---- pause and resume (engine thread) ---------------------------------- */
 
-/* The validator a range request may continue the body with: a strong ETag,
- * else Last-Modified; NULL when the response named neither. */
+/* The validator a range request may continue the body with: the answer's
+ * strong validator (ranges.c); NULL when it has none. */
 static const char *body_validator(dt_xfer *x) {
-  const char *v = find_header(x, "etag");
-  if (!v || strncmp(v, "W/", 2) == 0) v = find_header(x, "last-modified");
-  return v;
+  const char *lm = find_header(x, "last-modified"), *date = find_header(x, "date");
+  return ranges_strong_validator(find_header(x, "etag"), lm, lm ? (long long)curl_getdate(lm, NULL) : -1,
+                                 date ? (long long)curl_getdate(date, NULL) : -1);
 }
 
 /* Carries out pause(): x leaves the queue, its backoff or its connection

@@ -4,6 +4,7 @@
 #include "ranges.h"
 
 #include <stdio.h>
+#include <string.h>
 
 /* "bytes a-b/t" (t may be "*": -1); 1 when it parses */
 int content_range(const char *v, long long *a, long long *b, long long *t) {
@@ -14,4 +15,50 @@ int content_range(const char *v, long long *a, long long *b, long long *t) {
   n = 0;
   if (sscanf(v, " bytes %lld-%lld/*%n", a, b, &n) == 2 && n > 0) return *a >= 0 && *b >= *a;
   return 0;
+}
+
+const char *ranges_strong_validator(const char *etag, const char *last_modified,
+                                    long long lm_time, long long date_time) {
+  if (etag && *etag && strncmp(etag, "W/", 2) != 0) return etag;
+  if (last_modified && *last_modified && lm_time >= 0 && date_time >= 0 && lm_time < date_time)
+    return last_modified;
+  return NULL;
+}
+
+int ranges_same_version(const char *recorded, const char *etag, const char *last_modified) {
+  if (!recorded || !*recorded) return 0;
+  return (etag && strcmp(etag, recorded) == 0) ||
+         (last_modified && strcmp(last_modified, recorded) == 0);
+}
+
+/* "bytes * /t" of a 416 (t >= 0); -1 when it says nothing usable */
+static long long unsatisfied_length(const char *v) {
+  long long t = -1;
+  int n = 0;
+  if (!v || sscanf(v, " bytes */%lld%n", &t, &n) != 1 || n == 0 || t < 0) return -1;
+  return t;
+}
+
+ranges_verdict ranges_decide(const ranges_part *p, const ranges_answer *a, long long *total) {
+  *total = p->total;
+  if (a->status == 206) {
+    long long from, to, t;
+    if (!content_range(a->content_range, &from, &to, &t) || from != p->held) return RANGES_START_OVER;
+    if (t >= 0 && to >= t) return RANGES_START_OVER;              /* past its own end */
+    if (t >= 0 && p->total >= 0 && t != p->total) return RANGES_START_OVER; /* another length */
+    if (!ranges_same_version(p->validator, a->etag, a->last_modified)) return RANGES_START_OVER;
+    /* a length of "*": the open range asked for ends where the body does */
+    *total = t >= 0 ? t : p->total >= 0 ? p->total : to + 1;
+    return RANGES_APPEND;
+  }
+  if (a->status == 416) {
+    long long t = unsatisfied_length(a->content_range);
+    if (t != p->held || (p->total >= 0 && t != p->total)) return RANGES_START_OVER;
+    /* a 416 need not name a validator; one that names another version is not this part's */
+    if ((a->etag || a->last_modified) && !ranges_same_version(p->validator, a->etag, a->last_modified))
+      return RANGES_START_OVER;
+    *total = t;
+    return RANGES_COMPLETE;
+  }
+  return RANGES_WHOLE;
 }
