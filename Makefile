@@ -34,10 +34,10 @@ LIBS = $(CURL_LIBS) $(CRYPTO_LIBS) -lpthread
 BUSTED ?= $(LUA) /usr/bin/busted
 
 # One platform file a platform (src/platform.h): platform_posix.c here, platform_win.c for Windows.
-COMMON_SRC = src/module.c src/task.c src/dispatch.c src/engine.c src/files.c src/ranges.c
+COMMON_SRC = src/module.c src/task.c src/dispatch.c src/engine.c src/files.c src/ranges.c src/record.c
 SRC = $(COMMON_SRC) src/notify.c src/platform_posix.c
 WIN_SRC = $(COMMON_SRC) src/notify_none.c src/platform_win.c
-HDR = src/dt.h src/binding.h src/compat.h src/files.h src/notify.h src/platform.h src/ranges.h $(GEN)/ngx_lua.h
+HDR = src/dt.h src/binding.h src/compat.h src/files.h src/notify.h src/platform.h src/ranges.h src/record.h $(GEN)/ngx_lua.h
 GEN = build/gen
 
 # Every Lua the sources support. LUA_VERSIONS (the ones test-all runs) may be narrowed on
@@ -270,14 +270,14 @@ bench-openresty: build/luajit/downloadtask.so build/5.4/downloadtask.so $(eval .
 # ---- C unit tests of the pure parts (tests/unit/) ---------------------------------------
 # `make unit`: each pure source with its tests, under ASan and UBSan, no libcurl, no Lua;
 # ends with "<n> passed, <m> failed". A pure part is one whose file includes neither
-# curl.h nor lua.h (src/ranges.c so far).
-UNIT_SRC = src/ranges.c
-UNIT_TESTS = tests/unit/main.c tests/unit/test_ranges.c
+# curl.h nor lua.h (src/ranges.c and src/record.c so far).
+UNIT_SRC = src/ranges.c src/record.c
+UNIT_TESTS = tests/unit/main.c tests/unit/test_ranges.c tests/unit/test_record.c
 .PHONY: unit
 
-build/unit/unit: $(UNIT_SRC) $(UNIT_TESTS) tests/unit/unit.h src/ranges.h
+build/unit/unit: $(UNIT_SRC) $(UNIT_TESTS) tests/unit/unit.h src/ranges.h src/record.h
 	@mkdir -p $(@D)
-	$(CC) $(WARN) $(SAN_OPT) $(ASAN_FLAGS) -fno-sanitize-recover=all -o $@ $(UNIT_SRC) $(UNIT_TESTS)
+	$(CC) $(WARN) -Werror $(SAN_OPT) $(ASAN_FLAGS) -fno-sanitize-recover=all -D_POSIX_C_SOURCE=200809L -o $@ $(UNIT_SRC) $(UNIT_TESTS)
 
 unit: build/unit/unit
 	ASAN_OPTIONS=detect_leaks=1 build/unit/unit

@@ -70,6 +70,7 @@ build = {
         downloadtask = {
           sources = {
             "src/module.c", "src/task.c", "src/dispatch.c", "src/engine.c", "src/files.c", "src/ranges.c",
+            "src/record.c",
             "src/notify_none.c", "src/platform_win.c",
           },
           incdirs = { "$(CURL_INCDIR)" },

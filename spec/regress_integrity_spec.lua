@@ -95,3 +95,66 @@ describe("integrity: segments split only a body with a strong validator", functi
     assert.is_true(S.file_matches_pattern(dir .. "/f", 4 * MiB))
   end)
 end)
+
+describe("integrity: the part's record", function()
+  local f
+  setup(function() f = S.fault() end)
+  after_each(T.cleanup)
+
+  -- Was: the first answer said 65536 bytes, the part held 32768, and a later 416 saying
+  -- "bytes */32768" made the half part the destination. The record keeps the length.
+  it("a lying 416 does not complete a half part", function()
+    local dir = S.tmpdir()
+    local dest = dir .. "/f.bin"
+    local url = "/bytes?n=65536&range=1&etag=%22v1%22"
+    local out = T.fetch { url = f.url(url .. "&dropafter=32768"), filePath = dest, resume = true }
+    assert.are.equal(600000, out.err and out.err.errno)
+    out = T.fetch { url = f.url(url .. "&lie416=32768"), filePath = dest, resume = true }
+    assert.are.equal(416, out.res and out.res.statusCode, out.err and out.err.errMsg)
+    assert.is_nil(S.filesize(dest))
+    assert.is_nil((H.part_files(dir)))
+  end)
+
+  -- Was: an ETag over 255 bytes turned the ranges' version check off, and over ~4 KB the
+  -- info file could not be read back, so every resume started over. Validators up to
+  -- 8 KiB (RECORD_VALIDATOR_MAX) work for resume and segments alike.
+  for _, len in ipairs { 300, 5000 } do
+    it(("a %d-byte ETag: resumed, and checked on every range"):format(len), function()
+      local etag = '"' .. ("e"):rep(len - 2) .. '"'
+      local dir = S.tmpdir()
+      local dest = dir .. "/f.bin"
+      local url = ("/bytes?n=%d&range=1&etag=%s"):format(4 * MiB, q(etag))
+      local out = T.fetch { url = f.url(url .. "&dropafter=100000"), filePath = dest, resume = true }
+      assert.are.equal(600000, out.err and out.err.errno)
+      out = T.fetch({ url = f.url(url), filePath = dest, resume = true, segments = 4 }, { listen = true })
+      assert.are.same({ "success", "complete" }, out.calls)
+      assert.are.equal(206, out.headers[1].statusCode)
+      assert.is_true(out.res.segments > 1, "the rest was not split")
+      assert.is_true(S.file_matches_pattern(dest, 4 * MiB))
+      -- another version of the same length whose server ignores If-Range: every range refused
+      out = T.fetch { url = f.url(("/bytes?n=%d&range=1&etag=%s&ignoreifrange=1&shift=7"):format(4 * MiB,
+        q('"' .. ("f"):rep(len - 2) .. '"'))), filePath = dir .. "/g.bin", segments = 4 }
+      H.expect_ok(out)
+      assert.is_true(S.readfile(dir .. "/g.bin") == P.pattern(7, 4 * MiB), "g.bin is not one version")
+    end)
+  end
+
+  -- Was: written in place (O_TRUNC, then write); now a new file renamed over it. A record of
+  -- 0.2's format (validator, name) is none: the part starts over, nothing is spliced.
+  it("is written whole, by rename; an older record's part starts over", function()
+    local dir = S.tmpdir()
+    local dest = dir .. "/f.bin"
+    local url = "/bytes?n=300000&range=1&etag=%22v1%22"
+    local out = T.fetch { url = f.url(url .. "&dropafter=100000"), filePath = dest, resume = true }
+    assert.are.equal(600000, out.err and out.err.errno)
+    local part, info = H.part_files(dir)
+    assert.are.equal('downloadtask part 2\nlength 300000\nvalidator "v1"\nname f.bin\n', S.readfile(info))
+    S.writefile(info, '"v1"\nf.bin\n')
+    out = T.fetch({ url = f.url(url), filePath = dest, resume = true }, { listen = true })
+    H.expect_ok(out)
+    assert.are.equal(200, out.headers[1].statusCode)
+    assert.is_true(S.file_matches_pattern(dest, 300000))
+    assert.are.same({ "f.bin" }, S.listdir(dir))
+    assert.is_nil(S.filesize(part))
+  end)
+end)

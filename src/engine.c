@@ -23,6 +23,7 @@
 #include "notify.h"
 #include "platform.h"
 #include "ranges.h"
+#include "record.h"
 
 #include <curl/curl.h>
 
@@ -94,7 +95,8 @@ typedef struct dt_seg {
   char *wbuf;      /* received bytes before pos not written yet (GATHER_BUF), or NULL */
   size_t wlen;
   char crange[128]; /* this response's Content-Range */
-  char etag[256], lastmod[64]; /* this response's validators ("" when absent or too long) */
+  char *etag;       /* this response's ETag (malloc'ed); NULL: none, or over RECORD_VALIDATOR_MAX */
+  char lastmod[64]; /* this response's Last-Modified ("" when absent or too long for a date) */
   char errbuf[CURL_ERROR_SIZE];
 } dt_seg;
 
@@ -142,6 +144,7 @@ typedef struct xrun {
   int held;          /* fd and part_path hold `written` bytes of the body */
   char *held_validator;
   char *if_range;    /* the validator this attempt's Range was sent with (ranged), or NULL */
+  int64_t part_length; /* ranged: the complete length the part was started with, -1 unknown */
   long resumes;      /* attempts started by resume(): not retries */
   int resumed;       /* the next or current attempt continues a paused one */
   double attempt_start; /* monotonic ms this attempt started (timeout's clock) */
@@ -822,7 +825,7 @@ static void close_body(dt_xfer *x) {
     plat_unlink(x->run->body_path); /* a private file */
   if (x->run->part_path && !keep) {
     plat_unlink(x->run->part_path);
-    if (x->opts->resume) files_write_validator(&x->dest, NULL);
+    if (x->opts->resume) files_write_validator(&x->dest, NULL, -1);
   }
   free(x->run->body_path);
   x->run->body_path = NULL;
@@ -867,7 +870,7 @@ static void forget_map(xrun *r) {
 
 /* Empties the resume part: what it holds cannot be continued. */
 static int restart_part(dt_xfer *x) {
-  if (x->opts->resume) files_write_validator(&x->dest, NULL);
+  if (x->opts->resume) files_write_validator(&x->dest, NULL, -1);
   x->run->offset = 0;
   forget_map(x->run);
   if (x->run->fd < 0) return 1;
@@ -902,7 +905,9 @@ static int open_resume_part(dt_engine *e, dt_xfer *x, char **validator) {
   long long end = plat_seek_end(fd);
   const char *ranges = NULL;
   forget_map(x->run);
-  *validator = end > 0 ? files_read_validator(&x->dest, &ranges) : NULL;
+  long long length = -1;
+  *validator = end > 0 ? files_read_validator(&x->dest, &ranges, &length) : NULL;
+  x->run->part_length = *validator ? length : -1;
   if (*validator && ranges) { /* a segmented part: it goes on from its first gap */
     int64_t prefix = seg_read_map(x, ranges, end);
     if (prefix < 0 || plat_seek_to(fd, prefix) != 0) {
@@ -1017,7 +1022,7 @@ static int drop_map(dt_xfer *x, int64_t keep) {
     file_error(x, errno, x->dest.path);
     return 0;
   }
-  files_write_validator(&x->dest, keep > 0 ? body_validator(x) : NULL);
+  files_write_validator(&x->dest, keep > 0 ? body_validator(x) : NULL, x->run->total);
   return 1;
 }
 
@@ -1045,7 +1050,7 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
     ranges_verdict verdict = RANGES_WHOLE;
     long long t = -1;
     if (x->run->ranged && had > 0) {
-      ranges_part p = {had, -1, x->run->if_range};
+      ranges_part p = {had, x->run->part_length, x->run->if_range};
       ranges_answer a = {status, find_header(x, "content-range"), find_header(x, "etag"),
                          find_header(x, "last-modified")};
       verdict = ranges_decide(&p, &a, &t);
@@ -1083,11 +1088,6 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
       }
       had = 0;
     }
-    /* (a part with recorded ranges keeps its info file until the ranges are
-     * taken up or the part is cut at its first gap: a validator alone would
-     * vouch for the gaps after a kill -9) */
-    if (status / 100 == 2 && x->opts->resume && !x->run->rmap)
-      files_write_validator(&x->dest, body_validator(x));
   }
   if (status == DT_NOT_MODIFIED) { /* the caller's copy is current: no file at all */
     if (x->run->fd >= 0 && !x->run->part_path) { /* in place: nothing to write */
@@ -1121,7 +1121,7 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
       plat_close(x->run->fd);
       x->run->fd = -1;
       if (!keep) plat_unlink(x->run->part_path);
-      if (!keep && x->opts->resume) files_write_validator(&x->dest, NULL);
+      if (!keep && x->opts->resume) files_write_validator(&x->dest, NULL, -1);
       free(x->run->part_path);
       x->run->part_path = NULL;
     }
@@ -1133,6 +1133,12 @@ static int begin_body(dt_engine *e, dt_xfer *x) {
   if (total == -2) /* with a part: what was there, and what comes */
     total = cl < 0 ? -1 : !partial ? cl : cl > INT64_MAX - had ? -1 : had + cl;
   x->run->total = total;
+  /* the part's record: what the answer that started the body said (a part with
+   * recorded ranges keeps its record until the ranges are taken up or the part
+   * is cut at its first gap: a validator alone would vouch for the gaps after a
+   * kill -9) */
+  if (status / 100 == 2 && x->opts->resume && x->run->part_path && !x->run->rmap)
+    files_write_validator(&x->dest, body_validator(x), total);
   /* segments: a body in a file of ours, of a known size, from a server that
    * takes ranges (it says so, or it just answered one) */
   const char *ar = find_header(x, "accept-ranges");
@@ -1309,6 +1315,7 @@ static void start(dt_engine *e, dt_xfer *x) {
   x->run->inplace = x->run->ranged = x->run->retry_fail = x->run->complete_part = 0;
   x->run->hlen = x->run->hcount = 0;
   x->run->written = x->run->offset = 0;
+  x->run->part_length = x->run->held ? x->run->total : -1; /* a held body's, before it goes */
   x->run->total = -1;
   x->run->attempt_start = mono_ms();
   x->run->rate_due = x->run->resume_at = 0;
@@ -1682,6 +1689,7 @@ static void seg_stop_all(dt_engine *e, dt_xfer *x) {
 /* Forgets this attempt's ranges. */
 static void seg_free(dt_engine *e, dt_xfer *x) {
   seg_stop_all(e, x);
+  for (int i = 0; i < x->run->nsegs; i++) free(x->run->segs[i].etag);
   free(x->run->segs);
   x->run->segs = NULL;
   x->run->nsegs = x->run->seg_conns = 0;
@@ -1695,17 +1703,25 @@ static void seg_free(dt_engine *e, dt_xfer *x) {
 static size_t seg_header(char *buf, size_t size, size_t n, void *ud) {
   dt_seg *s = ud;
   size_t len = size * n;
-  if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) s->crange[0] = s->etag[0] = s->lastmod[0] = '\0'; /* a new response */
-  char *dst = NULL;
-  size_t cap = 0, skip = 0;
-  if (len > 5 && curl_strnequal(buf, "etag:", 5)) dst = s->etag, cap = sizeof s->etag, skip = 5;
-  else if (len > 14 && curl_strnequal(buf, "last-modified:", 14)) dst = s->lastmod, cap = sizeof s->lastmod, skip = 14;
-  if (dst) {
-    const char *v = buf + skip, *e = buf + len;
+  if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) { /* a new response */
+    s->crange[0] = s->lastmod[0] = '\0';
+    free(s->etag);
+    s->etag = NULL;
+  }
+  int etag = len > 5 && curl_strnequal(buf, "etag:", 5);
+  if (etag || (len > 14 && curl_strnequal(buf, "last-modified:", 14))) {
+    const char *v = buf + (etag ? 5 : 14), *e = buf + len;
     while (v < e && (*v == ' ' || *v == '\t')) v++;
     while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ' || e[-1] == '\t')) e--;
     size_t vn = (size_t)(e - v);
-    if (vn < cap) {
+    char *dst = NULL;
+    if (etag && vn <= RECORD_VALIDATOR_MAX) {
+      free(s->etag);
+      dst = s->etag = malloc(vn + 1); /* no memory: no ETag, and the range is refused */
+    } else if (!etag && vn < sizeof s->lastmod) {
+      dst = s->lastmod;
+    }
+    if (dst) {
       memcpy(dst, v, vn);
       dst[vn] = '\0';
     }
@@ -1730,11 +1746,11 @@ static size_t seg_write(char *buf, size_t size, size_t n, void *ud) {
     long long a = -1, b = -1, t = -1;
     curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
     /* and of the same version: a server that ignores If-Range still names its own
-     * (a validator too long for s->etag or s->lastmod is no match: the range is refused) */
+     * (a validator too long to keep is no match: the range is refused) */
     const char *v = x->run->seg_validator;
     if (status != 206 || !content_range(s->crange, &a, &b, &t) || a != s->pos || b != s->end - 1 ||
         t != x->run->total ||
-        (v && !ranges_same_version(v, s->etag[0] ? s->etag : NULL, s->lastmod[0] ? s->lastmod : NULL))) {
+        (v && !ranges_same_version(v, s->etag, s->lastmod[0] ? s->lastmod : NULL))) {
       s->bad = 1;
       return 0;
     }
@@ -1961,7 +1977,7 @@ static void seg_save(dt_xfer *x) {
     n += (size_t)snprintf(t + n, cap - n, " %lld:%lld:%lld", (long long)s->start, (long long)(p < s->start ? s->start : p),
                           (long long)s->end);
   }
-  if (n < cap) files_write_info(&x->dest, r->seg_validator, t);
+  if (n < cap) files_write_info(&x->dest, r->seg_validator, r->total, t);
   free(t);
   r->seg_saved_at = mono_ms();
 }
@@ -2191,7 +2207,7 @@ static int release_part(dt_xfer *x) {
     errno = e;
     return -1;
   }
-  files_write_validator(&x->dest, NULL);
+  files_write_validator(&x->dest, NULL, -1);
   free(x->run->body_path);
   x->run->body_path = tmp;
   free(x->run->part_path);
@@ -2314,7 +2330,7 @@ static void finish(dt_engine *e, dt_xfer *x) {
   seg_stop_all(e, x);
   if (!r->ok && r->err == DT_ERR_CHECKSUM && x->opts->resume && x->run->part_path) {
     plat_unlink(x->run->part_path); /* a wrong file is nothing to continue */
-    files_write_validator(&x->dest, NULL);
+    files_write_validator(&x->dest, NULL, -1);
   }
   if (!r->ok) close_body(x);
   drop_ahead(x->run); /* before the news: nothing of it is left once Lua hears */

@@ -14,6 +14,7 @@
 #include "files.h"
 #include "dt.h"
 #include "platform.h"
+#include "record.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -294,70 +295,61 @@ char *files_part_path(const dest_info *d, const char *suffix) {
   return join(d->dir, name);
 }
 
-/* The info file holds the validator, a newline, and the destination's name
- * (two names may share a hash). */
-char *files_read_validator(const dest_info *d, const char **ranges) {
+/* The info file holds the part's record (record.h); one naming another
+ * destination (two names may share a hash), of another version or not whole
+ * is none. */
+char *files_read_validator(const dest_info *d, const char **ranges, long long *length) {
   char *info = files_part_path(d, ".info");
   if (!info) return NULL;
   int fd = plat_open_read(info);
   free(info);
   if (fd < 0) return NULL;
-  size_t cap = 4096 + strlen(d->base) + 4, len = 0;
+  size_t cap = RECORD_MAX + 1, len = 0;
   char *buf = malloc(cap);
   long long r = 1;
-  while (buf && len < cap - 1 && (r = plat_read(fd, buf + len, cap - 1 - len)) > 0) len += (size_t)r;
+  while (buf && len < cap && (r = plat_read(fd, buf + len, cap - len)) > 0) len += (size_t)r;
   plat_close(fd);
-  if (!buf || r < 0) {
+  part_record rec;
+  if (!buf || r < 0 || !record_parse(buf, len, &rec) || strcmp(rec.name, d->base) != 0) {
     free(buf);
     return NULL;
   }
-  buf[len] = '\0';
-  char *nl = strchr(buf, '\n');
-  char *name = nl ? nl + 1 : NULL;
-  char *end = name ? strchr(name, '\n') : NULL;
-  /* a third line (a segmented part's ranges) is taken only whole */
-  char *third = end && end[1] ? end + 1 : NULL;
-  char *third_end = third ? strchr(third, '\n') : NULL;
-  if (!nl || nl == buf || !end || (third && (!third_end || third_end[1] != '\0')) ||
-      (size_t)(end - name) != strlen(d->base) || memcmp(name, d->base, strlen(d->base)) != 0) {
-    free(buf);
-    return NULL;
+  /* one allocation: the validator, then the ranges line */
+  size_t a = strlen(rec.validator) + 1, b = rec.ranges ? strlen(rec.ranges) + 1 : 0;
+  char *out = malloc(a + b);
+  if (out) {
+    memcpy(out, rec.validator, a);
+    if (b) memcpy(out + a, rec.ranges, b);
+    if (ranges) *ranges = b ? out + a : NULL;
+    if (length) *length = rec.length;
   }
-  *nl = '\0';
-  if (third) *third_end = '\0';
-  if (ranges) *ranges = third;
-  return buf;
+  free(buf);
+  return out;
 }
 
-void files_write_validator(const dest_info *d, const char *v) { files_write_info(d, v, NULL); }
+void files_write_validator(const dest_info *d, const char *v, long long length) {
+  files_write_info(d, v, length, NULL);
+}
 
-void files_write_info(const dest_info *d, const char *v, const char *ranges) {
+/* Written to a temporary file of this process and renamed over the info
+ * file: a crash leaves the old record or the new one, never half of one (the
+ * temporary file of a killed process goes with the next sweep). */
+void files_write_info(const dest_info *d, const char *v, long long length, const char *ranges) {
   char *info = files_part_path(d, ".info");
   if (!info) return;
-  if (!v || strchr(v, '\n')) {
-    (void)plat_unlink(info); /* none, or nothing we could read back */
-  } else {
-    int fd = plat_open_write(info, PLAT_CREATE | PLAT_TRUNC);
-    if (fd >= 0) {
-      size_t a = strlen(v), b = strlen(d->base), c = ranges ? strlen(ranges) + 1 : 0, n = a + b + 2 + c;
-      char *text = malloc(n);
-      int ok = text != NULL;
-      if (ok) {
-        memcpy(text, v, a);
-        text[a] = '\n';
-        memcpy(text + a + 1, d->base, b);
-        text[a + 1 + b] = '\n';
-        if (c) {
-          memcpy(text + a + b + 2, ranges, c - 1);
-          text[n - 1] = '\n';
-        }
-        ok = plat_write_all(fd, text, n);
-        free(text);
-      }
-      if (plat_close(fd) != 0) ok = 0;
-      if (!ok) (void)plat_unlink(info); /* half a validator is none */
-    }
-  }
+  part_record rec = {length, v, d->base, ranges};
+  size_t n = 0;
+  char *text = v ? record_format(&rec, &n) : NULL;
+  char *tmp = NULL;
+  int fd = text ? files_temp(d->dir, &tmp) : -1;
+  int ok = fd >= 0 && plat_write_all(fd, text, n);
+  if (fd >= 0 && plat_close(fd) != 0) ok = 0;
+  if (ok) ok = plat_rename(tmp, info) == 0;
+  if (tmp && !ok) (void)plat_unlink(tmp);
+  /* none, too long, or not written: a stale record must not vouch for the part */
+  if (!ok) (void)plat_unlink(info);
+  free(tmp);
+  free(text);
   free(info);
 }
 

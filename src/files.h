@@ -57,14 +57,17 @@ int files_temp(const char *dir, char **path);
 char *files_part_path(const dest_info *d, const char *suffix);
 
 /* The validator (ETag or Last-Modified) the part was started with, or NULL
- * when there is none or the info file names another destination. With
- * ranges non-NULL, *ranges gets the line of a segmented part's ranges (a
- * pointer into the same allocation), or NULL when the part has none. */
-char *files_read_validator(const dest_info *d, const char **ranges);
-/* Records v (NULL: removes the info file). */
-void files_write_validator(const dest_info *d, const char *v);
-/* Records v and a segmented part's ranges (one line, no newline in it). */
-void files_write_info(const dest_info *d, const char *v, const char *ranges);
+ * when there is none or the info file names another destination or is not a
+ * record of this version (record.h). With ranges non-NULL, *ranges gets the
+ * line of a segmented part's ranges (a pointer into the same allocation), or
+ * NULL when the part has none; with length non-NULL, *length gets the
+ * complete length the record keeps (-1: unknown). */
+char *files_read_validator(const dest_info *d, const char **ranges, long long *length);
+/* Records v and the complete length (v NULL: removes the info file). */
+void files_write_validator(const dest_info *d, const char *v, long long length);
+/* Records v, the complete length and a segmented part's ranges (one line, no newline in
+ * it), by rename. */
+void files_write_info(const dest_info *d, const char *v, long long length, const char *ranges);
 
 /* Makes a directory's entries durable (after a rename). 0 or -1 with errno. */
 int files_sync_dir(const char *dir);

@@ -222,11 +222,11 @@ function H.tracker()
   return T
 end
 
--- The ranges a segmented resume part's info file records (its third line, "T s:p:e ..."):
+-- The ranges a segmented resume part's record holds (its line "ranges T s:p:e ...", src/record.h):
 -- the total and an array of { start =, pos =, ["end"] = }; nil without that line.
 function H.recorded_ranges(info)
   local text = S.readfile(info)
-  local line = text and text:match("^[^\n]*\n[^\n]*\n([^\n]*)\n$")
+  local line = text and text:match("\nranges ([^\n]*)\n$")
   if not line then return nil end
   local total, r = tonumber(line:match("^(%d+)")), {}
   for a, p, b in line:gmatch(" (%d+):(%d+):(%d+)") do

@@ -25,5 +25,6 @@ extern int unit_passed, unit_failed;
   } while (0)
 
 void test_ranges(void);
+void test_record(void);
 
 #endif
