@@ -158,3 +158,39 @@ describe("integrity: the part's record", function()
     assert.is_nil(S.filesize(part))
   end)
 end)
+
+describe("integrity: a segmented part is continued", function()
+  local f
+  setup(function() f = S.fault() end)
+  after_each(T.cleanup)
+
+  -- Was: when the last ranges had not started (maxPerHost, an early kill), the part file
+  -- ended before them, the record was refused (a range starting past the file's end) and
+  -- the resume sent a plain GET, throwing every byte away.
+  it("when ranges that hold nothing start past the part file's end", function()
+    local dt = require "downloadtask"
+    local n = 8 * MiB
+    local dir = S.tmpdir()
+    local dest = dir .. "/f.bin"
+    local url = ("/bytes?n=%d&range=1&etag=%%22v1%%22"):format(n)
+    dt.configure { maxPerHost = 2 }
+    local t = T.start { url = f.url(url .. "&rate=1000000"), filePath = dest, resume = true, segments = 4 }
+    local stop = H.now() + 1.2
+    while H.now() < stop do dt.poll(50) end
+    t:abort()
+    t:await()
+    dt.configure { maxPerHost = 0 }
+    local part, info = H.part_files(dir)
+    local _, ranges = H.recorded_ranges(info)
+    assert.is_truthy(ranges, "no ranges recorded")
+    local size, past = S.filesize(part), false
+    for _, r in ipairs(ranges) do
+      if r.pos == r.start and r.start > size then past = true end
+    end
+    assert.is_true(past, "no unstarted range beyond the part's end: the case did not arise")
+    local out = T.fetch({ url = f.url(url), filePath = dest, resume = true, segments = 4 }, { listen = true })
+    assert.are.same({ "success", "complete" }, out.calls)
+    assert.are.equal(206, out.headers[1].statusCode)
+    assert.is_true(S.file_matches_pattern(dest, n))
+  end)
+end)

@@ -1984,7 +1984,8 @@ static void seg_save(dt_xfer *x) {
 
 /* Reads the ranges a part's info file recorded into x->run->rmap: they
  * must follow each other up to the size, and hold no byte past the part's
- * size. Returns the part's bytes without a gap from its start, or -1. */
+ * size (a range that holds nothing may start past it: it has not started).
+ * Returns the part's bytes without a gap from its start, or -1. */
 static int64_t seg_read_map(dt_xfer *x, const char *line, long long size) {
   long long t, a, p, b;
   int used = 0;
@@ -1995,7 +1996,7 @@ static int64_t seg_read_map(dt_xfer *x, const char *line, long long size) {
   int64_t prefix = -1, next = -1;
   while (*c == ' ') {
     if (sscanf(c, " %lld:%lld:%lld%n", &a, &p, &b, &used) != 3 || n >= 64 || a < 0 || p < a || b < p ||
-        (next >= 0 && a != next) || p > size) {
+        (next >= 0 && a != next) || (p > a && p > size)) { /* held bytes past the file's end */
       free(m);
       return -1;
     }
