@@ -282,6 +282,33 @@ build/unit/unit: $(UNIT_SRC) $(UNIT_TESTS) tests/unit/unit.h src/ranges.h src/re
 unit: build/unit/unit
 	ASAN_OPTIONS=detect_leaks=1 build/unit/unit
 
+# ---- Fuzzing the parsers of untrusted bytes (tests/fuzz/) --------------------------------
+# `make fuzz`: one libFuzzer target per parser of what a server or the disk hands over
+# (Content-Range, the part's record, the ranges decision), each run FUZZ_SECONDS from its
+# committed seed corpus (tests/fuzz/corpus/<name>/; what it finds goes to build/fuzz/), under
+# ASan and UBSan; each prints "fuzz <name>: <runs> runs, 0 crashes". Debian's clang and
+# libclang-rt-14-dev (the fuzzer runtime) come with ./dev deps.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS = content_range record decide
+.PHONY: fuzz
+
+build/fuzz/%: tests/fuzz/fuzz_%.c src/ranges.c src/record.c src/ranges.h src/record.h
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  -D_POSIX_C_SOURCE=200809L -o $@ $< src/ranges.c src/record.c
+
+fuzz: $(FUZZ_TARGETS:%=build/fuzz/%)
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build/fuzz/corpus/$$t; \
+	  build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/fuzz/$$t- \
+	    build/fuzz/corpus/$$t tests/fuzz/corpus/$$t >build/fuzz/$$t.log 2>&1; rc=$$?; \
+	  runs=$$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' build/fuzz/$$t.log); \
+	  if [ $$rc -ne 0 ]; then tail -n 30 build/fuzz/$$t.log; \
+	    echo "fuzz $$t: $${runs:-?} runs, 1 crash (build/fuzz/$$t.log, build/fuzz/$$t-*)" >&2; exit 1; fi; \
+	  echo "fuzz $$t: $$runs runs, 0 crashes"; \
+	done
+
 # ---- Reference (issue 5): HTML from the /*** comments of src/module.c and src/task.c -----
 # LDoc (Debian lua-ldoc) with Markdown by lua-discount, configured by config.ld; both come
 # with `./dev deps`. Installs nothing itself. DOC_DIR picks the output directory.

@@ -3,18 +3,47 @@
  */
 #include "ranges.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
-/* "bytes a-b/t" (t may be "*": -1); 1 when it parses */
+/* Reads a decimal number of digits only (no sign, no space) at p into *v; the end of it, or
+ * NULL when there is none or it does not fit. */
+static const char *number(const char *p, long long *v) {
+  if (*p < '0' || *p > '9') return NULL;
+  long long n = 0;
+  for (; *p >= '0' && *p <= '9'; p++) {
+    int d = *p - '0';
+    if (n > (LLONG_MAX - d) / 10) return NULL;
+    n = n * 10 + d;
+  }
+  *v = n;
+  return p;
+}
+
+static const char *blanks(const char *p) {
+  while (*p == ' ' || *p == '\t') p++;
+  return p;
+}
+
+/* "bytes a-b/t" (t may be "*": -1), RFC 9110 14.4; 1 when it parses. Strict: digits only, and
+ * nothing after it but blanks and the line's CR LF. */
 int content_range(const char *v, long long *a, long long *b, long long *t) {
-  int n = 0;
   *t = -1;
   if (!v) return 0;
-  if (sscanf(v, " bytes %lld-%lld/%lld%n", a, b, t, &n) == 3 && n > 0) return *a >= 0 && *b >= *a;
-  n = 0;
-  if (sscanf(v, " bytes %lld-%lld/*%n", a, b, &n) == 2 && n > 0) return *a >= 0 && *b >= *a;
-  return 0;
+  const char *p = blanks(v);
+  if (strncmp(p, "bytes", 5) != 0 || (p[5] != ' ' && p[5] != '\t')) return 0;
+  p = blanks(p + 5);
+  long long x, y, z = -1;
+  if (!(p = number(p, &x)) || *p++ != '-' || !(p = number(p, &y)) || *p++ != '/') return 0;
+  if (*p == '*') p++;
+  else if (!(p = number(p, &z))) return 0;
+  while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') p++; /* the header line's end */
+  if (*p != '\0' || y < x) return 0;
+  *a = x;
+  *b = y;
+  *t = z;
+  return 1;
 }
 
 const char *ranges_strong_validator(const char *etag, const char *last_modified,
@@ -44,8 +73,9 @@ ranges_verdict ranges_decide(const ranges_part *p, const ranges_answer *a, long 
   if (a->status == 206) {
     long long from, to, t;
     if (!content_range(a->content_range, &from, &to, &t) || from != p->held) return RANGES_START_OVER;
-    if (t >= 0 && to >= t) return RANGES_START_OVER;              /* past its own end */
     if (t >= 0 && p->total >= 0 && t != p->total) return RANGES_START_OVER; /* another length */
+    long long length = t >= 0 ? t : p->total;
+    if (length >= 0 && to >= length) return RANGES_START_OVER; /* past the body's end */
     if (!ranges_same_version(p->validator, a->etag, a->last_modified)) return RANGES_START_OVER;
     /* a length of "*": the open range asked for ends where the body does */
     *total = t >= 0 ? t : p->total >= 0 ? p->total : to + 1;

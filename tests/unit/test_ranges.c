@@ -25,6 +25,14 @@ static void test_content_range(void) {
       {"bytes 0-99/", 0, 0, 0, 0},
       {"", 0, 0, 0, 0},
       {"bytes", 0, 0, 0, 0},
+      {"bytes 0-9/-9", 0, 0, 0, 0},     /* found by make fuzz: a negative length */
+      {"bytes0-9/10", 0, 0, 0, 0},      /* no space after the unit */
+      {"bytes +0-9/10", 0, 0, 0, 0},    /* a sign */
+      {"bytes 0- 9/10", 0, 0, 0, 0},    /* a space inside */
+      {"bytes 0-99/100xyz", 0, 0, 0, 0}, /* a tail */
+      {"bytes 0-99/100 \t", 1, 0, 99, 100}, /* blanks after it */
+      {" bytes 0-99/100\r\n", 1, 0, 99, 100}, /* the raw header line's end */
+      {"bytes 0-9/99999999999999999999", 0, 0, 0, 0}, /* a length that does not fit */
   };
   for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
     long long a = -7, b = -7, t = -7;
@@ -110,6 +118,8 @@ static void test_decide(void) {
       {100, -1, "\"a\"", 206, "bytes 150-199/200", "\"a\"", NULL, RANGES_START_OVER, 0, "leaves a gap"},
       {100, -1, "\"a\"", 206, NULL, "\"a\"", NULL, RANGES_START_OVER, 0, "no Content-Range (lie206=none)"},
       {100, -1, "\"a\"", 206, "bytes 100-250/200", "\"a\"", NULL, RANGES_START_OVER, 0, "past its own end"},
+      {100, 333, "\"a\"", 206, "bytes 100-999/*", "\"a\"", NULL, RANGES_START_OVER, 0,
+       "found by make fuzz: past the recorded length"},
       {200, -1, "\"a\"", 416, "bytes */200", NULL, NULL, RANGES_COMPLETE, 200, "416: the part was whole"},
       {200, 200, "\"a\"", 416, "bytes */200", "\"a\"", NULL, RANGES_COMPLETE, 200, "416 of the same version"},
       {200, -1, "\"a\"", 416, "bytes */200", "\"b\"", NULL, RANGES_START_OVER, 0, "item 1: 416 of another version"},
