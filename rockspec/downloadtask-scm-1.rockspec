@@ -69,7 +69,8 @@ build = {
       modules = {
         downloadtask = {
           sources = {
-            "src/module.c", "src/task.c", "src/dispatch.c", "src/engine.c", "src/segments.c", "src/files.c", "src/ranges.c",
+            "src/module.c", "src/task.c", "src/dispatch.c", "src/engine.c", "src/transfer.c",
+            "src/body.c", "src/segments.c", "src/files.c", "src/ranges.c",
             "src/record.c",
             "src/notify_none.c", "src/platform_win.c",
           },

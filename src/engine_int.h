@@ -1,7 +1,8 @@
 /*
- * engine_int.h: the engine's insides, shared by its files (engine.c: the thread, the queue,
- * transfers and their files; segments.c: ranges over several connections). Never included
- * by the binding, which sees dt.h only. Everything here runs on the engine thread unless a
+ * engine_int.h: the engine's insides, shared by its files: engine.c (the thread, the queue,
+ * publishing), transfer.c (a transfer's start, end, retry and pause), body.c (the body's files,
+ * headers and write path), segments.c (ranges over several connections), with ranges.c and
+ * record.c as their pure parts. Never included by the binding, which sees dt.h only. Everything here runs on the engine thread unless a
  * comment says "under mu".
  */
 #ifndef DT_ENGINE_INT_H
@@ -237,33 +238,69 @@ struct dt_engine {
   dt_notify notify; /* OpenResty's wakeups (notify.c); its own mutex */
 };
 
-/* ---- shared between engine.c and segments.c ---------------------------- */
-/* engine.c: transfers, their files and the thread */
-int attempts_left(const dt_xfer *x);
-const char *body_validator(dt_xfer *x);
-void fail(dt_engine *e, dt_xfer *x, int err, const char *reason);
-void file_error(dt_xfer *x, int e, const char *path);
-void fill_profile(dt_xfer *x, dt_profile *p);
-void forget_map(xrun *r);
-int gather_flush_end(dt_xfer *x);
+/* ---- shared between the engine's files -------------------------------- */
+
+/* engine.c: the thread, the queue, publishing, the receive buffers */
+double epoch_ms(void);
 double mono_ms(void);
 void publish(dt_engine *e, dt_xfer *x, unsigned ev, dt_headers *h, dt_result *r);
-double rate_of(dt_engine *e, dt_xfer *x);
-void retry_later(dt_engine *e, dt_xfer *x);
-void set_io(CURL *c, const dt_opts *o, struct curl_slist *headers, char *errbuf, curl_write_callback on_head, curl_write_callback on_body, void *ud);
-void sleep_then_retry(dt_engine *e, dt_xfer *x, double delay);
-int transient(CURLcode rc);
-void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc);
-curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a);
+void run_free(dt_xfer *x);
+void xfer_unref(dt_xfer *x);
+void xlist_push(xlist *l, dt_xfer *x);
+void xlist_remove(xlist *l, dt_xfer *x);
+void xq_insert(xqueue *q, dt_xfer *x);
+void xq_push_front(xqueue *q, dt_xfer *x);
+void xq_remove(xqueue *q, dt_xfer *x);
 
-/* segments.c */
-void seg_stop_all(dt_engine *e, dt_xfer *x);
+/* transfer.c: starting, finishing, retrying, pausing a transfer */
+void abort_xfer(dt_engine *e, dt_xfer *x);
+int add_header(dt_xfer *x, const char *name, const char *value);
+const char *body_validator(dt_xfer *x);
+void drop(dt_engine *e, dt_xfer *x);
+void fail(dt_engine *e, dt_xfer *x, int err, const char *reason);
+void fill_profile(dt_xfer *x, dt_profile *p);
+void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc);
+int map_error(dt_xfer *x, CURLcode rc, char *reason, size_t n);
+curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a);
+void pause_xfer(dt_engine *e, dt_xfer *x);
+void resume_xfer(dt_engine *e, dt_xfer *x);
+void retry_later(dt_engine *e, dt_xfer *x);
+void set_io(CURL *c, const dt_opts *o, struct curl_slist *headers, char *errbuf,
+            curl_write_callback on_head, curl_write_callback on_body, void *ud);
+void sleep_then_retry(dt_engine *e, dt_xfer *x, double delay);
+void start(dt_engine *e, dt_xfer *x);
+int transient(CURLcode rc);
+
+/* body.c: the body's files, headers, begin_body and the write path */
+int attempts_left(const dt_xfer *x);
+int begin_body(dt_engine *e, dt_xfer *x);
+void close_body(dt_xfer *x);
+void drop_ahead(xrun *r);
+void file_error(dt_xfer *x, int e, const char *path);
+const char *find_header(dt_xfer *x, const char *name);
+void forget_map(xrun *r);
+void gather_end(dt_xfer *x);
+int gather_flush(dt_xfer *x);
+int gather_flush_end(dt_xfer *x);
+int hash_existing(dt_xfer *x);
+unsigned next_rand(void);
+size_t on_header(char *buf, size_t size, size_t n, void *ud);
+void open_ahead(dt_engine *e);
+int open_inplace(dt_xfer *x);
+int open_part(dt_engine *e, dt_xfer *x);
+int open_resume_part(dt_engine *e, dt_xfer *x, char **validator);
+double rate_of(dt_engine *e, dt_xfer *x);
+void resolve_dest(dt_xfer *x);
+size_t write_body(char *buf, size_t size, size_t n, void *ud);
+
+/* segments.c: ranges over several connections */
+void seg_end(dt_engine *e, dt_seg *s, CURLcode rc);
 void seg_free(dt_engine *e, dt_xfer *x);
-int seg_split(dt_xfer *x, int64_t base);
+void seg_main_end(dt_engine *e, dt_xfer *x, CURLcode rc);
 int64_t seg_read_map(dt_xfer *x, const char *line, long long size);
 void seg_save(dt_xfer *x);
+int seg_split(dt_xfer *x, int64_t base);
+void seg_stop_all(dt_engine *e, dt_xfer *x);
 double seg_timers(dt_engine *e, dt_xfer *x, double now);
-void seg_end(dt_engine *e, dt_seg *s, CURLcode rc);
-void seg_main_end(dt_engine *e, dt_xfer *x, CURLcode rc);
 
 #endif
