@@ -1,7 +1,12 @@
 /*
- * engine.c: the download engine. Owns the CURLM, every CURL easy handle and
- * every file descriptor of a download, on a native thread of its own, started
- * with the engine. Never includes lua.h.
+ * engine.c: the download engine's thread, its queue and its side of dt.h.
+ * The engine owns the CURLM, every CURL easy handle and every file
+ * descriptor of a download, on a native thread of its own, started with the
+ * engine. Never includes lua.h. Its other files (engine_int.h has what they
+ * share): transfer.c, a transfer's start, end, retry and pause; body.c, the
+ * body's files, headers and write path; segments.c, ranges over several
+ * connections; ranges.c and record.c, the pure decision of which bytes may
+ * join a part and the part's record.
  *
  * Commands come in through a list under `mu` (add, abort) with
  * curl_multi_wakeup; news goes out through the ready list under `mu` and a
