@@ -386,10 +386,17 @@ size_t on_header(char *buf, size_t size, size_t n, void *ud) {
   return len;
 }
 
+/* The result describes the resource: a continuation shows the status of the
+ * answer that started the body (200 when that was another download's). */
+static long shown_status(const dt_xfer *x, long status) {
+  return !x->run->continued ? status : x->run->body_status ? x->run->body_status : 200;
+}
+
 static dt_headers *make_headers(dt_xfer *x, long status) {
   dt_headers *h = malloc(sizeof *h + x->run->hlen + 1);
   if (!h) return NULL;
-  h->status = status;
+  h->status = shown_status(x, status);
+  h->continued = x->run->continued;
   h->count = x->run->hcount;
   h->len = x->run->hlen;
   if (x->run->hlen) memcpy(h->data, x->run->hbuf, x->run->hlen);
@@ -466,6 +473,7 @@ int begin_body(dt_engine *e, dt_xfer *x) {
     }
     if (verdict == RANGES_APPEND) {
       total = t;
+      x->run->continued = 1;
     } else if ((verdict == RANGES_START_OVER || status / 100 == 2) && had > 0) {
       /* a whole new body, or a 416 that is not this part's: the part is useless */
       if (!restart_part(x)) {
@@ -543,6 +551,7 @@ int begin_body(dt_engine *e, dt_xfer *x) {
   /* not taken up by seg_split (seg_off, maxFileSize, ...): no gaps may stay */
   if (x->run->rmap && !drop_map(x, partial ? had : 0)) return 0;
   if (!x->run->discard) gather_begin(e, x);
+  if (!x->run->continued && !x->run->discard) x->run->body_status = status;
   dt_headers *h = make_headers(x, status);
   if (!h) {
     set_fail(x, DT_ERR_SAVE, "save file error: %s", "out of memory");

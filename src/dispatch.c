@@ -84,7 +84,10 @@ static void take_one(void *owner, dt_pub *pub, void *ud) {
     t->state = TS_RUNNING;
     st->paused--;
   }
-  if ((ev & DT_EV_HEADERS) && pub->headers) {
+  if ((ev & DT_EV_HEADERS) && pub->headers && pub->headers->continued && t->headers) {
+    free(pub->headers); /* a continuation: res.header stays the first answer's */
+    pub->headers = NULL;
+  } else if ((ev & DT_EV_HEADERS) && pub->headers) {
     /* after a retry, res.header is the last attempt's; the event fired once */
     int again = t->headers != NULL;
     free(t->headers);

@@ -92,7 +92,8 @@ typedef struct dt_opts {
 /* Final response headers: `count` pairs of NUL-terminated name (lower case)
  * and value strings packed in `data`, in the order received. */
 typedef struct dt_headers {
-  long status;
+  long status;   /* the resource's: a continuation (a 206 of a resumed body) shows the first's */
+  int continued; /* a continuation's headers: the binding keeps the first answer's */
   size_t count;
   size_t len;
   char data[];

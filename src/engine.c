@@ -377,8 +377,10 @@ void publish(dt_engine *e, dt_xfer *x, unsigned ev, dt_headers *h,
     x->pub.now = x->run->written - held; /* what the file holds */
     x->pub.total = x->run->total;
   }
-  if (x->run) x->pub.attempts = x->run->attempt;
-  if (h) { /* an earlier attempt's headers Lua has not taken yet: only the last counts */
+  if (x->run) x->pub.attempts = x->run->attempt - x->run->resumes;
+  if (h && h->continued && x->pub.headers) {
+    free(h); /* a continuation: the headers of the answer that started the body stay */
+  } else if (h) { /* an earlier attempt's headers Lua has not taken yet: only the last counts */
     free(x->pub.headers);
     x->pub.headers = h;
   }

@@ -128,6 +128,8 @@ typedef struct xrun {
   int held;          /* fd and part_path hold `written` bytes of the body */
   char *held_validator;
   char *if_range;    /* the validator this attempt's Range was sent with (ranged), or NULL */
+  int continued;     /* this attempt's answer continues the body an earlier answer started */
+  long body_status;  /* the status of the answer that started the body (0: none yet) */
   int64_t part_length; /* ranged: the complete length the part was started with, -1 unknown */
   long resumes;      /* attempts started by resume(): not retries */
   int resumed;       /* the next or current attempt continues a paused one */

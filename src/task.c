@@ -625,7 +625,8 @@ int task_new(lua_State *L) {
  * @tfield[opt] string sha256 **(ext)** hex digest (lower case) of the body, when the `sha256`
  * option was given; for a `304`, of the `filePath` file as it stands (without one, of the
  * empty body)
- * @tfield integer attempts **(ext)** requests made (1 without `retry`)
+ * @tfield integer attempts **(ext)** requests made by `retry` (1 without it; the request
+ * `resume()` starts and a segmented download's fall-back to one connection are not counted)
  * @tfield integer segments **(ext)** connections the body came over: 1 unless `segments`
  * (or `mirrors`) split it into ranges
  * @tfield string errMsg `"downloadFile:ok"`

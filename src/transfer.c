@@ -80,6 +80,7 @@ void start(dt_engine *e, dt_xfer *x) {
   /* what an earlier attempt left */
   x->run->body_started = x->run->discard = x->run->retry_pending = x->run->to_dest = x->run->fail_err = 0;
   x->run->inplace = x->run->ranged = x->run->retry_fail = x->run->complete_part = 0;
+  x->run->continued = 0;
   x->run->hlen = x->run->hcount = 0;
   x->run->written = x->run->offset = 0;
   x->run->part_length = x->run->held ? x->run->total : -1; /* a held body's, before it goes */
@@ -498,6 +499,7 @@ void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc) {
   }
   if (x->run->easy) curl_easy_getinfo(x->run->easy, CURLINFO_RESPONSE_CODE, &r->status);
   else r->status = x->run->seg_status; /* segmented: the main response's */
+  if (x->run->continued) r->status = x->run->body_status ? x->run->body_status : 200;
   r->segments = x->run->seg_conns > 1 ? x->run->seg_conns : 1;
   if (x->run->md && r->status == DT_NOT_MODIFIED) {
     /* the file is the caller's copy, untouched: its digest; without one, the
@@ -560,7 +562,7 @@ static void finish(dt_engine *e, dt_xfer *x) {
   }
   if (!r->ok) close_body(x);
   drop_ahead(x->run); /* before the news: nothing of it is left once Lua hears */
-  r->attempts = x->run->attempt;
+  r->attempts = x->run->attempt - x->run->resumes; /* retry's requests: resume() starts none */
   if (x->phase == PH_RUNNING) xlist_remove(&e->running, x);
   x->phase = PH_DONE;
   publish(e, x, DT_EV_DONE | (r->ok ? DT_EV_PROGRESS : 0u), NULL, r);
@@ -598,7 +600,7 @@ void abort_xfer(dt_engine *e, dt_xfer *x) {
   dt_result *untaken = x->pub.result;
   x->pub.result = NULL;
   /* drop() frees the run, and with it the count err.attempts reports */
-  if (x->run) x->pub.attempts = x->run->attempt;
+  if (x->run) x->pub.attempts = x->run->attempt - x->run->resumes;
   pthread_mutex_unlock(&e->mu);
   dt_result_discard(untaken);
   if (x->phase != PH_DONE) {

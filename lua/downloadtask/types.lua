@@ -50,7 +50,7 @@ local dt = {}
 ---@field header table<string, string> headers of the final response; names in lower case, repeats joined with ", "
 ---@field dataLength integer bytes written
 ---@field sha256? string (ext) hex digest of the body, when the `sha256` option was given (for a 304: of the destination as it stands, else of the empty body)
----@field attempts integer (ext) requests made (1 without `retry`)
+---@field attempts integer (ext) requests made by `retry` (1 without it; `resume()` and a fall-back to one connection start none)
 ---@field segments integer (ext) connections the body came over (1 unless `segments` split it)
 ---@field cookies? string[] (ext) the final response's `Set-Cookie` values, in order; absent when there are none
 ---@field profile downloadtask.Profile timings and connection facts
