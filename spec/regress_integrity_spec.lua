@@ -228,3 +228,32 @@ describe("integrity: a continued download's result describes the resource", func
     assert.is_true(S.file_matches_pattern(dir .. "/f.bin", n))
   end)
 end)
+
+describe("segments over HTTP/2", function()
+  after_each(T.cleanup)
+
+  -- Was (issue 20, item 8): every range was multiplexed on the main request's connection
+  -- (PIPEWAIT), while res.segments said 4: a per-connection cap was not got around.
+  it("each range has a connection of its own; res.segments counts them", function()
+    local tls = S.nginx_tls()
+    local before = #(S.readfile(tls.h2.log) or "")
+    local dir = S.tmpdir()
+    local out = T.fetch { url = tls.h2.url("100m.bin"), filePath = dir .. "/f", segments = 4, caFile = tls.ca }
+    H.expect_ok(out)
+    assert.are.equal("h2", out.res.profile.protocol)
+    assert.are.equal(4, out.res.segments)
+    -- the ranges' requests, from the access log (the main request, stopped by the client at
+    -- its range's end, is logged whenever nginx notices); the main one's connection is X-Conn
+    local log = (S.readfile(tls.h2.log) or ""):sub(before + 1)
+    local conns, ranged = { [out.res.header["x-conn"]] = true }, 0
+    for conn in log:gmatch('(%d+) 206 "bytes=[^\n]*\n') do
+      ranged = ranged + 1
+      conns[conn] = true
+    end
+    local n = 0
+    for _ in pairs(conns) do n = n + 1 end
+    assert.are.equal(3, ranged, log)
+    assert.are.equal(4, n, "connections for the main request and 3 ranges:\n" .. log)
+    assert.is_true(S.file_matches_pattern(dir .. "/f", 100 * MiB))
+  end)
+end)

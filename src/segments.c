@@ -219,7 +219,9 @@ static int seg_start(dt_engine *e, dt_xfer *x, dt_seg *s) {
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
   int tls = curl_strnequal(url, "https://", 8);
-  if (tls) curl_easy_setopt(c, CURLOPT_PIPEWAIT, 1L);
+  /* a connection of its own, also over HTTP/2: multiplexed on one, the ranges would share
+   * the per-connection cap they are there to get around */
+  curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   /* the main request's redirects are behind us; a mirror's are followed */
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, s->src > 0 && o->max_redirects != 0 ? 1L : 0L);
