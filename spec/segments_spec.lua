@@ -177,11 +177,25 @@ describe("segments", function()
     only(dir, {})
   end)
 
-  it("a range that keeps failing fails the download; the destination stays as it was", function()
+  -- Was (issue 20, item 10): the download failed, though one connection succeeds (lighttpd
+  -- cuts concurrent ranged answers). With `resume` it still fails, keeping its ranges.
+  it("ranges that keep failing: one connection from the start, and the right file", function()
     local k = key()
     local dir = S.tmpdir()
     S.writefile(dir .. "/f.bin", "old")
     local out = T.fetch { url = flaky(k, 4 * MiB, "&rangedrop=1000&rangefails=100"), filePath = dir .. "/f.bin", segments = 4 }
+    H.expect_ok(out)
+    assert.are.equal(1, out.res.attempts)
+    assert.is_true(is_pattern(dir .. "/f.bin", 4 * MiB))
+    only(dir, { "f.bin" })
+  end)
+
+  it("ranges that keep failing and one connection failing too: the destination stays as it was", function()
+    local k = key()
+    local dir = S.tmpdir()
+    S.writefile(dir .. "/f.bin", "old")
+    local out = T.fetch { url = flaky(k, 4 * MiB, "&rangedrop=1000&rangefails=100&dropafter=2000000&fails=100"),
+      filePath = dir .. "/f.bin", segments = 4 }
     assert.are.equal(600000, out.err and out.err.errno)
     assert.are.equal("old", S.readfile(dir .. "/f.bin"))
     only(dir, { "f.bin" })

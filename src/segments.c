@@ -465,6 +465,15 @@ static void seg_failed(dt_engine *e, dt_xfer *x, dt_seg *s, CURLcode rc, const c
     }
     return;
   }
+  /* tried enough: one connection from the start may still succeed where concurrent ranges
+   * are cut (lighttpd cuts concurrent ranged answers). No retry, and its end is the
+   * download's. With `resume` the download fails instead and keeps its recorded ranges: the
+   * next resume continues every one, where one connection would drop those past the first
+   * gap. */
+  if (!expired && !x->opts->resume) {
+    seg_give_up(e, x);
+    return;
+  }
   if (rc != CURLE_OK && attempts_left(x) && transient(rc)) {
     retry_later(e, x);
     return;
