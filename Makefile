@@ -167,7 +167,7 @@ $(ROCK_RELEASE): rockspec/downloadtask-scm-1.rockspec src/dt.h
 	mv $@.tmp $@
 
 # ---- Reliability (issue 3): sanitizers, valgrind, allocation failures, soak -------------
-# Checked builds live in build/<kind>/, never in the top-level downloadtask.so; README.md's
+# Checked builds live in build/<kind>/, never in the top-level downloadtask.so; docs/maintainers.md's
 # "Reliability" section says what each target proves. valgrind comes with `./dev deps`
 # (which `./dev test`, and so .ci/run, runs first); the sanitizer runtimes come with gcc.
 LUA_LIBS ?= $(shell $(PKG_CONFIG) --libs $(LUA_PC))
@@ -241,7 +241,7 @@ torture: build/5.4/downloadtask.so build/torture/torture build/asan/downloadtask
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  build/asan/torture -c 'build/asan/?.so' -s $(TORTURE_ASAN_STEP) $(TORTURE_ARGS) spec/torture/downloads.lua
 
-# The seeded random invariant tester (tools/chaos/, README "Reliability"): cases drawn from
+# The seeded random invariant tester (tools/chaos/, docs/maintainers.md "Reliability"): cases drawn from
 # SEED (default: the clock, printed first) run SECONDS (default 60) or N cases, several at
 # once; CASE=k replays case k of SEED alone. CHAOS_CPATH picks the module (a cpath template,
 # e.g. another worktree's build); CHECK=asan runs it with the module and the Lua host under

@@ -1,5 +1,5 @@
 -- `make bench`: downloadtask against the `curl` command (same libcurl) and lua-http, in the
--- same run, on loopback from our own nginx. See the Performance section of README.md.
+-- same run, on loopback from our own nginx. See docs/performance.md.
 --
 --   lua5.4 bench/run.lua [--pairs N] [--only NAME,NAME] [--no-write] [--write]
 --                        [--seg-mib N] [--seg-pairs N] [--https-mib N]

@@ -1,4 +1,4 @@
--- Managing many downloads (issue 14, SPEC.md "Managing many downloads"): dt.tasks(),
+-- Managing many downloads (issue 14, README "A short tour", "Many downloads"): dt.tasks(),
 -- dt.abortAll(), dt.awaitAll(), dt.awaitAny(), fields of the user's own on tasks, the
 -- `priority` and `createDirs` options. Against the real servers: nginx for quick bodies, the
 -- fault server's /slow and /hang for downloads that take their time.

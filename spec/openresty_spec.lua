@@ -271,7 +271,7 @@ end)
 
 -- The event-driven poller (lua/downloadtask/ngx.lua, src/notify.c): the worker's poller
 -- sits in a cosocket receive on the engine's notifier socket, which the engine writes a byte
--- to when there is news; no timer loop. Exact figures: bench/openresty.lua (README).
+-- to when there is news; no timer loop. Exact figures: bench/openresty.lua (docs/openresty.md).
 
 -- The CPU time (user + system, seconds) a process has used so far, all threads: fields 14
 -- and 15 of /proc/<pid>/stat, in clock ticks (100 a second on Linux).

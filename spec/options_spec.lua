@@ -1,5 +1,5 @@
 -- Options of dt.downloadFile and dt.configure: what is refused at the call,
--- and that every accepted option does what SPEC.md / README.md say.
+-- and that every accepted option does what the reference and README say.
 local dt = require "downloadtask"
 local S = require "spec.support.servers"
 local lfs = require "lfs"

@@ -1,4 +1,4 @@
--- task:pause() / task:resume() and configure{rateLimit} (issue 14, SPEC.md "Managing many
+-- task:pause() / task:resume() and configure{rateLimit} (issue 14, README "A short tour", "Many
 -- downloads"), against the fault server: /flaky?key=K counts the requests of a key and those
 -- that carried a Range header (/stats?key=K); its fault parameters (rate=...) apply to the
 -- first `fails` requests only, so a resumed request comes at full speed.

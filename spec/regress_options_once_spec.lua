@@ -12,7 +12,7 @@ local H = require "spec.support.helpers"
 
 local T = H.tracker()
 
--- every option name of SPEC.md 0.2 this version knows
+-- every option name of the 0.2 contract this version knows
 local NAMES = { "url", "filePath", "header", "timeout", "success", "fail", "complete",
   "connectTimeout", "maxRedirects", "maxFileSize", "insecure", "caFile", "proxy", "stallTimeout",
   "sha256", "rateLimit", "etag", "ifModifiedSince", "resume", "retry", "durable" }

@@ -1,5 +1,5 @@
 -- What success/fail hand to Lua: every field of res, the profile, and every
--- errno of SPEC.md with its errMsg.
+-- documented errno with its errMsg.
 local dt = require "downloadtask"
 local S = require "spec.support.servers"
 local lfs = require "lfs"

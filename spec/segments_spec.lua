@@ -1,4 +1,4 @@
--- `segments` (issue 13, SPEC.md "Managing many downloads"): a body of a known size from a server
+-- `segments` (issue 13, README "A short tour", "Many downloads"): a body of a known size from a server
 -- that takes ranges is fetched over up to `segments` connections, each writing its own range
 -- (at least 1 MiB) of the temporary file. Against nginx (100m.bin) and the fault server
 -- (/flaky?range=1: Accept-Ranges and real 206s; rangedrop=B&rangefails=F closes the first F

@@ -11,7 +11,7 @@
 
 #define DT_TASK_MT "downloadtask.DownloadTask"
 
-/* task->state, in the order of SPEC.md's names */
+/* task->state, in the order of the reference's names */
 enum { TS_QUEUED, TS_RUNNING, TS_DONE, TS_FAILED, TS_ABORTED, TS_PAUSED };
 
 /* Delivery stages of one task, so that a listener error can leave the

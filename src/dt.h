@@ -17,7 +17,7 @@
 
 #define DT_VERSION "0.1.0"
 
-/* errno values of SPEC.md */
+/* errno values (the reference: @{err}) */
 enum {
   DT_ERR_NETWORK = 600000,
   DT_ERR_CONNECT = 600001,

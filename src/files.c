@@ -65,7 +65,7 @@ int files_error(int e, const char *what, const char *path, char *reason, size_t 
     snprintf(reason, n, "permission denied: %s", path);
     return DT_ERR_PERM;
   }
-  /* the reasons of SPEC.md name their object; libc's (disk full, ...) stand alone */
+  /* the documented reasons name their object; libc's (disk full, ...) stand alone */
   if (what) snprintf(reason, n, "save file error: %s: %s", what, path);
   else snprintf(reason, n, "save file error: %s", strerror(e));
   return DT_ERR_SAVE;

@@ -117,7 +117,7 @@ static dt_task *check_task(lua_State *L) { return luaL_checkudata(L, 1, DT_TASK_
  */
 
 /* Every name downloadFile accepts, in the order they are read; the ones from
- * FIRST_UNIMPLEMENTED on are in SPEC.md but not built yet, and say so rather
+ * FIRST_UNIMPLEMENTED on are in the contract but not built yet, and say so rather
  * than being ignored. The O_ names index this array. */
 static const char *const OPTION_NAMES[] = {
     "url", "filePath", "header", "timeout", "success", "fail", "complete", "connectTimeout",

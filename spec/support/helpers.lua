@@ -33,7 +33,7 @@ H.ROOT = lfs.currentdir()
 -- What a destination holds before a download that must leave it untouched.
 H.OLD = "old content that must survive\n"
 
--- The configure settings as the module starts with them (SPEC.md); after_each
+-- The configure settings as the module starts with them (the reference); after_each
 -- puts them back.
 H.DEFAULT_TMP = (os.getenv("TMPDIR") and os.getenv("TMPDIR") ~= "") and os.getenv("TMPDIR") or "/tmp"
 H.DEFAULTS = {

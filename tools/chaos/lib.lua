@@ -1,4 +1,4 @@
--- The chaos tester's shared parts (tools/chaos/run.lua is the program; README
+-- The chaos tester's shared parts (tools/chaos/run.lua is the program; docs/maintainers.md
 -- "Reliability", "make chaos"): the seeded generator, the code that starts a
 -- case's downloads with their listeners and host faults, and the oracle.
 -- Lua 5.4 only (integer bit operators): the tester is a program of its own.
@@ -614,7 +614,7 @@ function M.write(path, s)
 end
 
 -- The only names besides the destination that may stay in its directory:
--- resume's documented part files. 0.2 (README "Resume"): ".dt.<hash of the
+-- resume's documented part files. 0.2 (docs/resume.md): ".dt.<hash of the
 -- destination's name>.part" and ".info"; 0.1: <filePath>.part and
 -- <filePath>.part.info. Adjust here when the naming changes.
 function M.allowed_part(name, dest_name, resume)

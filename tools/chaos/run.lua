@@ -1,4 +1,4 @@
--- make chaos: a seeded random tester of the module's promises (issue 11; README
+-- make chaos: a seeded random tester of the module's promises (issue 11; docs/maintainers.md
 -- "Reliability", "make chaos"). Cases are drawn from a seeded generator
 -- (tools/chaos/lib.lua): a server behaviour of spec/support/faultserver.lua,
 -- nginx or https nginx; options; a kind of destination; a host fault. Several
