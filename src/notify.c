@@ -4,8 +4,8 @@
  * accepts and writes: the descriptors are under the notifier's own mutex,
  * which no one holds for more than a few nonblocking system calls.
  */
-#define _GNU_SOURCE /* accept4 */
 #include "notify.h"
+#include "platform.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -55,8 +55,9 @@ const char *notify_open(dt_notify *n, const char **why) {
   size_t dlen = strlen(n->dir); /* make_dir left room for "/n" */
   memcpy(a.sun_path, n->dir, dlen);
   memcpy(a.sun_path + dlen, "/n", 3);
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 16) != 0) {
+  int fd = (int)plat_socket(AF_UNIX, SOCK_STREAM, 0);
+  if (fd < 0 || plat_nonblock(fd) != 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+      listen(fd, 16) != 0) {
     *why = fd < 0 ? "cannot create the notifier socket" : "cannot listen on the notifier socket";
     if (fd >= 0) {
       close(fd);
@@ -83,7 +84,7 @@ int notify_listen_fd(dt_notify *n) {
 void notify_accept(dt_notify *n) {
   pthread_mutex_lock(&n->mu);
   for (;;) {
-    int c = n->listen_fd < 0 ? -1 : accept4(n->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    int c = n->listen_fd < 0 ? -1 : plat_accept(n->listen_fd);
     if (c < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       break; /* EAGAIN: nobody else waits; anything else: the next round retries */
@@ -101,12 +102,20 @@ void notify_accept(dt_notify *n) {
   pthread_mutex_unlock(&n->mu);
 }
 
+/* No SIGPIPE when the reader left: MSG_NOSIGNAL (POSIX 2008), or SO_NOSIGPIPE on the socket
+ * (macOS, set by plat_accept). */
+#ifdef MSG_NOSIGNAL
+#define NOSIGNAL MSG_NOSIGNAL
+#else
+#define NOSIGNAL 0
+#endif
+
 void notify_send(dt_notify *n) {
   char b = 1;
   pthread_mutex_lock(&n->mu);
   for (int i = 0; i < n->nconns;) {
     ssize_t r;
-    do r = send(n->conns[i], &b, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    do r = send(n->conns[i], &b, 1, NOSIGNAL); /* nonblocking: plat_accept made it so */
     while (r < 0 && errno == EINTR);
     if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) { /* the reader left */
       close(n->conns[i]);

@@ -53,6 +53,12 @@ void plat_hostname(char *buf, size_t n);
 void plat_cloexec_sockets_above(int fd);
 /* A socket for libcurl, not inherited by child processes; -1 on failure. */
 long long plat_socket(int family, int type, int protocol);
+/* POSIX only (notify.c): a connection accepted on listen_fd, nonblocking, not inherited by
+ * child processes, and raising no SIGPIPE when written after its reader left (where the OS
+ * has SO_NOSIGPIPE instead of MSG_NOSIGNAL). -1 with errno. */
+int plat_accept(int listen_fd);
+/* POSIX only: makes fd nonblocking; 0, or -1 with errno. */
+int plat_nonblock(int fd);
 
 /* ---- time and randomness ---------------------------------------------- */
 

@@ -184,6 +184,30 @@ long long plat_socket(int family, int type, int protocol) {
   return fd;
 }
 
+int plat_nonblock(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 ? -1 : 0;
+}
+
+/* accept(), then its flags: POSIX 2008 has no accept4 (macOS neither). The
+ * moment between the two is the only one a fork()+exec() on another thread
+ * could take the connection along. */
+int plat_accept(int listen_fd) {
+  int c = accept(listen_fd, NULL, NULL);
+  if (c < 0) return -1;
+  if (fcntl(c, F_SETFD, FD_CLOEXEC) != 0 || plat_nonblock(c) != 0) {
+    int e = errno;
+    close(c);
+    errno = e;
+    return -1;
+  }
+#ifdef SO_NOSIGPIPE
+  int one = 1;
+  (void)setsockopt(c, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
+  return c;
+}
+
 /* ---- time and randomness ----------------------------------------------- */
 
 double plat_mono_ms(void) {
