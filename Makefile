@@ -309,6 +309,18 @@ fuzz: $(FUZZ_TARGETS:%=build/fuzz/%)
 	  echo "fuzz $$t: $$runs runs, 0 crashes"; \
 	done
 
+# ---- Interop: server software we did not write (issue 22) -------------------------------
+# `make interop`: tools/interop/deps.sh installs Apache, lighttpd, caddy, h2o, nghttpd, squid,
+# tinyproxy and microsocks from Debian (none left running or enabled), then
+# tools/interop/run.lua starts each on free loopback ports from tools/interop/conf/ and
+# compares the module with the curl command on every case; a server that cannot start is
+# skipped with its reason. INTEROP_ARGS=--only=apache2,squid narrows it.
+INTEROP_ARGS ?=
+.PHONY: interop
+interop: downloadtask.so
+	tools/interop/deps.sh
+	BUSTED=tools/interop/run.lua DT_TEST_LUA=$(LUA) DT_TEST_CPATH='./?.so' spec/support/run-specs.sh $(INTEROP_ARGS)
+
 # ---- Reference (issue 5): HTML from the /*** comments of src/module.c and src/task.c -----
 # LDoc (Debian lua-ldoc) with Markdown by lua-discount, configured by config.ld; both come
 # with `./dev deps`. Installs nothing itself. DOC_DIR picks the output directory.

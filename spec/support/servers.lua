@@ -520,6 +520,34 @@ http {
 end
 
 ------------------------------------------------------------------------------
+-- Other server software (the interop suite, tools/interop/): started in the
+-- foreground in a session of its own, its pid recorded like nginx's, so that
+-- run-specs.sh stops it (and its children) whatever happens.
+
+-- Runs `cmd` (a shell command that stays in the foreground) with its output
+-- in `log`, and waits up to `timeout` s (default 10) for 127.0.0.1:port to
+-- accept. Returns its pid, or nil and the log's last lines.
+function S.spawn(cmd, port, log, timeout)
+  local p = assert(io.popen("bash -c " .. quote(CLOSE_FDS .. ("setsid %s </dev/null >>%s 2>&1 & echo $!")
+    :format(cmd, quote(log)))))
+  local pid = tointeger(tonumber(p:read("*l") or ""))
+  p:close()
+  if not pid then return nil, "could not start: " .. cmd end
+  record_pid(pid)
+  local deadline = socket.gettime() + (timeout or 10)
+  repeat
+    if can_connect(port) then return pid end
+    sleep(0.02)
+  until socket.gettime() > deadline or not bash(("kill -0 %d 2>/dev/null"):format(pid))
+  kill(pid, true)
+  local text = S.readfile(log) or ""
+  return nil, "did not listen on port " .. port .. ": " .. text:sub(-600)
+end
+
+-- Stops what S.spawn started (its whole session).
+function S.stop(pid) kill(pid, true) end
+
+------------------------------------------------------------------------------
 -- Scratch directories.
 
 -- A fresh, empty directory for one spec's files.
