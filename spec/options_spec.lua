@@ -345,7 +345,7 @@ describe("options", function()
   describe("timeout", function()
     it("ends a download whose response does not come (hdelay): errno 5, well before 5 s", function()
       local out = fetch { url = f.url("/bytes?n=10&hdelay=5000"), timeout = 300 }
-      expect_fail(out, 5, "timeout")
+      expect_fail(out, 5, "timeout (timeout: 300 ms)")
       assert.is_true(out.elapsed >= 0.25, "ended too early: " .. out.elapsed)
       assert.is_true(out.elapsed < 2, "took " .. out.elapsed .. " s")
       assert.are.equal("failed", out.task.state)
@@ -353,13 +353,13 @@ describe("options", function()
 
     it("ends a download from a server that never answers (/hang)", function()
       local out = fetch { url = f.url("/hang"), timeout = 300 }
-      expect_fail(out, 5, "timeout")
+      expect_fail(out, 5, "timeout (timeout: 300 ms)")
       assert.is_true(out.elapsed >= 0.25 and out.elapsed < 2, "took " .. out.elapsed .. " s")
     end)
 
     it("limits the whole download, not only the wait for headers", function()
       local out = fetch { url = f.url("/bytes?n=100000&rate=20000"), timeout = 500 }
-      expect_fail(out, 5, "timeout")
+      expect_fail(out, 5, "timeout (timeout: 500 ms)")
       assert.is_true(out.elapsed < 2, "took " .. out.elapsed .. " s")
     end)
 
@@ -430,9 +430,9 @@ describe("options", function()
       local tt = fetch { url = url, connectTimeout = 0, timeout = 900 }
       for _, c in ipairs(fillers) do c:close() end
       srv:close()
-      expect_fail(ct, 5, "timeout")
+      expect_fail(ct, 5, "timeout (connectTimeout: 300 ms)")
       assert.is_true(ct.elapsed >= 0.25 and ct.elapsed < 0.8, "took " .. ct.elapsed .. " s")
-      expect_fail(tt, 5, "timeout")
+      expect_fail(tt, 5, "timeout (timeout: 900 ms)")
       assert.is_true(tt.elapsed >= 0.85, "took " .. tt.elapsed .. " s")
     end)
   end)

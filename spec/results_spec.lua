@@ -358,7 +358,7 @@ describe("results", function()
 
     it("5: timeout", function()
       local out = fetch { url = f.url("/hang"), timeout = 300 }
-      expect_fail(out, 5, "timeout")
+      expect_fail(out, 5, "timeout (timeout: 300 ms)")
       assert.is_true(out.elapsed < 3)
     end)
 

@@ -555,7 +555,9 @@ static int check_timers(dt_engine *e) {
         seg_main_end(e, x, CURLE_OPERATION_TIMEDOUT); /* its range is asked again on its own */
         wait = 0;
       } else if (left <= 0) {
-        fail(e, x, DT_ERR_TIMEOUT, "timeout");
+        char why[80];
+        timeout_reason(x->opts, NULL, why, sizeof why);
+        fail(e, x, DT_ERR_TIMEOUT, why);
         wait = 0; /* a slot is free: start the next one now */
       } else if (left < wait) wait = left;
     }

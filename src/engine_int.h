@@ -272,6 +272,7 @@ void set_io(CURL *c, const dt_opts *o, struct curl_slist *headers, char *errbuf,
 void sleep_then_retry(dt_engine *e, dt_xfer *x, double delay);
 void start(dt_engine *e, dt_xfer *x);
 int transient(CURLcode rc);
+void timeout_reason(const dt_opts *o, const char *curl_msg, char *reason, size_t n);
 
 /* body.c: the body's files, headers, begin_body and the write path */
 int attempts_left(const dt_xfer *x);

@@ -484,7 +484,7 @@ static void seg_failed(dt_engine *e, dt_xfer *x, dt_seg *s, CURLcode rc, const c
   snprintf(reason, sizeof reason, "%s", why);
   if (rc == CURLE_OPERATION_TIMEDOUT) {
     err = DT_ERR_TIMEOUT;
-    snprintf(reason, sizeof reason, "timeout");
+    timeout_reason(x->opts, expired ? "Operation timed out" : why, reason, sizeof reason);
   } else if (rc == CURLE_COULDNT_CONNECT) {
     err = DT_ERR_CONNECT;
     if (s->oserr == ECONNREFUSED) snprintf(reason, sizeof reason, "connection refused");

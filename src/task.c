@@ -651,8 +651,8 @@ int task_new(lua_State *L) {
  * @field 600001 `could not resolve host`, `connection refused`, `connection reset`,
  * `could not connect: ...`, `TLS error: ...`
  * @field 600003 `abort`
- * @field 5 `timeout` (the whole-download, connect or stall limit: `timeout`,
- * `connectTimeout`, `stallTimeout`)
+ * @field 5 `timeout (<option>: <ms> ms)`, naming the limit that fired: `timeout` (the whole
+ * download), `connectTimeout` or `stallTimeout`, e.g. `timeout (stallTimeout: 10000 ms)`
  * @field 600008 `too many redirects`
  * @field 600009 `invalid url`, `unsupported protocol` (also a redirect to another scheme),
  * `redirect from https to http refused`
@@ -660,7 +660,7 @@ int task_new(lua_State *L) {
  * directory`, `No space left on device`, ...)
  * @field 603301 `exceed max file size`
  * @field 603303 `permission denied`
- * @field 603304 **(ext)** `checksum mismatch`
+ * @field 603304 **(ext)** `checksum mismatch: expected <sha256 option>, got <digest of the body>`
  */
 
 /***

@@ -275,6 +275,24 @@ void fill_profile(dt_xfer *x, dt_profile *p) {
   p->throughput_kbps = (double)speed * 8.0 / 1000.0;
 }
 
+/* "timeout (<which option>: <ms> ms)": which limit fired, from libcurl's message
+ * (curl_msg: "Connection timed out after", "Operation too slow", "Operation timed
+ * out after") or the engine's own stall check (curl_msg NULL). */
+void timeout_reason(const dt_opts *o, const char *curl_msg, char *reason, size_t n) {
+  const char *which = "timeout";
+  long ms = o->timeout_ms;
+  if (!curl_msg || strstr(curl_msg, "too slow")) {
+    which = "stallTimeout";
+    ms = o->stall_timeout_ms;
+  } else if ((strstr(curl_msg, "onnect") || strstr(curl_msg, "Resolving timed out")) &&
+             o->connect_timeout_ms > 0 && (o->timeout_ms <= 0 || o->connect_timeout_ms < o->timeout_ms)) {
+    /* the connect phase ("Connection timed out", "Failed to connect"), and the shorter limit */
+    which = "connectTimeout";
+    ms = o->connect_timeout_ms;
+  }
+  snprintf(reason, n, "timeout (%s: %ld ms)", which, ms);
+}
+
 int map_error(dt_xfer *x, CURLcode rc, char *reason, size_t n) {
   long oserr = 0;
   const char *detail = x->run->errbuf[0] ? x->run->errbuf : curl_easy_strerror(rc);
@@ -330,7 +348,7 @@ int map_error(dt_xfer *x, CURLcode rc, char *reason, size_t n) {
     else snprintf(reason, n, "could not connect: %s", detail);
     return DT_ERR_CONNECT;
   case CURLE_OPERATION_TIMEDOUT:
-    snprintf(reason, n, "timeout");
+    timeout_reason(x->opts, detail, reason, n);
     return DT_ERR_TIMEOUT;
   case CURLE_TOO_MANY_REDIRECTS:
     snprintf(reason, n, "too many redirects");
@@ -515,7 +533,9 @@ void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc) {
     if (plat_sha256_final(x->run->md, d))
       for (unsigned int i = 0; i < 32; i++) snprintf(r->sha256 + 2 * i, 3, "%02x", d[i]);
     if ((r->status / 100 == 2 || x->run->complete_part) && strcmp(r->sha256, x->opts->sha256) != 0) {
-      fail(e, x, DT_ERR_CHECKSUM, "checksum mismatch");
+      char why[200];
+      snprintf(why, sizeof why, "checksum mismatch: expected %s, got %s", x->opts->sha256, r->sha256);
+      fail(e, x, DT_ERR_CHECKSUM, why);
       return;
     }
   }
