@@ -1016,12 +1016,14 @@ static void remove_waiter(lua_State *L, int ti, dt_task *t) {
 }
 
 /* An error at the position of await's caller: level 1 is await's Lua half. */
-static int await_error(lua_State *L, const char *msg) {
-  luaL_where(L, 2);
+static int await_error_at(lua_State *L, int level, const char *msg) {
+  luaL_where(L, level);
   lua_pushstring(L, msg);
   lua_concat(L, 2);
   return lua_error(L);
 }
+
+static int await_error(lua_State *L, const char *msg) { return await_error_at(L, 2, msg); }
 
 /* Blocking outside a coroutine would wait forever: every task not ended is
  * paused or waits for a paused one's destination, and no news is waiting to
@@ -1033,20 +1035,24 @@ static int stuck_paused(dt_state *st) { return st->live > 0 && dispatch_stuck(st
  * has ended (and stops waiting for it). Otherwise, with a second argument
  * (OpenResty's wait below), returns 0; in a coroutine, registers the
  * coroutine as a waiter and returns 0 for the Lua half to yield; outside
- * one, drives the loop until the task ends. */
+ * one, drives the loop until the task ends. Its errors name `who` (third
+ * argument, default "DownloadTask:await") at the caller `level` frames up
+ * (fourth, default 2): awaitAll awaits its tasks through it. */
 static int l_await_step(lua_State *L) {
   dt_task *t = luaL_testudata(L, 1, DT_TASK_MT);
   if (!t)
     return await_error(L, lua_pushfstring(L, "bad argument #1 to 'await' (%s expected, got %s)",
                                           DT_TASK_MT, luaL_typename(L, 1)));
   int check_only = lua_toboolean(L, 2);
-  lua_settop(L, 1);
+  int level = lua_type(L, 4) == LUA_TNUMBER ? (int)lua_tointeger(L, 4) : 2;
+  lua_settop(L, 3); /* `who` stays on the stack while it is used */
+  const char *who = lua_type(L, 3) == LUA_TSTRING ? lua_tostring(L, 3) : "DownloadTask:await";
   /* from a finalizer run by lua_close after the module's own: nothing would ever end */
-  if (t->st->closed) return await_error(L, "downloadtask: the module is closed");
+  if (t->st->closed) return await_error_at(L, level, "downloadtask: the module is closed");
   state_check_fork(L, t->st);
   if (t->orphan)
-    return await_error(L, "DownloadTask:await: the download belongs to the parent process "
-                          "(this one was fork()ed from it) and ends there");
+    return await_error_at(L, level, lua_pushfstring(L, "%s: the download belongs to the parent "
+                                                       "process (this one was fork()ed from it) and ends there", who));
   if (t->ended) {
     if (!check_only) remove_waiter(L, 1, t);
     return push_outcome(L, t);
@@ -1058,13 +1064,13 @@ static int l_await_step(lua_State *L) {
   }
   dt_state *st = t->st;
   if (st->depth > 0 || st->in_run)
-    return await_error(L, "DownloadTask:await: cannot block while the loop is being driven; "
-                          "call it from a coroutine, or use poll()");
+    return await_error_at(L, level, lua_pushfstring(L, "%s: cannot block while the loop is being "
+                                                       "driven; call it from a coroutine, or use poll()", who));
   while (!t->ended) {
     if (stuck_paused(st))
-      return await_error(L, "DownloadTask:await: the task cannot end: every download left is paused "
-                            "or waits for a paused one's destination, and nothing could resume "
-                            "one while await blocks; resume() first");
+      return await_error_at(L, level, lua_pushfstring(L, "%s: the task cannot end: every download left "
+                                                         "is paused or waits for a paused one's destination, and nothing "
+                                                         "could resume one while it blocks; resume() first", who));
     if (dispatch_poll(L, st, -1) != LUA_OK) return lua_error(L);
   }
   return push_outcome(L, t);

@@ -2,8 +2,10 @@
 --
 -- Not a module to require: the Makefile compiles this file into downloadtask.so
 -- (build/gen/ngx_lua.h) and src/task.c runs it once per Lua state, with six C functions:
---   step(task [, check])  0 while the task runs (and, without check, registers the running
---                         coroutine to be resumed when it ends); 1, res; or 2, nil, err
+--   step(task [, check [, who, level]])  0 while the task runs (and, without check,
+--                         registers the running coroutine to be resumed when it ends); 1, res;
+--                         or 2, nil, err. Its errors name `who` (default DownloadTask:await)
+--                         `level` frames up (default 2)
 --   yield()               coroutine.yield from C
 --   tick()                poll(0) unless the loop is already being driven; returns the
 --                         number of tasks not yet ended
@@ -206,13 +208,14 @@ local function in_ngx()
   if type(ngx) == "table" and ngx.get_phase and NGX_WAIT[ngx.get_phase()] then return ngx end
 end
 
-local function await_task(self)
+-- `who` and `level`: what step's errors name, and where (awaitAll awaits through this)
+local function await_task(self, who, level)
   local ngx = in_ngx()
   if ngx then return ngx_await(self, ngx) end
-  local n, a, b = step(self)
+  local n, a, b = step(self, false, who, level)
   while n == 0 do
     yield()
-    n, a, b = step(self)
+    n, a, b = step(self, false, who, level)
   end
   if n == 1 then return a end
   return a, b
@@ -230,7 +233,7 @@ local function await_all(tasks)
   if ngx and in_tick and left > 0 then error("downloadtask.awaitAll" .. NGX_TICK_MSG, 2) end
   local out = {}
   for i = 1, n do
-    local res, err = await_task(copy[i])
+    local res, err = await_task(copy[i], "downloadtask.awaitAll", 4) -- level 4: awaitAll's caller
     out[i] = res or err
   end
   return out
