@@ -529,6 +529,12 @@ describe("options", function()
       os.remove(out.res.tempFilePath)
     end)
 
+    -- Was (issue 22 item 9): "could not resolve proxy: " and nothing after it.
+    it("a proxy that cannot be made sense of is named as given", function()
+      local out = fetch { url = "http://127.0.0.1:1/x", proxy = "nonsense://::" }
+      expect_fail(out, 600001, "could not resolve proxy: nonsense://::")
+    end)
+
     it("the largest integers are accepted for the limits", function()
       local M = math.maxinteger or (2^63 - 1024)   -- 5.1, 5.2, LuaJIT: the largest double below 2^63
       expect_ok(fetch { url = ng.url("small.txt"), timeout = M, connectTimeout = M,

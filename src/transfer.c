@@ -293,6 +293,13 @@ void timeout_reason(const dt_opts *o, const char *curl_msg, char *reason, size_t
   snprintf(reason, n, "timeout (%s: %ld ms)", which, ms);
 }
 
+/* What a proxy said (CURLPX_*), 0 when nothing (or no handle). */
+static long proxy_error(dt_xfer *x) {
+  long px = 0;
+  if (x->run->easy) curl_easy_getinfo(x->run->easy, CURLINFO_PROXY_ERROR, &px);
+  return px;
+}
+
 int map_error(dt_xfer *x, CURLcode rc, char *reason, size_t n) {
   long oserr = 0;
   const char *detail = x->run->errbuf[0] ? x->run->errbuf : curl_easy_strerror(rc);
@@ -338,6 +345,10 @@ int map_error(dt_xfer *x, CURLcode rc, char *reason, size_t n) {
       name = host;
       len = strlen(host);
     }
+    if (proxy && len == 0 && x->opts->proxy) { /* no name in libcurl's message: the proxy as given */
+      name = x->opts->proxy;
+      len = strlen(name);
+    }
     snprintf(reason, n, "could not resolve %s: %.*s", proxy ? "proxy" : "host", (int)len, name);
     curl_free(host);
     curl_url_cleanup(u);
@@ -375,11 +386,35 @@ int map_error(dt_xfer *x, CURLcode rc, char *reason, size_t n) {
       return DT_ERR_CONNECT;
     }
     break;
+  case CURLE_PROXY: /* a SOCKS proxy's word for what a direct connection would have met */
+    switch (proxy_error(x)) {
+    case CURLPX_REPLY_CONNECTION_REFUSED:
+      snprintf(reason, n, "connection refused");
+      return DT_ERR_CONNECT;
+    case CURLPX_RESOLVE_HOST:
+    case CURLPX_REPLY_HOST_UNREACHABLE:
+    case CURLPX_REPLY_NETWORK_UNREACHABLE:
+    case CURLPX_REPLY_TTL_EXPIRED:
+      snprintf(reason, n, "could not connect: %s", detail);
+      return DT_ERR_CONNECT;
+    default:
+      break;
+    }
+    break;
   default:
     break;
   }
   snprintf(reason, n, "%s", detail);
   return DT_ERR_NETWORK;
+}
+
+/* Whether another attempt may do better, whatever the route: through a SOCKS
+ * proxy, a refused or unreachable target is retried as it is directly. */
+static int transient_here(dt_xfer *x, CURLcode rc) {
+  if (rc != CURLE_PROXY) return transient(rc);
+  long px = proxy_error(x);
+  return px == CURLPX_REPLY_CONNECTION_REFUSED || px == CURLPX_REPLY_HOST_UNREACHABLE ||
+         px == CURLPX_REPLY_NETWORK_UNREACHABLE || px == CURLPX_REPLY_TTL_EXPIRED;
 }
 
 /* Ends a running transfer with libcurl's result rc. */
@@ -489,7 +524,7 @@ void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc) {
   if (rc == CURLE_OK && x->run->fail_err) rc = CURLE_WRITE_ERROR;
   if ((rc == CURLE_OK && x->run->retry_pending) ||
       (rc != CURLE_OK && attempts_left(x) &&
-       (x->run->retry_fail || (!x->run->fail_err && transient(rc))))) {
+       (x->run->retry_fail || (!x->run->fail_err && transient_here(x, rc))))) {
     retry_later(e, x);
     return;
   }

@@ -377,6 +377,20 @@ for _, name in ipairs { "squid", "tinyproxy", "microsocks", "microsocks+auth" } 
     case(name, "http through the proxy", function()
       return (same_as_curl(origin.http .. "10m.bin", { proxy = p.proxy }, SHA["10m.bin"], 200, "-x " .. q(p.proxy)))
     end)
+    -- a refused port is the same failure, and retried the same, whatever the route (was:
+    -- 600000 and no retry through SOCKS, 600001 and retried directly)
+    if p.proxy:match("^socks") then
+      case(name, "refused port: as direct", function()
+        local closed = "http://127.0.0.1:" .. S.free_port() .. "/x"
+        local _, direct = fetch { url = closed, retry = 1 }
+        local _, via = fetch { url = closed, retry = 1, proxy = p.proxy }
+        if not direct or not via then return "a refused port succeeded" end
+        if via.errno ~= direct.errno or via.errMsg ~= direct.errMsg or via.attempts ~= direct.attempts then
+          return ("through the proxy %d %q (attempts %d), direct %d %q (attempts %d)"):format(via.errno,
+            via.errMsg, via.attempts, direct.errno, direct.errMsg, direct.attempts)
+        end
+      end)
+    end
     if origin.https and p.connect then
       case(name, "https through the proxy", function()
         return (same_as_curl(origin.https .. "10m.bin", { proxy = p.proxy }, SHA["10m.bin"], 200, "-x " .. q(p.proxy)))
