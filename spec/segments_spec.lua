@@ -392,6 +392,16 @@ describe("mirrors", function()
     assert.are.same({ hits = 1, ranges = 1 }, stats(b))
   end)
 
+  -- the default and its documentation agree (issue 22 item 13): given, segments = 1 is url alone
+  it("segments = 1 given with mirrors: url alone", function()
+    local n = 4 * MiB
+    local a, b, ua, ub = same_file(n)
+    local out = T.fetch { url = ua, mirrors = { ub }, segments = 1, filePath = S.tmpdir() .. "/f.bin" }
+    H.expect_ok(out)
+    assert.are.equal(1, out.res.segments)
+    assert.is_true((stats(b).hits or 0) == 0, "the mirror was asked")
+  end)
+
   it("a mirror of another size, of another version, or down is dropped; its ranges come from the others", function()
     local n = 4 * MiB
     for _, case in ipairs {

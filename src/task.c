@@ -106,10 +106,12 @@ static dt_task *check_task(lua_State *L) { return luaL_checkudata(L, 1, DT_TASK_
  * `filePath` (`mkdir -p`, mode 0777 minus the umask) when the download leaves the queue; a
  * directory that cannot be made (a file in the way, no permission) fails the download with
  * 603300 or 603303 naming it
- * @tfield[opt=1] integer segments **(ext)** 1 to 16: a body of at least 2 MiB whose server
- * honours ranges (`Accept-Ranges: bytes`, or a 206) is fetched over up to this many
- * connections at once, each writing its own range (at least 1 MiB) of the temporary file; a
- * range that fails is fetched again on its own. `res.segments` says how many were used
+ * @tfield[opt] integer segments **(ext)** 1 to 16: a body of at least 2 MiB with a strong
+ * validator whose server honours ranges (`Accept-Ranges: bytes`, or a 206) is fetched over
+ * up to this many connections at once, each writing its own range (at least 1 MiB) of the
+ * temporary file; a range that fails is fetched again on its own. `res.segments` says how
+ * many were used. Default: 1 without `mirrors`, one range per URL with them; `segments = 1`
+ * given with `mirrors` fetches from `url` alone
  * @tfield[opt] {string,...} mirrors **(ext)** up to 16 other http(s) URLs of the same file:
  * the ranges of `segments` are spread over `url` and these (without `segments`, one range
  * each). A mirror that fails, or answers a range with another size or validator, is dropped

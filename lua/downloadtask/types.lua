@@ -38,7 +38,7 @@ local dt = {}
 ---@field retry? integer (ext) retries of transient failures (connect errors, resets, timeouts, 408, 429, 5xx); default 0
 ---@field priority? integer (ext) the queue starts higher priorities first (default 0; negative ones after it); equal ones in call order
 ---@field createDirs? boolean (ext) create the missing parent directories of `filePath` (`mkdir -p`); default false
----@field segments? integer (ext) 1-16: fetch a body of at least 2 MiB from a server that takes ranges over up to this many connections; default 1
+---@field segments? integer (ext) 1-16: fetch a body of at least 2 MiB from a server that takes ranges over up to this many connections; default 1, or one range per URL with `mirrors` (`segments = 1` given: `url` alone)
 ---@field mirrors? string[] (ext) up to 16 other http(s) URLs of the same file the ranges are spread over; one that fails or differs is dropped
 
 ---Given to `success` and `complete`, and returned by `task:await()`: a response was received,
