@@ -527,7 +527,16 @@ local function route(c)
     if c.headers["range"] then ranged[key] = (ranged[key] or 0) + 1 end
     if flaky[key] > int(q.fails, 1) then
       for _, k in ipairs(FAULT_PARAMS) do q[k] = nil end
+      -- another version once the failures are used up (issue 20): thenetag=E, thenlastmod=D,
+      -- thenshift=K replace etag, lastmod and shift (an empty value removes it)
+      for _, k in ipairs { "etag", "lastmod", "shift" } do
+        local v = q["then" .. k]
+        if v then q[k] = v ~= "" and v or nil end
+      end
     end
+    -- shiftper=K: every request of the key is a new version (shift K x its number, beside
+    -- any shift given): a server that makes a new body for every request, as a CGI does
+    if q.shiftper then q.shift = tostring(int(q.shift, 0) + int(q.shiftper) * flaky[key]) end
     -- rangedrop=B&rangefails=F: the first F requests with key K for a range that does not
     -- start at byte 0 (a segment's) are closed after B body bytes (segments, issue 13)
     local rq = c.headers["range"]

@@ -121,7 +121,7 @@ local function gen_server(r, c, ti, force)
     10, "whole", 5, "nolength", 4, "chunked", 5, "trickle", 9, "cut", 3, "stall", 3, "clshort",
     3, "cllong", 8, "lie206", 8, "lie416", 4, "redirect", 2, "loop", 2, "scheme", 5, "5xx",
     3, "status", 3, "hflood", 2, "fold", 2, "cookies", 2, "hslow", 4, "nginx", 3, "tls", 2, "304",
-    6, "ranges" }
+    6, "ranges", 6, "versioned", 3, "regenerated" }
   local s = { server = "fault", accept = { { len = n } }, needs = {}, what = beh }
   local q = { { "n", n } }
   local function add(k, v) q[#q + 1] = { k, v } end
@@ -172,10 +172,10 @@ local function gen_server(r, c, ti, force)
       add("lie416", said)
       local shift = r.chance(50) and r.int(1, 1000) or 0
       if shift > 0 then add("shift", shift) end
-      -- The server says the part is complete: without sha256 the part itself is
-      -- a correct result (SPEC: "a 416 completes a part only when ... equals
-      -- the part's size, and then sha256 is checked as for any body").
-      if said == part then s.accept_416 = { shift = shift, len = part } end
+      -- A 416 completes a part only at the complete length the first answer gave (issue 20,
+      -- item 2): the first answer said n, so a 416 saying `part` is a lie, unless the first
+      -- answer had no length (nolength: its close after `part` bytes ended a `part`-byte body)
+      if said == part and nolength then s.accept_416 = { shift = shift, len = part } end
       if shift > 0 then s.accept = { { shift = shift, len = n } } end
     end
     -- without a length, the first attempt's close is the end of a body of `part` bytes
@@ -233,6 +233,42 @@ local function gen_server(r, c, ti, force)
     if f == "rangedrop" then add("rangedrop", r.int(0, 1048576)); add("rangefails", r.int(1, 6))
     elseif f == "lie206" then add("lie206", r.pick { "start", "none" })
     elseif f == "trickle" then add("rate", r.int(500000, 3000000)) end
+    s.needs.segments = true
+  elseif beh == "versioned" then
+    -- issue 20: the first request is cut after `part` bytes of version A; every later one
+    -- serves version B (other bytes: shift) with its own validator of the same kind, and may
+    -- ignore If-Range. The one right success is B whole; A's bytes never join B's.
+    if n < 2 then n = r.int(2, 300000); q[1][2] = n end
+    if #q > 1 then q = { q[1] } end                    -- no etag from above
+    local part, shift = r.int(1, n - 1), r.int(1, 1000)
+    s.path = "/flaky"
+    add("key", key); add("fails", 1); add("dropafter", part); add("range", 1)
+    local kind = r.pick { "etag", "unquoted", "weak", "long", "lastmod", "none" }
+    local a, b = r.int(1, 999999), r.int(1, 999999)
+    local function lm(day) return ("Mon, %02d Jan 2024 00:00:00 GMT"):format(day) end
+    if kind == "etag" then add("etag", '"a' .. a .. '"'); add("thenetag", '"b' .. b .. '"')
+    elseif kind == "unquoted" then add("etag", "a" .. a); add("thenetag", "b" .. b)
+    elseif kind == "weak" then
+      add("etag", 'W/"a' .. a .. '"'); add("thenetag", 'W/"b' .. b .. '"')
+      add("lastmod", lm(1)); add("thenlastmod", lm(2))
+    elseif kind == "long" then
+      add("etag", '"' .. ("a"):rep(r.int(256, 1200)) .. '"'); add("thenetag", '"' .. ("b"):rep(r.int(256, 1200)) .. '"')
+    elseif kind == "lastmod" then add("lastmod", lm(1)); add("thenlastmod", lm(2)) end
+    add("thenshift", shift)
+    if r.chance(60) then add("ignoreifrange", 1) end
+    if r.chance(30) then s.needs.segments = true end
+    s.accept = { { shift = shift, len = n } }
+    s.needs.resume, s.needs.retry_min = true, 2
+    s.what = "versioned/" .. kind
+  elseif beh == "regenerated" then
+    -- issue 20: no validator, a new body for every request (lighttpd's CGI): never split,
+    -- never continued; the right success is the first answer's body whole
+    n = r.int(2 * 1048576, 3 * 1048576)
+    q = { { "n", n } }
+    s.path = "/flaky"
+    add("key", key); add("fails", 0); add("range", 1); add("shiftper", 7)
+    -- (a retry after a timeout is a later request: another whole version is right too)
+    s.accept = { { shift = 7, len = n }, { shift = 14, len = n }, { shift = 21, len = n }, { shift = 28, len = n } }
     s.needs.segments = true
   elseif beh == "304" then
     local e = '"v' .. r.int(1, 1000) .. '"'
