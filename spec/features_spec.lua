@@ -174,6 +174,23 @@ describe("conditional downloads", function()
     assert.are.equal(S.SMALL_TXT, S.readfile(dir .. "/s.txt"))
   end)
 
+  -- Was (issue 22 item 14): a server that ignores the condition and answers 200 with an older
+  -- Last-Modified is reported as 304 (libcurl's time condition, as `curl -z` does: docs), and
+  -- the last progress event promised the 1024 bytes of a body that is never written.
+  it("ifModifiedSince against a 200 with an older Last-Modified: 304, no body promised", function()
+    local dir = S.tmpdir()
+    local lm = "Mon, 01 Jan 2024 00:00:00 GMT"
+    local totals = {}
+    local t = dt.downloadFile { url = f.url("/bytes?n=1024&lastmod=" .. lm:gsub(" ", "%%20"):gsub(",", "%%2C")),
+      filePath = dir .. "/f", ifModifiedSince = os.time() }
+    t:onProgressUpdate(function(p) totals[#totals + 1] = p.totalBytesExpectedToWrite end)
+    local res = assert(t:await())
+    assert.are.equal(304, res.statusCode)
+    assert.are.equal(0, res.dataLength)
+    for _, v in ipairs(totals) do assert.are.equal(0, v) end
+    assert.are.same({}, S.listdir(dir))
+  end)
+
   it("etag with a line break is refused at the call", function()
     local ok, err = pcall(dt.downloadFile, { url = ng.url("small.txt"), etag = 'a\r\nX: y' })
     assert.is_false(ok)

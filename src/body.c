@@ -526,6 +526,9 @@ int begin_body(dt_engine *e, dt_xfer *x) {
   x->run->written = partial ? had : 0; /* progress counts the bytes already there */
   if (total == -2) /* with a part: what was there, and what comes */
     total = cl < 0 ? -1 : !partial ? cl : cl > INT64_MAX - had ? -1 : had + cl;
+  /* a 304 has no body, whatever length its headers name (also libcurl's 304 for a 200 that
+   * ifModifiedSince's time condition refused: its body is never written) */
+  if (status == DT_NOT_MODIFIED) total = 0;
   x->run->total = total;
   /* the part's record: what the answer that started the body said (a part with
    * recorded ranges keeps its record until the ranges are taken up or the part

@@ -85,11 +85,14 @@ static dt_task *check_task(lua_State *L) { return luaL_checkudata(L, 1, DT_TASK_
  * found in a `last-modified` header (`"Sun, 06 Nov 1994 08:49:37 GMT"`; the obsolete
  * `"Sunday, 06-Nov-94 08:49:37 GMT"` and `"Sun Nov  6 08:49:37 1994"` too), sent as
  * `If-Modified-Since`; a string that is not such a date (from 1970 on) raises an error at
- * the call. A `304` as for `etag`
- * @tfield[opt=false] boolean resume **(ext)** needs `filePath`: the body goes to
- * `<filePath>.part` (its validator to `<filePath>.part.info`), kept when the download fails
- * or is aborted, and continued with `Range`/`If-Range` by the next download of the same
- * `filePath` with `resume = true` (or the next `retry` attempt)
+ * the call. A `304` as for `etag`. A server that ignores the condition and answers `200`
+ * with a `Last-Modified` not later than the date is reported as `304` too, with nothing
+ * written (libcurl's time condition; `curl -z` does the same)
+ * @tfield[opt=false] boolean resume **(ext)** needs `filePath`: the body goes to a part file
+ * beside it, `.dt.<hash of the name>.part` (its record to `.dt.<hash>.info`), kept when the
+ * download fails or is aborted, and continued with `Range`/`If-Range` by the next download of
+ * the same `filePath` with `resume = true` (or the next `retry` attempt) when the answer is
+ * of the same version and length (docs/resume.md)
  * @tfield[opt=0] integer retry **(ext)** retries of transient failures (could not connect,
  * connection reset or cut short, timeouts, statuses 408, 429 and 5xx), with exponential
  * backoff (250 ms doubling up to 30 s, ±20 % jitter) that a `Retry-After` (up to 300 s)
