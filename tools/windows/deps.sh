@@ -132,7 +132,12 @@ add_deb_src() {
   fi
   local stanzas oneline
   stanzas=$(debian_entries)
-  oneline=$(debian_lines)
+  # one deb-src entry per archive: a one-line entry whose URI a stanza lists already is left
+  # out (apt refuses two entries of one archive whose Signed-By differ)
+  local uris
+  uris=$(printf '%s\n' "$stanzas" | sed -n 's/^URIs:[[:space:]]*//p' | tr ' ' '\n' | sed 's:/*$::' | grep . || true)
+  oneline=$(debian_lines | awk -v uris="$uris" 'BEGIN { n = split(uris, u, "\n"); for (i = 1; i <= n; i++) seen[u[i]] = 1 }
+    { uri = $2; if ($2 ~ /^\[/) uri = $3; sub(/\/+$/, "", uri); if (!(uri in seen)) print }')
   if [ -z "$stanzas" ] && [ -z "$oneline" ]; then
     echo "windows-deps: no Debian archive found in /etc/apt/sources.list{,.d}: add a deb-src entry yourself" >&2
     return 1
