@@ -349,6 +349,30 @@ describe("segments", function()
     assert.is_true(took > 1.4, ("took %.2f s"):format(took))
   end)
 
+  -- Was (issue 20, item 7): the ranges were capped with libcurl's CURLOPT_MAX_RECV_SPEED_LARGE,
+  -- which lets each connection burst for seconds: 4.2 MB/s (own) and 9.1 MB/s (global)
+  -- against 1 MB/s. Now one budget paced by the module for all the connections.
+  for _, where in ipairs { "own", "global" } do
+    it(("rateLimit (%s) holds from the first seconds, over 8 connections"):format(where), function()
+      local n, limit = 24 * MiB, 1 * MiB
+      dt.configure { progressInterval = 20, rateLimit = where == "global" and limit or 0 }
+      local written = 0
+      local t = T.start { url = flaky(key(), n), filePath = S.tmpdir() .. "/f.bin", segments = 8,
+        rateLimit = where == "own" and limit or nil }
+      t:onProgressUpdate(function(p) written = p.totalBytesWritten end)
+      local t0 = H.now()
+      while H.now() - t0 < 2.5 do dt.poll(20) end
+      local took = H.now() - t0
+      t:abort()
+      t:await()
+      dt.configure { rateLimit = 0 }
+      -- 2.5 s at 1 MiB/s, and the 250 ms a pause may take at once: at most ~2.75 MiB
+      assert.is_true(written <= (took + 0.25) * limit * 1.1,
+        ("%.2f MiB in %.2f s against %d MiB/s"):format(written / MiB, took, limit / MiB))
+      assert.is_true(written > 0.5 * limit, "nothing came")
+    end)
+  end
+
   it("rejects segments outside 1..16", function()
     for _, v in ipairs { 0, 17, -1 } do
       local ok, msg = pcall(dt.downloadFile, { url = ng.url("1k.bin"), segments = v })

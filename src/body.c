@@ -566,14 +566,31 @@ int begin_body(dt_engine *e, dt_xfer *x) {
 
 /* ---- the hot path ----------------------------------------------------- */
 
-/* The bytes per second x may take now (0: no limit): its own rateLimit, and
- * its even share of the global one among the running downloads. */
+/* The bytes per second x may take now (0: no limit), all its connections
+ * together: its own rateLimit, and its even share of the global one among the
+ * running downloads. */
 double rate_of(dt_engine *e, dt_xfer *x) {
   double own = (double)x->opts->rate_limit;
-  double k = x->run && x->run->seg_conns > 1 ? (double)x->run->seg_conns : 1; /* per connection */
-  if (e->rate_limit <= 0) return own / k;
+  if (e->rate_limit <= 0) return own;
   double share = (double)e->rate_limit / (double)(e->running.n > 0 ? e->running.n : 1);
-  return (own > 0 && own < share ? own : share) / k;
+  return own > 0 && own < share ? own : share;
+}
+
+/* rateLimit: the module's own pacing, one budget for all of x's connections
+ * (the main one and every range): a chunk is taken only once the bytes
+ * before it are due; until then libcurl keeps it and stops reading, so TCP
+ * slows the sender down. The rate may change between chunks (the global
+ * limit's share follows the number of running downloads): each chunk pushes
+ * the due time by its own length at the rate of the moment. Returns 0 when
+ * the chunk may be taken now, else the monotonic ms to take it at. */
+double rate_pace(dt_engine *e, dt_xfer *x, size_t len, double now) {
+  double rate = rate_of(e, x);
+  if (rate <= 0) return 0;
+  if (x->run->rate_due == 0) x->run->rate_due = now;
+  else if (x->run->rate_due < now - RATE_SLACK_MS) x->run->rate_due = now - RATE_SLACK_MS;
+  if (x->run->rate_due > now + 1) return x->run->rate_due;
+  x->run->rate_due += (double)len * 1000.0 / rate;
+  return 0;
 }
 
 size_t write_body(char *buf, size_t size, size_t n, void *ud) {
@@ -594,21 +611,10 @@ size_t write_body(char *buf, size_t size, size_t n, void *ud) {
   }
   x->run->last_byte = x->run->main_last_byte = mono_ms();
   if (x->run->fd < 0) return len; /* a 304's stray body */
-  double rate = rate_of(x->engine, x);
-  if (rate > 0) {
-    /* rateLimit: take this chunk only once the bytes before it are due; until
-     * then libcurl keeps it and stops reading, so TCP slows the sender down.
-     * The rate may change between chunks (the global limit's share follows
-     * the number of running downloads): each chunk pushes the due time by
-     * its own length at the rate of the moment. */
-    double now = x->run->last_byte;
-    if (x->run->rate_due == 0) x->run->rate_due = now;
-    else if (x->run->rate_due < now - RATE_SLACK_MS) x->run->rate_due = now - RATE_SLACK_MS;
-    if (x->run->rate_due > now + 1) {
-      x->run->resume_at = x->run->rate_due;
-      return CURL_WRITEFUNC_PAUSE;
-    }
-    x->run->rate_due += (double)len * 1000.0 / rate;
+  double due = rate_pace(x->engine, x, len, x->run->last_byte);
+  if (due > 0) {
+    x->run->resume_at = due;
+    return CURL_WRITEFUNC_PAUSE;
   }
   int ok;
   if (!x->run->wbuf) {

@@ -76,6 +76,7 @@ typedef struct dt_seg {
   long oserr;      /* the OS error of its last connection (ECONNRESET, ...) */
   int werr;        /* errno of a failed write, or 0 */
   double retry_at; /* > 0: to be fetched again then */
+  double resume_at; /* > 0: paused by rateLimit until then (monotonic ms) */
   char *wbuf;      /* received bytes before pos not written yet (GATHER_BUF), or NULL */
   size_t wlen;
   char crange[128]; /* this response's Content-Range */
@@ -293,6 +294,7 @@ int open_inplace(dt_xfer *x);
 int open_part(dt_engine *e, dt_xfer *x);
 int open_resume_part(dt_engine *e, dt_xfer *x, char **validator);
 double rate_of(dt_engine *e, dt_xfer *x);
+double rate_pace(dt_engine *e, dt_xfer *x, size_t len, double now);
 void resolve_dest(dt_xfer *x);
 size_t write_body(char *buf, size_t size, size_t n, void *ud);
 

@@ -125,6 +125,11 @@ static size_t seg_write(char *buf, size_t size, size_t n, void *ud) {
     s->bad = 1;
     return 0;
   }
+  double due = rate_pace(x->engine, x, len, mono_ms());
+  if (due > 0) { /* seg_timers continues it then */
+    s->resume_at = due;
+    return CURL_WRITEFUNC_PAUSE;
+  }
   /* gathered into GATHER_BUF-byte writes, as the main connection's are:
    * libcurl hands over 16 KiB at a time */
   if (s->wbuf && s->wlen + len > GATHER_BUF && !seg_flush(x, s)) return 0;
@@ -240,8 +245,14 @@ static int seg_start(dt_engine *e, dt_xfer *x, dt_seg *s) {
   }
   curl_easy_setopt(c, CURLOPT_USERAGENT, o->shared->user_agent);
   set_io(c, o, s->slist, s->errbuf, seg_header, seg_write, s);
-  double rate = rate_of(e, x); /* already this connection's share */
-  if (rate > 0) curl_easy_setopt(c, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)(rate < 1 ? 1 : rate));
+  /* rateLimit: paced by seg_write with the download's other connections, one budget (libcurl's
+   * own cap lets each connection burst for seconds); small reads keep the pace chunk by chunk */
+  double rate = rate_of(e, x);
+  if (rate > 0) {
+    long b = (long)(rate / 16);
+    curl_easy_setopt(c, CURLOPT_BUFFERSIZE, b < 16384 ? 16384L : b > RECV_BUFFER ? (long)RECV_BUFFER : b);
+  }
+  s->resume_at = 0;
   s->tries++;
   s->easy = c;
   if (curl_multi_add_handle(e->multi, c) != CURLM_OK) {
@@ -397,6 +408,14 @@ double seg_timers(dt_engine *e, dt_xfer *x, double now) {
   double wait = 1000;
   for (int i = 0; i < x->run->nsegs; i++) {
     dt_seg *s = &x->run->segs[i];
+    if (s->resume_at > 0 && s->easy) { /* paused by rateLimit */
+      if (s->resume_at <= now) {
+        s->resume_at = 0;
+        curl_easy_pause(s->easy, CURLPAUSE_CONT);
+      } else if (s->resume_at - now < wait) {
+        wait = s->resume_at - now;
+      }
+    }
     if (s->retry_at <= 0) continue;
     if (s->retry_at <= now) {
       if (!seg_start(e, x, s)) s->retry_at = now + RETRY_BASE_MS;
