@@ -427,6 +427,57 @@ static int retry_status(long status) { return status >= 500 || status == 429 || 
  * are not retries. */
 int attempts_left(const dt_xfer *x) { return x->run->attempt - x->run->resumes <= x->opts->retry; }
 
+/* A resume part's answer (begin_body): the one decision of ranges.c says whether its bytes
+ * may join the part, and this carries it out. JOIN_ON: go on (*had and *total as they now
+ * are); JOIN_COMPLETE: a 416 found the part whole, it is the body; JOIN_FAILED: fail set. */
+enum { JOIN_ON, JOIN_COMPLETE, JOIN_FAILED };
+static int join_part(dt_xfer *x, long status, int64_t *had, int64_t *total) {
+  /* the one decision (ranges.c): may this answer's bytes join the part? */
+  ranges_verdict verdict = RANGES_WHOLE;
+  long long t = -1;
+  if (x->run->ranged && *had > 0) {
+    ranges_part p = {*had, x->run->part_length, x->run->if_range};
+    ranges_answer a = {status, find_header(x, "content-range"), find_header(x, "etag"),
+                       find_header(x, "last-modified")};
+    verdict = ranges_decide(&p, &a, &t);
+  }
+  if (verdict == RANGES_COMPLETE) {
+    /* the part was complete already: it is the body (its digest, fed
+     * from the part, is checked like any body's) */
+    x->run->discard = 1;
+    x->run->to_dest = x->run->complete_part = 1;
+    x->run->written = *had;
+    x->run->body_path = strdup(x->run->part_path);
+    return x->run->body_path ? JOIN_COMPLETE : JOIN_FAILED; /* fd stays: finish_rc seals the file */
+  }
+  if (verdict == RANGES_START_OVER && status == 206) {
+    /* another version, length or place: appending would splice two bodies.
+     * The part is emptied, and the next attempt (retry) or download starts over */
+    if (!restart_part(x)) {
+      file_error(x, errno, x->dest.path);
+      return JOIN_FAILED;
+    }
+    x->run->retry_fail = 1;
+    /* after a pause the download starts over: that is no retry */
+    if (x->run->resumed) x->run->resumes++;
+    x->run->resumed = 0;
+    set_fail(x, DT_ERR_NETWORK, "%s", "the server's 206 does not continue the partial file");
+    return JOIN_FAILED;
+  }
+  if (verdict == RANGES_APPEND) {
+    *total = t;
+    x->run->continued = 1;
+  } else if ((verdict == RANGES_START_OVER || status / 100 == 2) && *had > 0) {
+    /* a whole new body, or a 416 that is not this part's: the part is useless */
+    if (!restart_part(x)) {
+      file_error(x, errno, x->dest.path);
+      return JOIN_FAILED;
+    }
+    *had = 0;
+  }
+  return JOIN_ON;
+}
+
 int begin_body(dt_engine *e, dt_xfer *x) {
   long status = 0;
   curl_easy_getinfo(x->run->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -439,49 +490,8 @@ int begin_body(dt_engine *e, dt_xfer *x) {
   curl_easy_getinfo(x->run->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
   int64_t had = x->run->offset, total = -2; /* -2: from Content-Length */
   if ((x->opts->resume || x->run->held) && x->run->part_path) {
-    /* the one decision (ranges.c): may this answer's bytes join the part? */
-    ranges_verdict verdict = RANGES_WHOLE;
-    long long t = -1;
-    if (x->run->ranged && had > 0) {
-      ranges_part p = {had, x->run->part_length, x->run->if_range};
-      ranges_answer a = {status, find_header(x, "content-range"), find_header(x, "etag"),
-                         find_header(x, "last-modified")};
-      verdict = ranges_decide(&p, &a, &t);
-    }
-    if (verdict == RANGES_COMPLETE) {
-      /* the part was complete already: it is the body (its digest, fed
-       * from the part, is checked like any body's) */
-      x->run->discard = 1;
-      x->run->to_dest = x->run->complete_part = 1;
-      x->run->written = had;
-      x->run->body_path = strdup(x->run->part_path);
-      return x->run->body_path != NULL; /* fd stays: finish_rc seals the file */
-    }
-    if (verdict == RANGES_START_OVER && status == 206) {
-      /* another version, length or place: appending would splice two bodies.
-       * The part is emptied, and the next attempt (retry) or download starts over */
-      if (!restart_part(x)) {
-        file_error(x, errno, x->dest.path);
-        return 0;
-      }
-      x->run->retry_fail = 1;
-      /* after a pause the download starts over: that is no retry */
-      if (x->run->resumed) x->run->resumes++;
-      x->run->resumed = 0;
-      set_fail(x, DT_ERR_NETWORK, "%s", "the server's 206 does not continue the partial file");
-      return 0;
-    }
-    if (verdict == RANGES_APPEND) {
-      total = t;
-      x->run->continued = 1;
-    } else if ((verdict == RANGES_START_OVER || status / 100 == 2) && had > 0) {
-      /* a whole new body, or a 416 that is not this part's: the part is useless */
-      if (!restart_part(x)) {
-        file_error(x, errno, x->dest.path);
-        return 0;
-      }
-      had = 0;
-    }
+    int j = join_part(x, status, &had, &total);
+    if (j != JOIN_ON) return j == JOIN_COMPLETE;
   }
   if (status == DT_NOT_MODIFIED) { /* the caller's copy is current: no file at all */
     if (x->run->fd >= 0 && !x->run->part_path) { /* in place: nothing to write */
