@@ -72,12 +72,9 @@ void set_io(CURL *c, const dt_opts *o, struct curl_slist *headers, char *errbuf,
   if (o->proxy) curl_easy_setopt(c, CURLOPT_PROXY, o->proxy);
 }
 
-void start(dt_engine *e, dt_xfer *x) {
-  const dt_opts *o = x->opts;
-  x->phase = PH_RUNNING;
-  xlist_push(&e->running, x);
-  if (x->run->attempt++ == 0) x->run->fetch_start = epoch_ms();
-  /* what an earlier attempt left */
+/* What an earlier attempt left, in the one place an attempt's state is set up
+ * (the state kept across attempts, such as the held body, stays). */
+static void attempt_reset(dt_engine *e, dt_xfer *x) {
   x->run->body_started = x->run->discard = x->run->retry_pending = x->run->to_dest = x->run->fail_err = 0;
   x->run->inplace = x->run->ranged = x->run->retry_fail = x->run->complete_part = 0;
   x->run->continued = 0;
@@ -89,6 +86,52 @@ void start(dt_engine *e, dt_xfer *x) {
   x->run->rate_due = x->run->resume_at = 0;
   x->run->errbuf[0] = '\0';
   if (x->run->segs) seg_free(e, x);
+}
+
+/* The attempt's file for a filePath (start): the held body of a paused one, the
+ * destination itself (a FIFO), the resume part, or a new temporary file beside it; with
+ * *validator what a Range may continue it with. 0 when it failed (fail() called). */
+static int open_dest(dt_engine *e, dt_xfer *x, char **validator) {
+  const dt_opts *o = x->opts;
+  resolve_dest(x);
+  if (!x->dest.path) {
+    fail(e, x, x->dest_reason ? x->dest_err : DT_ERR_SAVE,
+         x->dest_reason ? x->dest_reason : "save file error: out of memory");
+    return 0;
+  }
+  if (x->run->held) { /* paused: the body so far is still open */
+    *validator = x->run->held_validator;
+    x->run->held_validator = NULL;
+    long long size = plat_size(x->run->fd);
+    if (size <= 0 || !*validator) { /* nothing a range could continue */
+      free(*validator);
+      *validator = NULL;
+      if (plat_truncate0(x->run->fd) != 0) {
+        file_error(x, errno, x->dest.path);
+        fail(e, x, x->run->fail_err, x->run->fail_reason);
+        return 0;
+      }
+      size = 0;
+    }
+    x->run->offset = size;
+  } else {
+    x->run->fd = x->dest.kind == DEST_INPLACE ? open_inplace(x)
+                 : o->resume                  ? open_resume_part(e, x, validator)
+                                              : open_part(e, x);
+  }
+  if (x->run->fd < 0) {
+    fail(e, x, x->run->fail_err, x->run->fail_reason);
+    return 0;
+  }
+  return 1;
+}
+
+void start(dt_engine *e, dt_xfer *x) {
+  const dt_opts *o = x->opts;
+  x->phase = PH_RUNNING;
+  xlist_push(&e->running, x);
+  if (x->run->attempt++ == 0) x->run->fetch_start = epoch_ms();
+  attempt_reset(e, x);
   if (x->run->attempt == 1) publish(e, x, DT_EV_STARTED, NULL, NULL);
 
   if (!scheme_ok(o->url)) {
@@ -96,38 +139,7 @@ void start(dt_engine *e, dt_xfer *x) {
     return;
   }
   char *validator = NULL;
-  if (o->file_path) {
-    resolve_dest(x);
-    if (!x->dest.path) {
-      fail(e, x, x->dest_reason ? x->dest_err : DT_ERR_SAVE,
-           x->dest_reason ? x->dest_reason : "save file error: out of memory");
-      return;
-    }
-    if (x->run->held) { /* paused: the body so far is still open */
-      validator = x->run->held_validator;
-      x->run->held_validator = NULL;
-      long long size = plat_size(x->run->fd);
-      if (size <= 0 || !validator) { /* nothing a range could continue */
-        free(validator);
-        validator = NULL;
-        if (plat_truncate0(x->run->fd) != 0) {
-          file_error(x, errno, x->dest.path);
-          fail(e, x, x->run->fail_err, x->run->fail_reason);
-          return;
-        }
-        size = 0;
-      }
-      x->run->offset = size;
-    } else {
-      x->run->fd = x->dest.kind == DEST_INPLACE ? open_inplace(x)
-                   : o->resume                  ? open_resume_part(e, x, &validator)
-                                                : open_part(e, x);
-    }
-    if (x->run->fd < 0) {
-      fail(e, x, x->run->fail_err, x->run->fail_reason);
-      return;
-    }
-  }
+  if (o->file_path && !open_dest(e, x, &validator)) return;
   /* a body kept by pause() has been hashed as it was written (its file is
    * write-only): the digest goes on from there */
   int hashed = x->run->held && x->run->offset > 0 && x->run->md;
@@ -300,6 +312,32 @@ static long proxy_error(dt_xfer *x) {
   return px;
 }
 
+/* "could not resolve host: <name>" (or proxy), the name as libcurl's message gives it, else
+ * the URL's host, else the proxy as given. */
+static int resolve_reason(dt_xfer *x, CURLcode rc, char *reason, size_t n) {
+  /* the name that did not resolve, as libcurl's message gives it */
+  int proxy = rc == CURLE_COULDNT_RESOLVE_PROXY;
+  const char *what = proxy ? "Could not resolve proxy: " : "Could not resolve host: ";
+  const char *name = strstr(x->run->errbuf, what);
+  name = name ? name + strlen(what) : "";
+  size_t len = strcspn(name, " \r\n");
+  char *host = NULL;
+  CURLU *u = len == 0 && !proxy ? curl_url() : NULL; /* no message: the URL's host */
+  if (u && curl_url_set(u, CURLUPART_URL, x->opts->url, 0) == CURLUE_OK &&
+      curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+    name = host;
+    len = strlen(host);
+  }
+  if (proxy && len == 0 && x->opts->proxy) { /* no name in libcurl's message: the proxy as given */
+    name = x->opts->proxy;
+    len = strlen(name);
+  }
+  snprintf(reason, n, "could not resolve %s: %.*s", proxy ? "proxy" : "host", (int)len, name);
+  curl_free(host);
+  curl_url_cleanup(u);
+  return DT_ERR_CONNECT;
+}
+
 int map_error(dt_xfer *x, CURLcode rc, char *reason, size_t n) {
   long oserr = 0;
   const char *detail = x->run->errbuf[0] ? x->run->errbuf : curl_easy_strerror(rc);
@@ -331,29 +369,8 @@ int map_error(dt_xfer *x, CURLcode rc, char *reason, size_t n) {
     snprintf(reason, n, "invalid url");
     return DT_ERR_URL;
   case CURLE_COULDNT_RESOLVE_HOST:
-  case CURLE_COULDNT_RESOLVE_PROXY: {
-    /* the name that did not resolve, as libcurl's message gives it */
-    int proxy = rc == CURLE_COULDNT_RESOLVE_PROXY;
-    const char *what = proxy ? "Could not resolve proxy: " : "Could not resolve host: ";
-    const char *name = strstr(x->run->errbuf, what);
-    name = name ? name + strlen(what) : "";
-    size_t len = strcspn(name, " \r\n");
-    char *host = NULL;
-    CURLU *u = len == 0 && !proxy ? curl_url() : NULL; /* no message: the URL's host */
-    if (u && curl_url_set(u, CURLUPART_URL, x->opts->url, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
-      name = host;
-      len = strlen(host);
-    }
-    if (proxy && len == 0 && x->opts->proxy) { /* no name in libcurl's message: the proxy as given */
-      name = x->opts->proxy;
-      len = strlen(name);
-    }
-    snprintf(reason, n, "could not resolve %s: %.*s", proxy ? "proxy" : "host", (int)len, name);
-    curl_free(host);
-    curl_url_cleanup(u);
-    return DT_ERR_CONNECT;
-  }
+  case CURLE_COULDNT_RESOLVE_PROXY:
+    return resolve_reason(x, rc, reason, n);
   case CURLE_COULDNT_CONNECT:
     if (oserr == ECONNREFUSED) snprintf(reason, n, "connection refused");
     else snprintf(reason, n, "could not connect: %s", detail);
