@@ -78,7 +78,7 @@ SERVERS.apache2 = function()
   local conf = fill("apache2.conf", v)
   local pid, why = S.spawn(("apache2 -f %s -DFOREGROUND"):format(q(conf)), v.PORT, DIR .. "/apache2.out")
   if not pid then return nil, why end
-  return { pid = pid, http = "http://127.0.0.1:" .. v.PORT .. "/", https = "https://localhost:" .. v.TLSPORT .. "/",
+  return { pid = pid, http = "http://127.0.0.1:" .. v.PORT .. "/", https = "https://127.0.0.1:" .. v.TLSPORT .. "/",
            redirects = true }
 end
 
@@ -107,7 +107,7 @@ SERVERS.h2o = function()
   local conf = fill("h2o.conf", v)
   local pid, why = S.spawn(("h2o -c %s"):format(q(conf)), v.PORT, DIR .. "/h2o.out")
   if not pid then return nil, why end
-  return { pid = pid, http = "http://127.0.0.1:" .. v.PORT .. "/", https = "https://localhost:" .. v.TLSPORT .. "/" }
+  return { pid = pid, http = "http://127.0.0.1:" .. v.PORT .. "/", https = "https://127.0.0.1:" .. v.TLSPORT .. "/" }
 end
 
 SERVERS.nghttpd = function()
@@ -116,7 +116,7 @@ SERVERS.nghttpd = function()
   local pid, why = S.spawn(("nghttpd --htdocs=%s --address=127.0.0.1 %d %s %s")
     :format(q(ROOT), port, q(CERTS.valid.key), q(CERTS.valid.cert)), port, DIR .. "/nghttpd.out")
   if not pid then return nil, why end
-  return { pid = pid, https = "https://localhost:" .. port .. "/", h2only = true }
+  return { pid = pid, https = "https://127.0.0.1:" .. port .. "/", h2only = true }
 end
 
 -- proxies: { proxy = "scheme://host:port" }
