@@ -104,6 +104,15 @@ static void init_curl(void) {
 double epoch_ms(void) { return plat_epoch_ms(); }
 double mono_ms(void) { return plat_mono_ms(); }
 
+/* An easy handle leaves the multi handle and goes (its connection back to
+ * libcurl's pool, or closed); *easy becomes NULL. Nothing when it is NULL. */
+void release_easy(dt_engine *e, CURL **easy) {
+  if (!*easy) return;
+  curl_multi_remove_handle(e->multi, *easy);
+  curl_easy_cleanup(*easy);
+  *easy = NULL;
+}
+
 /* ---- small helpers ---------------------------------------------------- */
 
 void xlist_push(xlist *l, dt_xfer *x) {

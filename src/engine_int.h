@@ -246,6 +246,7 @@ struct dt_engine {
 /* engine.c: the thread, the queue, publishing, the receive buffers */
 double epoch_ms(void);
 double mono_ms(void);
+void release_easy(dt_engine *e, CURL **easy);
 void publish(dt_engine *e, dt_xfer *x, unsigned ev, dt_headers *h, dt_result *r);
 void run_free(dt_xfer *x);
 void xfer_unref(dt_xfer *x);

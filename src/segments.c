@@ -40,11 +40,7 @@ void seg_stop_all(dt_engine *e, dt_xfer *x) {
   for (int i = 0; x->run && i < x->run->nsegs; i++) {
     dt_seg *s = &x->run->segs[i];
     seg_release(x, s);
-    if (s->easy) {
-      curl_multi_remove_handle(e->multi, s->easy);
-      curl_easy_cleanup(s->easy);
-      s->easy = NULL;
-    }
+    release_easy(e, &s->easy);
     curl_slist_free_all(s->slist);
     s->slist = NULL;
     s->retry_at = 0;
@@ -526,9 +522,7 @@ void seg_end(dt_engine *e, dt_seg *s, CURLcode rc) {
   seg_release(x, s);
   s->oserr = 0;
   curl_easy_getinfo(s->easy, CURLINFO_OS_ERRNO, &s->oserr);
-  curl_multi_remove_handle(e->multi, s->easy);
-  curl_easy_cleanup(s->easy);
-  s->easy = NULL;
+  release_easy(e, &s->easy);
   curl_slist_free_all(s->slist);
   s->slist = NULL;
   if (s->werr) {
@@ -567,9 +561,7 @@ void seg_main_end(dt_engine *e, dt_xfer *x, CURLcode rc) {
   fill_profile(x, &r->res->profile);
   s0->oserr = 0;
   curl_easy_getinfo(r->easy, CURLINFO_OS_ERRNO, &s0->oserr);
-  curl_multi_remove_handle(e->multi, r->easy);
-  curl_easy_cleanup(r->easy);
-  r->easy = NULL;
+  release_easy(e, &r->easy);
   r->main_over = 1;
   if (c != 0) {
     file_error(x, errno, x->dest.path ? x->dest.path : r->body_path);

@@ -467,11 +467,7 @@ void retry_later(dt_engine *e, dt_xfer *x) {
 
 /* Ends this attempt; the next one starts after delay ms. */
 void sleep_then_retry(dt_engine *e, dt_xfer *x, double delay) {
-  if (x->run->easy) {
-    curl_multi_remove_handle(e->multi, x->run->easy);
-    curl_easy_cleanup(x->run->easy);
-    x->run->easy = NULL;
-  }
+  release_easy(e, &x->run->easy);
   curl_slist_free_all(x->run->slist);
   x->run->slist = NULL;
   seg_stop_all(e, x);
@@ -620,11 +616,7 @@ void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc) {
 static void finish(dt_engine *e, dt_xfer *x) {
   dt_result *r = x->run->res;
   x->run->res = NULL;
-  if (x->run->easy) {
-    curl_multi_remove_handle(e->multi, x->run->easy);
-    curl_easy_cleanup(x->run->easy);
-    x->run->easy = NULL;
-  }
+  release_easy(e, &x->run->easy);
   curl_slist_free_all(x->run->slist);
   x->run->slist = NULL;
   seg_stop_all(e, x);
@@ -649,11 +641,7 @@ void drop(dt_engine *e, dt_xfer *x) {
   if (x->phase == PH_PAUSED) xlist_remove(&e->paused, x);
   if (x->phase == PH_RUNNING) {
     xlist_remove(&e->running, x);
-    if (x->run->easy) {
-      curl_multi_remove_handle(e->multi, x->run->easy);
-      curl_easy_cleanup(x->run->easy);
-      x->run->easy = NULL;
-    }
+    release_easy(e, &x->run->easy);
   }
   if (x->run) seg_stop_all(e, x);
   /* also the body a pause kept, paused or queued again by resume() */
@@ -711,11 +699,7 @@ void pause_xfer(dt_engine *e, dt_xfer *x) {
   } else if (x->phase == PH_RUNNING) {
     xlist_remove(&e->running, x);
     xrun *r = x->run;
-    if (r->easy) {
-      curl_multi_remove_handle(e->multi, r->easy);
-      curl_easy_cleanup(r->easy);
-      r->easy = NULL;
-    }
+    release_easy(e, &r->easy);
     curl_slist_free_all(r->slist);
     r->slist = NULL;
     seg_stop_all(e, x);
