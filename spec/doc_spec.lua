@@ -1,7 +1,7 @@
 -- `make doc` (LDoc, config.ld) builds the HTML reference, and every public name of the
 -- sources is documented in it: the functions of every luaL_Reg array of module.c and
 -- task.c, the fields they set (await, version) and the `state` field, every downloadFile
--- option task.c accepts, every configure setting, every result field dispatch.c builds,
+-- option options.c accepts, every configure setting, every result field dispatch.c builds,
 -- and every errno of dt.h. The names are read from the C sources, so a function or option
 -- added without its doc comment fails here.
 --
@@ -44,9 +44,10 @@ local function public_names()
   end
   -- task.state, read by __index
   for name in task_c:gmatch("strcmp%(k,%s*\"([%w_]+)\"%)") do add(seen.funcs, names.funcs, name) end
-  local opts = assert(task_c:match("OPTION_NAMES%[%]%s*=%s*(%b{})"), "OPTION_NAMES not found in task.c")
+  local options_c = read("src/options.c")    -- downloadFile's options, read and checked
+  local opts = assert(options_c:match("OPTION_NAMES%[%]%s*=%s*(%b{})"), "OPTION_NAMES not found in options.c")
   for name in opts:gmatch("\"([^\"]+)\"") do add(seen.options, names.options, name) end
-  for name in task_c:gmatch("opt_%a+%(L,%s*\"([%w_]+)\"") do add(seen.options, names.options, name) end
+  for name in options_c:gmatch("opt_%a+%(L,%s*\"([%w_]+)\"") do add(seen.options, names.options, name) end
   local settings = assert(module_c:match("names%[%]%s*=%s*(%b{})"), "configure's names not found in module.c")
   for name in settings:gmatch("\"([^\"]+)\"") do add(seen.settings, names.settings, name) end
   -- the result, error, profile, progress and headers tables the dispatcher builds

@@ -1,6 +1,6 @@
 -- The lua-language-server stubs (lua/downloadtask/types.lua, installed by the rock) against
 -- the C sources (issue 16): every function of the luaL_Reg arrays, every field the module
--- and task set, every option task.c accepts, every configure setting and every field of the
+-- and task set, every option options.c accepts, every configure setting and every field of the
 -- result, error, profile, progress and headers tables dispatch.c builds must be declared in
 -- the stubs, in the class where a user looks for it. The names are read from the sources,
 -- so a name added to the C code without its stub fails here.
@@ -66,8 +66,9 @@ local function source_names()
   for name in task_c:gmatch("strcmp%(k,%s*\"([%w_]+)\"%)") do n.task_fields[#n.task_fields + 1] = name end
   -- the options downloadFile accepts: OPTION_NAMES up to FIRST_UNIMPLEMENTED (names reserved
   -- for later raise "not implemented" and are not in the stubs yet)
-  local list = assert(task_c:match("OPTION_NAMES%[%]%s*=%s*(%b{})"), "OPTION_NAMES not found in task.c")
-  local implemented = tonumber(task_c:match("#define%s+FIRST_UNIMPLEMENTED%s+(%d+)")) or math.huge
+  local options_c = read("src/options.c")    -- downloadFile's options, read and checked
+  local list = assert(options_c:match("OPTION_NAMES%[%]%s*=%s*(%b{})"), "OPTION_NAMES not found in options.c")
+  local implemented = tonumber(options_c:match("#define%s+FIRST_UNIMPLEMENTED%s+(%d+)")) or math.huge
   for name in list:gmatch("\"([^\"]+)\"") do
     if #n.options < implemented then n.options[#n.options + 1] = name end
   end
