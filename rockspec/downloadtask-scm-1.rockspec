@@ -69,7 +69,8 @@ build = {
       modules = {
         downloadtask = {
           sources = {
-            "src/module.c", "src/task.c", "src/options.c", "src/dispatch.c", "src/engine.c", "src/transfer.c",
+            "src/module.c", "src/task.c", "src/options.c", "src/await.c",
+            "src/dispatch.c", "src/engine.c", "src/transfer.c",
             "src/body.c", "src/segments.c", "src/files.c", "src/ranges.c",
             "src/record.c",
             "src/notify_none.c", "src/platform_win.c",

@@ -118,7 +118,11 @@ void task_unlist(dt_task *t); /* off the list of dt.tasks(): ended, aborted or o
 int task_abort(lua_State *L, dt_task *t); /* 1 when it was aborted now */
 int task_tasks(lua_State *L);     /* dt.tasks() */
 int task_abort_all(lua_State *L); /* dt.abortAll() */
+
+/* await.c */
 void task_push_many(lua_State *L); /* pushes awaitAll, then awaitAny */
+void push_await(lua_State *L); /* pushes the await method (and keeps awaitAll, awaitAny, the poller's kick) */
+void ngx_kick(lua_State *L, dt_state *st); /* under nginx: starts the worker's poller */
 
 /* dispatch.c */
 void dispatch_take(dt_state *st);
