@@ -336,6 +336,18 @@ static int has_listeners(lua_State *L, int uv, int slot) {
 
 /* Picks the task's next event and prepares it in UV_EVENT/UV_SNAP.
  * Returns 0 when nothing is left to deliver. */
+/* The event table on top of the stack goes to the listeners of `slot`, a
+ * snapshot of them (one added meanwhile waits for the next event), from
+ * stage `stage` on; returns 1 (a stage to run). */
+static int start_event(lua_State *L, dt_task *t, int uv, int slot, int stage) {
+  uv_set(L, uv, UV_EVENT);
+  lua_rawgeti(L, uv, slot);
+  uv_set(L, uv, UV_SNAP);
+  t->stage = (unsigned char)stage;
+  t->idx = 1;
+  return 1;
+}
+
 static int next_stage(lua_State *L, dt_task *t, int uv) {
   if (t->state == TS_ABORTED && !t->result_delivered) {
     if (!t->abort_acked) return 0; /* the engine is still removing its files */
@@ -351,12 +363,7 @@ static int next_stage(lua_State *L, dt_task *t, int uv) {
     push_header_table(L, t->headers, 0);
     lua_setfield(L, -2, "header");
     set_int(L, "statusCode", t->headers->status);
-    uv_set(L, uv, UV_EVENT);
-    lua_rawgeti(L, uv, UV_HEADERS);
-    uv_set(L, uv, UV_SNAP);
-    t->stage = SG_HEADERS;
-    t->idx = 1;
-    return 1;
+    return start_event(L, t, uv, UV_HEADERS, SG_HEADERS);
   }
   if (t->inbox & DT_EV_PROGRESS) {
     t->inbox &= ~DT_EV_PROGRESS;
@@ -376,12 +383,7 @@ static int next_stage(lua_State *L, dt_task *t, int uv) {
     set_int(L, "progress", pct);
     set_int(L, "totalBytesWritten", t->now);
     set_int(L, "totalBytesExpectedToWrite", t->total);
-    uv_set(L, uv, UV_EVENT);
-    lua_rawgeti(L, uv, UV_PROGRESS);
-    uv_set(L, uv, UV_SNAP);
-    t->stage = SG_PROGRESS;
-    t->idx = 1;
-    return 1;
+    return start_event(L, t, uv, UV_PROGRESS, SG_PROGRESS);
   }
   if (t->inbox & DT_EV_DONE) {
     land_body(t);
