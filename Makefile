@@ -34,10 +34,10 @@ LIBS = $(CURL_LIBS) $(CRYPTO_LIBS) -lpthread
 BUSTED ?= $(LUA) /usr/bin/busted
 
 # One platform file a platform (src/platform.h): platform_posix.c here, platform_win.c for Windows.
-COMMON_SRC = src/module.c src/task.c src/options.c src/await.c src/dispatch.c src/engine.c src/transfer.c src/body.c src/segments.c src/files.c src/ranges.c src/record.c
+COMMON_SRC = src/module.c src/task.c src/options.c src/httpdate.c src/await.c src/dispatch.c src/engine.c src/transfer.c src/body.c src/segments.c src/files.c src/ranges.c src/record.c
 SRC = $(COMMON_SRC) src/notify.c src/platform_posix.c
 WIN_SRC = $(COMMON_SRC) src/notify_none.c src/platform_win.c
-HDR = src/dt.h src/binding.h src/options.h src/compat.h src/files.h src/notify.h src/platform.h src/ranges.h src/record.h src/engine_int.h $(GEN)/ngx_lua.h
+HDR = src/dt.h src/binding.h src/options.h src/httpdate.h src/compat.h src/files.h src/notify.h src/platform.h src/ranges.h src/record.h src/engine_int.h $(GEN)/ngx_lua.h
 GEN = build/gen
 
 # Every Lua the sources support. LUA_VERSIONS (the ones test-all runs) may be narrowed on
@@ -270,12 +270,12 @@ bench-openresty: build/luajit/downloadtask.so build/5.4/downloadtask.so $(eval .
 # ---- C unit tests of the pure parts (tests/unit/) ---------------------------------------
 # `make unit`: each pure source with its tests, under ASan and UBSan, no libcurl, no Lua;
 # ends with "<n> passed, <m> failed". A pure part is one whose file includes neither
-# curl.h nor lua.h (src/ranges.c and src/record.c so far).
-UNIT_SRC = src/ranges.c src/record.c
-UNIT_TESTS = tests/unit/main.c tests/unit/test_ranges.c tests/unit/test_record.c
+# curl.h nor lua.h (src/ranges.c, src/record.c and src/httpdate.c so far).
+UNIT_SRC = src/ranges.c src/record.c src/httpdate.c
+UNIT_TESTS = tests/unit/main.c tests/unit/test_ranges.c tests/unit/test_record.c tests/unit/test_httpdate.c
 .PHONY: unit
 
-build/unit/unit: $(UNIT_SRC) $(UNIT_TESTS) tests/unit/unit.h src/ranges.h src/record.h
+build/unit/unit: $(UNIT_SRC) $(UNIT_TESTS) tests/unit/unit.h src/ranges.h src/record.h src/httpdate.h
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -Werror $(SAN_OPT) $(ASAN_FLAGS) -fno-sanitize-recover=all -D_POSIX_C_SOURCE=200809L -o $@ $(UNIT_SRC) $(UNIT_TESTS)
 
@@ -283,20 +283,20 @@ unit: build/unit/unit
 	ASAN_OPTIONS=detect_leaks=1 build/unit/unit
 
 # ---- Fuzzing the parsers of untrusted bytes (tests/fuzz/) --------------------------------
-# `make fuzz`: one libFuzzer target per parser of what a server or the disk hands over
-# (Content-Range, the part's record, the ranges decision), each run FUZZ_SECONDS from its
+# `make fuzz`: one libFuzzer target per parser of what a server, the disk or a caller hands
+# over (Content-Range, the part's record, the ranges decision, HTTP dates), each run FUZZ_SECONDS from its
 # committed seed corpus (tests/fuzz/corpus/<name>/; what it finds goes to build/fuzz/), under
 # ASan and UBSan; each prints "fuzz <name>: <runs> runs, 0 crashes". Debian's clang and
 # libclang-rt-14-dev (the fuzzer runtime) come with ./dev deps.
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 20
-FUZZ_TARGETS = content_range record decide
+FUZZ_TARGETS = content_range record decide httpdate
 .PHONY: fuzz
 
-build/fuzz/%: tests/fuzz/fuzz_%.c src/ranges.c src/record.c src/ranges.h src/record.h
+build/fuzz/%: tests/fuzz/fuzz_%.c $(UNIT_SRC) src/ranges.h src/record.h src/httpdate.h
 	@mkdir -p $(@D)
 	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	  -D_POSIX_C_SOURCE=200809L -o $@ $< src/ranges.c src/record.c
+	  -D_POSIX_C_SOURCE=200809L -o $@ $< $(UNIT_SRC)
 
 fuzz: $(FUZZ_TARGETS:%=build/fuzz/%)
 	@for t in $(FUZZ_TARGETS); do \

@@ -69,7 +69,7 @@ build = {
       modules = {
         downloadtask = {
           sources = {
-            "src/module.c", "src/task.c", "src/options.c", "src/await.c",
+            "src/module.c", "src/task.c", "src/options.c", "src/httpdate.c", "src/await.c",
             "src/dispatch.c", "src/engine.c", "src/transfer.c",
             "src/body.c", "src/segments.c", "src/files.c", "src/ranges.c",
             "src/record.c",

@@ -6,6 +6,7 @@ int unit_passed, unit_failed;
 int main(void) {
   test_ranges();
   test_record();
+  test_httpdate();
   printf("%d passed, %d failed\n", unit_passed, unit_failed);
   return unit_failed > 0;
 }
