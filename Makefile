@@ -279,8 +279,15 @@ build/unit/unit: $(UNIT_SRC) $(UNIT_TESTS) tests/unit/unit.h src/ranges.h src/re
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -Werror $(SAN_OPT) $(ASAN_FLAGS) -fno-sanitize-recover=all -D_POSIX_C_SOURCE=200809L -o $@ $(UNIT_SRC) $(UNIT_TESTS)
 
-unit: build/unit/unit
+# ... and the notifier socket (notify.c) with real sockets, built with the platform layer
+build/unit/notify: tests/unit/test_notify.c tests/unit/notify_main.c src/notify.c src/platform_posix.c src/notify.h src/platform.h tests/unit/unit.h
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -Werror $(SAN_OPT) $(ASAN_FLAGS) -fno-sanitize-recover=all $(DEFS) $(CRYPTO_CFLAGS) -o $@ \
+	  tests/unit/notify_main.c tests/unit/test_notify.c src/notify.c src/platform_posix.c $(CRYPTO_LIBS) -lpthread -ldl
+
+unit: build/unit/unit build/unit/notify
 	ASAN_OPTIONS=detect_leaks=1 build/unit/unit
+	ASAN_OPTIONS=detect_leaks=1 build/unit/notify
 
 # ---- Fuzzing the parsers of untrusted bytes (tests/fuzz/) --------------------------------
 # `make fuzz`: one libFuzzer target per parser of what a server, the disk or a caller hands

@@ -17,6 +17,14 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* No SIGPIPE when the reader left: MSG_NOSIGNAL (POSIX 2008), or SO_NOSIGPIPE on the socket
+ * (macOS, set by plat_accept). */
+#ifdef MSG_NOSIGNAL
+#define NOSIGNAL MSG_NOSIGNAL
+#else
+#define NOSIGNAL 0
+#endif
+
 void notify_init(dt_notify *n) {
   memset(n, 0, sizeof *n);
   pthread_mutex_init(&n->mu, NULL);
@@ -98,17 +106,15 @@ void notify_accept(dt_notify *n) {
       n->nconns--;
     }
     n->conns[n->nconns++] = c;
+    /* The reader may have connected, polled, and then missed a byte the engine wrote
+     * before this accept: it gets one now (at worst it polls once for nothing). */
+    char b = 1;
+    ssize_t r;
+    do r = send(c, &b, 1, NOSIGNAL);
+    while (r < 0 && errno == EINTR);
   }
   pthread_mutex_unlock(&n->mu);
 }
-
-/* No SIGPIPE when the reader left: MSG_NOSIGNAL (POSIX 2008), or SO_NOSIGPIPE on the socket
- * (macOS, set by plat_accept). */
-#ifdef MSG_NOSIGNAL
-#define NOSIGNAL MSG_NOSIGNAL
-#else
-#define NOSIGNAL 0
-#endif
 
 void notify_send(dt_notify *n) {
   char b = 1;
