@@ -7,6 +7,7 @@
 -- that timer; an error in one is logged and polling goes on; abort() from another request;
 -- the module loaded (and even used) in init_by_lua, in the master, before nginx forks.
 local S = require "spec.support.servers"
+local socket = require "socket"
 local OR = require "spec.support.openresty"
 
 local MiB = 1024 * 1024
@@ -110,6 +111,20 @@ describe("OpenResty, one worker", function()
     assert.is_true(S.file_matches_pattern(o.files .. "/trickle.bin", 200000))
     assert.is_true(tonumber(ra.fields.progress_events) >= 3, ra.body)
     assert.are.equal("", OR.get(o, "/pong").fields.pending)
+  end)
+
+  -- Was (issue 22 item 1): the poller's idle cosocket read logged "[error] lua tcp socket
+  -- read timed out" about once a second whenever a download went a second without news, and
+  -- once more when the poller stopped (9 lines for one 9 s await).
+  it("normal operation writes nothing to error.log, also through seconds without news", function()
+    local before = #errlog(o)
+    -- the answer's headers come after 3.5 s: no news at all until then
+    local r = OR.get(o, fetch_target { url = f.url("/bytes?n=1000&hdelay=3500"), file = "quiet.bin" })
+    assert.are.equal("200", r.fields.status, r.body)
+    socket.sleep(1.5) -- the poller, with nothing left to drive, ends
+    local log = errlog(o):sub(before + 1)
+    assert.is_nil(log:find("timed out", 1, true), log)
+    assert.is_nil(log:find("[error]", 1, true), log)
   end)
 
   it("logs a listener's error to error.log, and await() still returns", function()

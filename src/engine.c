@@ -637,6 +637,12 @@ static void *engine_main(void *arg) {
         if (left < wait) wait = left;
       }
     }
+    /* OpenResty's pollers wait on the notifier with a read timeout, which their worker logs
+     * as an error: while downloads are live they get a byte at least every second */
+    if (e->running.n || e->sleeping.n || e->paused.n || e->waiting.n) {
+      double left = notify_beat(&e->notify, mono_ms(), NOTIFY_BEAT_MS);
+      if (left < wait) wait = (int)left + 1;
+    }
     engine_notify_poll(e, wait);
   }
   take_commands(e);

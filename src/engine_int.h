@@ -53,6 +53,10 @@ enum { PH_NEW, PH_WAITING, PH_RUNNING, PH_SLEEPING, PH_PAUSED, PH_DONE };
  * ms, or per the shortest progressInterval of the news if that is shorter */
 #define WAKE_PROGRESS_MS 50.0
 
+/* the notifier's heartbeat while downloads are live (notify_beat), below the 5 s read
+ * timeout of OpenResty's poller */
+#define NOTIFY_BEAT_MS 1000.0
+
 /* segments: a body of at least 2 * SEG_MIN bytes is split into ranges of at
  * least SEG_MIN; a range that fails is fetched again up to SEG_TRIES times
  * (beyond the download's own `retry`) before the download fails. */

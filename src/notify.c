@@ -116,9 +116,31 @@ void notify_accept(dt_notify *n) {
   pthread_mutex_unlock(&n->mu);
 }
 
+static void send_locked(dt_notify *n);
+
 void notify_send(dt_notify *n) {
-  char b = 1;
   pthread_mutex_lock(&n->mu);
+  send_locked(n);
+  pthread_mutex_unlock(&n->mu);
+}
+
+double notify_beat(dt_notify *n, double now, double every) {
+  pthread_mutex_lock(&n->mu);
+  double left = every;
+  if (n->nconns > 0) {
+    if (now - n->last_sent >= every) {
+      send_locked(n);
+      n->last_sent = now;
+    } else {
+      left = n->last_sent + every - now;
+    }
+  }
+  pthread_mutex_unlock(&n->mu);
+  return left;
+}
+
+static void send_locked(dt_notify *n) {
+  char b = 1;
   for (int i = 0; i < n->nconns;) {
     ssize_t r;
     do r = send(n->conns[i], &b, 1, NOSIGNAL); /* nonblocking: plat_accept made it so */
@@ -130,7 +152,6 @@ void notify_send(dt_notify *n) {
     }
     i++;
   }
-  pthread_mutex_unlock(&n->mu);
 }
 
 static void close_fds(dt_notify *n) {

@@ -21,6 +21,7 @@ typedef struct dt_notify {
   int listen_fd;                 /* -1 until notify_open */
   int conns[NOTIFY_MAX_CONNS];   /* accepted connections, oldest first */
   int nconns;
+  double last_sent;               /* monotonic ms of the last byte written (notify_beat) */
   char dir[NOTIFY_PATH_MAX];
   char path[NOTIFY_PATH_MAX];
 } dt_notify;
@@ -37,6 +38,11 @@ void notify_accept(dt_notify *n);
  * already has bytes the reader has not read); a connection whose reader
  * left is closed. */
 void notify_send(dt_notify *n);
+/* Engine thread, with downloads live: a byte to every connection when none went for
+ * `every` ms (now: monotonic ms), so that a reader waiting with a timeout never times out
+ * while there is something to wait for (OpenResty logs every cosocket read timeout as an
+ * error). Returns the ms until the next one is due. */
+double notify_beat(dt_notify *n, double now, double every);
 /* The engine stops: everything closed, the path and its directory removed. */
 void notify_close(dt_notify *n);
 /* In a fork()ed child: the parent's descriptors closed, its files left alone. */

@@ -36,11 +36,14 @@ local NGX_WAIT = {
   rewrite = true, server_rewrite = true, access = true, content = true, timer = true,
   ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true, preread = true,
 }
--- The poller's receive timeout (seconds). Nothing happens at a timeout but two checks: an
--- idle poller ends (a new download or await starts it again), so that with
--- `lua_code_cache off` the request's Lua VM, which the timer holds, can go; and an exiting
--- worker's poller ends once no await waits, so a graceful stop or reload is not held up.
-local IDLE = 1
+-- The poller's receive timeout (seconds): a guard only. While downloads are live the engine
+-- writes a byte at least every second (a heartbeat), so a read never times out (a timeout
+-- would write "lua tcp socket read timed out" to error.log); at each byte the poller checks
+-- whether the worker exits with no await waiting, and ends then, so a graceful stop or reload
+-- is not held up. With nothing live and nobody awaiting it ends at once (a new download or
+-- await starts it again), so that with `lua_code_cache off` the request's Lua VM, which the
+-- timer holds, can go.
+local GUARD = 5
 -- An await's semaphore wait (seconds): the poller posts it; the timeout only guards against
 -- a poller that died of an error the log shows.
 local SEMA_WAIT = 5
@@ -83,7 +86,7 @@ local function connect(ngx)
   local path, why = notifier()
   if not path then return nil, why end
   local sock = ngx.socket.tcp()
-  sock:settimeout(IDLE * 1000)
+  sock:settimeout(GUARD * 1000)
   local ok, err = sock:connect("unix:" .. path)
   if not ok then
     return nil, "cannot connect to the notifier socket " .. path .. ": " .. tostring(err)
@@ -92,17 +95,18 @@ local function connect(ngx)
 end
 
 -- Waits on the notifier socket and polls after every byte. Without `ended` (the poller
--- timer): until nothing is live, nobody awaits and IDLE seconds passed without news, or
--- the worker exits and nobody awaits. With `ended` (an await that could not start the
--- timer): until ended() is true. Returns true, or nil and why it could not wait.
+-- timer): until nothing is live and nobody awaits, or the worker exits and nobody awaits.
+-- With `ended` (an await that could not start the timer): until ended() is true. Returns
+-- true, or nil and why it could not wait.
 local function drive(ngx, ended)
   local sock, err = connect(ngx)
   if not sock then return nil, err end
   -- news published before the connection existed wrote no byte to it: poll first
-  poll_and_wake(ngx)
+  local live = poll_and_wake(ngx)
   while true do
     if ended and ended() then break end
-    if not ended and nobody_waits() and ngx.worker.exiting() then break end
+    -- nothing to drive: no yield between this and the end
+    if not ended and nobody_waits() and (live == 0 or ngx.worker.exiting()) then break end
     -- receiveany returns what has arrived (the engine may have written more than one byte
     -- before this ran); lua-nginx-module < 0.10.14 has receive(1) only
     local data, rerr
@@ -114,10 +118,7 @@ local function drive(ngx, ended)
       sock, err = connect(ngx)
       if not sock then return nil, err end
     end
-    local live = poll_and_wake(ngx)
-    if not data and rerr == "timeout" and not ended and live == 0 and nobody_waits() then
-      break -- IDLE seconds without news, nothing to drive: no yield between this and the end
-    end
+    live = poll_and_wake(ngx)
   end
   sock:close()
   return true
