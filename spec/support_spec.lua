@@ -105,6 +105,20 @@ describe("support: files", function()
   end)
 end)
 
+describe("support: ports", function()
+  -- Was: free_port() could hand out one port twice (the kernel reuses a closed port). Two
+  -- server blocks of S.nginx_tls() on one port made nginx serve both with the first
+  -- block's certificate: the h2 specs failed with an expired one, once in a few hundred runs.
+  it("free_port never hands out the same port twice", function()
+    local seen = {}
+    for i = 1, 3000 do
+      local p = S.free_port()
+      assert(not seen[p], ("port %d handed out again at call %d"):format(p, i))
+      seen[p] = true
+    end
+  end)
+end)
+
 describe("support: nginx", function()
   local ng
   setup(function() ng = S.nginx() end)

@@ -150,7 +150,8 @@ end
 -- With `same_task`, also that complete got the success table and the task
 -- is "done".
 function H.expect_ok(out, status, same_task)
-  assert.are.same({ "success", "complete" }, out.calls)
+  assert.are.same({ "success", "complete" }, out.calls,
+    out.err and ("the download failed: " .. tostring(out.err.errMsg)) or nil)
   assert.are.equal(status or 200, out.res.statusCode)
   assert.are.equal("downloadFile:ok", out.res.errMsg)
   if same_task then

@@ -174,13 +174,23 @@ function S.file_matches_pattern(path, n)
   return ok
 end
 
--- A port nobody listens on right now (bind port 0, read it, close).
+-- A port nobody listens on right now (bind port 0, read it, close), and one this process
+-- has not handed out before: the kernel may give a closed port again at once, and two
+-- servers of one config on one port would go unnoticed (nginx serves both with the first).
 -- Also handy for "connection refused" specs.
+local handed_out = {}
 function S.free_port()
-  local s = assert(socket.bind(HOST, 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tointeger(tonumber(port))
+  for _ = 1, 1000 do
+    local s = assert(socket.bind(HOST, 0))
+    local _, port = s:getsockname()
+    s:close()
+    port = tointeger(tonumber(port))
+    if not handed_out[port] then
+      handed_out[port] = true
+      return port
+    end
+  end
+  error("free_port: no port that was not handed out before in 1000 tries")
 end
 
 local function can_connect(port)
