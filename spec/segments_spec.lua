@@ -43,6 +43,16 @@ local function sha256_file(path)
 end
 
 -- The fault server's /flaky body of n pattern bytes, with ranges, under key k.
+-- The sha256 of the first n bytes of the pattern (what the fault server serves)
+local function pattern_sha256(n)
+  local path = S.tmpdir() .. "/pattern.bin"
+  S.writefile(path, S.pattern(0, n))
+  return S.run("sha256sum " .. S.quote(path)):match("^(%x+)")
+end
+
+-- Last-Modified dates (URL-encoded) for url and its mirrors
+local LM1, LM2 = "Tue,%2014%20Nov%202023%2022:13:20%20GMT", "Tue,%2014%20Nov%202023%2022:15:00%20GMT"
+
 local function flaky(k, n, extra)
   return f.url(("/flaky?key=%s&fails=0&n=%d&range=1&etag=%%22s1%%22%s"):format(k, n, extra or ""))
 end
@@ -430,14 +440,16 @@ describe("mirrors", function()
     local n = 4 * MiB
     for _, case in ipairs {
       { what = "size", url = function(k) return flaky(k, n + 1) end, hits = 2 },
-      { what = "version", url = function(k)
-        return f.url(("/flaky?key=%s&fails=0&n=%d&range=1&etag=%%22other%%22"):format(k, n)) end, hits = 2 },
+      { what = "version", url = function(k) -- other bytes, its own ETag, a later Last-Modified
+        return f.url(("/flaky?key=%s&fails=0&n=%d&range=1&etag=%%22other%%22&shift=7&lastmod=%s"):format(k, n, LM2))
+      end, hits = 2, lastmod = true },
       { what = "down", url = function() return ("http://127.0.0.1:%d/x"):format(S.free_port()) end, hits = 0 },
       { what = "cut", url = function(k) return flaky(k, n, "&rangedrop=1000&rangefails=100") end, hits = 2 },
     } do
       local a, m = key(), key()
       local dir = S.tmpdir()
-      local out = T.fetch { url = flaky(a, n), mirrors = { case.url(m) }, filePath = dir .. "/f.bin", segments = 4 }
+      local url = flaky(a, n, case.lastmod and "&lastmod=" .. LM1)
+      local out = T.fetch { url = url, mirrors = { case.url(m) }, filePath = dir .. "/f.bin", segments = 4 }
       H.expect_ok(out)
       assert.are.equal(4, out.res.segments, case.what)
       assert.is_true(is_pattern(dir .. "/f.bin", n), case.what .. ": wrong content")
@@ -446,6 +458,87 @@ describe("mirrors", function()
       -- url: the main request, range 2, and ranges 1 and 3 again
       assert.are.equal(4, stats(a).hits, case.what)
       only(dir, { "f.bin" })
+    end
+  end)
+
+  -- Was (issue 20 item 9): a mirror was asked with url's ETag as If-Range, so one naming the
+  -- same bytes with an ETag of its own (Apache, lighttpd, caddy and h2o all do) answered 200
+  -- and was dropped. Its first answer now teaches its validator, which guards its later ranges.
+  it("a mirror that names the same bytes with its own ETag is used, with its own If-Range", function()
+    local n = 6 * MiB
+    local a, m = key(), key()
+    local dir = S.tmpdir()
+    local mirror = f.url(("/flaky?key=%s&fails=0&n=%d&range=1&etag=%%22mirror-etag%%22"):format(m, n))
+    local out = T.fetch { url = flaky(a, n), mirrors = { mirror }, filePath = dir .. "/f.bin", segments = 6 }
+    H.expect_ok(out)
+    assert.are.equal(6, out.res.segments)
+    assert.is_true(is_pattern(dir .. "/f.bin", n))
+    -- ranges 1, 3 and 5 from the mirror, each answered with a 206 (If-Range: "mirror-etag" for
+    -- those asked after its first answer; url's "s1" would have got the whole body)
+    assert.are.same({ hits = 3, ranges = 3 }, stats(m))
+    assert.are.same({ hits = 3, ranges = 2 }, stats(a), "url was asked for the mirror's ranges")
+  end)
+
+  it("a mirror's later answers must be of the version its first answer named", function()
+    local n = 4 * MiB
+    local a, m = key(), key()
+    local dir = S.tmpdir()
+    -- ranges 1 and 3 are asked of the mirror at once; its first answer names "m1", the second
+    -- (300 ms later) another version, "m2", of other bytes, the same length and no date
+    local mirror = f.url(("/flaky?key=%s&fails=1&n=%d&range=1&etag=%%22m1%%22"
+      .. "&thenetag=%%22m2%%22&thenshift=9&thenhdelay=300"):format(m, n))
+    local out = T.fetch { url = flaky(a, n), mirrors = { mirror }, filePath = dir .. "/f.bin", segments = 4 }
+    H.expect_ok(out)
+    assert.is_true(is_pattern(dir .. "/f.bin", n), "another version was spliced in")
+    assert.are.equal(2, stats(m).hits)
+    -- url: the main request, range 2, and the range the mirror's second answer was refused for
+    assert.are.equal(3, stats(a).hits)
+  end)
+
+  it("a mirror with another Last-Modified than url's is dropped; one with the same is used", function()
+    local n = 4 * MiB
+    for _, case in ipairs { { lm = LM1, used = true }, { lm = LM2, used = false } } do
+      local a, m = key(), key()
+      local dir = S.tmpdir()
+      local mirror = f.url(("/flaky?key=%s&fails=0&n=%d&range=1&etag=%%22m%%22&lastmod=%s"):format(m, n, case.lm))
+      local out = T.fetch { url = flaky(a, n, "&lastmod=" .. LM1), mirrors = { mirror }, filePath = dir .. "/f.bin",
+        segments = 4 }
+      H.expect_ok(out)
+      assert.is_true(is_pattern(dir .. "/f.bin", n))
+      -- url: the main request and range 2, and ranges 1 and 3 when the mirror was dropped
+      assert.are.equal(case.used and 2 or 4, stats(a).hits, case.lm)
+    end
+  end)
+
+  it("a mirror naming no validator of its own is used only with sha256", function()
+    local n = 4 * MiB
+    local digest = pattern_sha256(n)
+    for _, with in ipairs { false, true } do
+      local a, m = key(), key()
+      local dir = S.tmpdir()
+      local mirror = f.url(("/flaky?key=%s&fails=0&n=%d&range=1"):format(m, n))
+      local out = T.fetch { url = flaky(a, n), mirrors = { mirror }, filePath = dir .. "/f.bin", segments = 4,
+        sha256 = with and digest or nil }
+      H.expect_ok(out)
+      assert.is_true(is_pattern(dir .. "/f.bin", n))
+      assert.are.equal(with and 2 or 4, stats(a).hits, with and "with sha256" or "without")
+    end
+  end)
+
+  it("url without a strong validator: mirrors are used with sha256, and not without", function()
+    local n = 4 * MiB
+    local digest = pattern_sha256(n)
+    for _, with in ipairs { false, true } do
+      local a, m = key(), key()
+      local dir = S.tmpdir()
+      local plain = "/flaky?key=%s&fails=0&n=%d&range=1"
+      local out = T.fetch { url = f.url(plain:format(a, n)), mirrors = { f.url(plain:format(m, n)) },
+        filePath = dir .. "/f.bin", segments = 4, sha256 = with and digest or nil }
+      H.expect_ok(out)
+      assert.are.equal(with and 4 or 1, out.res.segments)
+      assert.is_true(is_pattern(dir .. "/f.bin", n))
+      assert.are.equal(with and 2 or 0, stats(m).hits or 0)
+      assert.are.equal(with and 2 or 1, stats(a).hits)
     end
   end)
 

@@ -438,7 +438,7 @@ static int join_part(dt_xfer *x, long status, int64_t *had, int64_t *total) {
   if (x->run->ranged && *had > 0) {
     ranges_part p = {*had, x->run->part_length, x->run->if_range};
     ranges_answer a = {status, find_header(x, "content-range"), find_header(x, "etag"),
-                       find_header(x, "last-modified")};
+                       find_header(x, "last-modified"), -1, -1};
     verdict = ranges_decide(&p, &a, &t);
   }
   if (verdict == RANGES_COMPLETE) {
@@ -552,9 +552,11 @@ int begin_body(dt_engine *e, dt_xfer *x) {
   if (x->run->rmap && !(status == 206 && partial && total == x->run->rmap_total && x->opts->segments > 1) &&
       !drop_map(x, partial ? had : 0)) /* they do not apply: one stream from the first gap */
     return 0;
-  /* ... and only a body with a strong validator: each range must be of its version */
+  /* ... and only a body with a strong validator, each range must be of its version; or,
+   * for mirrors, one whose sha256 is known (not kept for a resume: that needs the validator) */
   if (x->opts->segments > 1 && !x->run->seg_off && !x->run->discard && x->run->fd >= 0 &&
-      !x->run->inplace && x->run->body_path && total > 0 && body_validator(x) &&
+      !x->run->inplace && x->run->body_path && total > 0 &&
+      (body_validator(x) || (x->run->md && x->opts->nmirrors > 0 && !x->opts->resume)) &&
       (x->opts->max_file_size < 0 || total <= x->opts->max_file_size) &&
       ((status == 200 && ar && strstr(ar, "bytes")) || (status == 206 && partial)) &&
       !seg_split(x, partial ? had : 0)) {

@@ -86,6 +86,7 @@ typedef struct dt_seg {
   char crange[128]; /* this response's Content-Range */
   char *etag;       /* this response's ETag (malloc'ed); NULL: none, or over RECORD_VALIDATOR_MAX */
   char lastmod[64]; /* this response's Last-Modified ("" when absent or too long for a date) */
+  char date[64];    /* this response's Date (the same) */
   char errbuf[CURL_ERROR_SIZE];
 } dt_seg;
 
@@ -152,6 +153,8 @@ typedef struct xrun {
   char *seg_url;  /* where the ranges are asked (the main request's final URL) */
   unsigned char mirror_dead[16]; /* a mirror that failed or told another size or validator */
   char *seg_validator; /* If-Range, and the resume part's validator; may be NULL */
+  char *mirror_validator[16]; /* each mirror's own, learnt from its first answer; NULL until then */
+  long long seg_lm_time; /* the main response's Last-Modified (s since the epoch), -1: none */
   double seg_saved_at; /* when the ranges were last written to the info file */
   dt_seg *rmap;   /* `resume`: the ranges the part's info file recorded, or NULL */
   int nrmap;

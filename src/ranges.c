@@ -92,3 +92,19 @@ ranges_verdict ranges_decide(const ranges_part *p, const ranges_answer *a, long 
   }
   return RANGES_WHOLE;
 }
+
+ranges_verdict ranges_decide_range(const ranges_range *r, const ranges_answer *a, const char **learnt) {
+  *learnt = NULL;
+  long long from, to, t;
+  if (a->status != 206 || !content_range(a->content_range, &from, &to, &t) || from != r->start ||
+      to != r->end - 1 || t != r->total)
+    return RANGES_UNUSABLE;
+  if (r->validator) /* the URL's version, as it named it before */
+    return ranges_same_version(r->validator, a->etag, a->last_modified) ? RANGES_WRITE : RANGES_UNUSABLE;
+  if (!r->mirror) /* url without a validator: split only with a checksum; the length agreed */
+    return r->checksum ? RANGES_WRITE : RANGES_UNUSABLE;
+  /* a mirror's first answer: url's Last-Modified where both send one */
+  if (r->url_lm_time >= 0 && a->lm_time >= 0 && a->lm_time != r->url_lm_time) return RANGES_UNUSABLE;
+  *learnt = ranges_strong_validator(a->etag, a->last_modified, a->lm_time, a->date_time);
+  return *learnt || r->checksum ? RANGES_WRITE : RANGES_UNUSABLE;
+}

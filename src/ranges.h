@@ -34,18 +34,43 @@ typedef struct ranges_answer {
   const char *content_range; /* NULL when absent */
   const char *etag;          /* NULL when absent */
   const char *last_modified; /* NULL when absent */
+  long long lm_time;         /* Last-Modified and Date in seconds since the epoch, -1 when absent */
+  long long date_time;       /* or unparsable (ranges_decide_range only) */
 } ranges_answer;
 
 typedef enum ranges_verdict {
   RANGES_WHOLE,      /* no continuation: a whole body (a 200) or an ordinary answer (404...) */
   RANGES_APPEND,     /* a 206 of the same version and length, from byte `held` on */
   RANGES_COMPLETE,   /* a 416 of the same version and length: the part was whole already */
-  RANGES_START_OVER  /* a 206 or 416 of another version, length or place: the part's bytes
+  RANGES_START_OVER, /* a 206 or 416 of another version, length or place: the part's bytes
                         cannot join it, and nothing of this answer may be written to it */
+  RANGES_WRITE,      /* a range of a split body: write it where it belongs */
+  RANGES_UNUSABLE    /* a range of a split body that is not the bytes asked: write nothing;
+                        the URL is dropped (a mirror) or the ranges are given up (url) */
 } ranges_verdict;
 
 /* The one decision: what the answer's bytes are to the part. For RANGES_APPEND and
  * RANGES_COMPLETE, *total is the complete length. */
 ranges_verdict ranges_decide(const ranges_part *p, const ranges_answer *a, long long *total);
+
+/* A range [start, end) of a split body (`segments`, `mirrors`), asked of one of its URLs. */
+typedef struct ranges_range {
+  long long start, end;   /* the bytes asked: start to end - 1 */
+  long long total;        /* the body's complete length, as url's first answer said */
+  const char *validator;  /* the URL's strong validator, sent as If-Range: url's, or a mirror's
+                             learnt from its first answer; NULL when it has none (yet) */
+  int mirror;             /* asked of a mirror: its validator is its own, learnt */
+  long long url_lm_time;  /* url's Last-Modified (seconds since the epoch), -1 when it sent none */
+  int checksum;           /* `sha256` vouches for the whole body */
+} ranges_range;
+
+/* Whether an answer's bytes are the range asked: RANGES_WRITE or RANGES_UNUSABLE. A 206 of
+ * exactly those bytes and that complete length; of the URL's version when its validator is
+ * known. A mirror's first answer (no validator yet) must also agree with url's Last-Modified
+ * where both send one, and name a strong validator of its own, which *learnt points to (into
+ * the answer's strings; the caller keeps a copy to guard the mirror's later ranges). Without
+ * one, a mirror serves only with `checksum` (*learnt stays NULL). Real mirrors never share
+ * ETags, so one mirror's ETag is never compared with another's. */
+ranges_verdict ranges_decide_range(const ranges_range *r, const ranges_answer *a, const char **learnt);
 
 #endif

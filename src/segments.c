@@ -59,19 +59,23 @@ void seg_free(dt_engine *e, dt_xfer *x) {
   x->run->seg_url = NULL;
   free(x->run->seg_validator);
   x->run->seg_validator = NULL;
+  for (int i = 0; i < 16; i++) {
+    free(x->run->mirror_validator[i]);
+    x->run->mirror_validator[i] = NULL;
+  }
 }
 
 static size_t seg_header(char *buf, size_t size, size_t n, void *ud) {
   dt_seg *s = ud;
   size_t len = size * n;
   if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) { /* a new response */
-    s->crange[0] = s->lastmod[0] = '\0';
+    s->crange[0] = s->lastmod[0] = s->date[0] = '\0';
     free(s->etag);
     s->etag = NULL;
   }
-  int etag = len > 5 && curl_strnequal(buf, "etag:", 5);
-  if (etag || (len > 14 && curl_strnequal(buf, "last-modified:", 14))) {
-    const char *v = buf + (etag ? 5 : 14), *e = buf + len;
+  int etag = len > 5 && curl_strnequal(buf, "etag:", 5), date = len > 5 && curl_strnequal(buf, "date:", 5);
+  if (etag || date || (len > 14 && curl_strnequal(buf, "last-modified:", 14))) {
+    const char *v = buf + (etag || date ? 5 : 14), *e = buf + len;
     while (v < e && (*v == ' ' || *v == '\t')) v++;
     while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ' || e[-1] == '\t')) e--;
     size_t vn = (size_t)(e - v);
@@ -80,7 +84,7 @@ static size_t seg_header(char *buf, size_t size, size_t n, void *ud) {
       free(s->etag);
       dst = s->etag = malloc(vn + 1); /* no memory: no ETag, and the range is refused */
     } else if (!etag && vn < sizeof s->lastmod) {
-      dst = s->lastmod;
+      dst = date ? s->date : s->lastmod;
     }
     if (dst) {
       memcpy(dst, v, vn);
@@ -95,6 +99,24 @@ static size_t seg_header(char *buf, size_t size, size_t n, void *ud) {
   return len;
 }
 
+/* Whether the answer to range s is the bytes asked (ranges_decide_range): a 206 of exactly
+ * the range, of the URL's version (a server that ignores If-Range still names its own; a
+ * validator too long to keep is no match). A mirror's first answer teaches its validator. */
+static int seg_answer_usable(dt_xfer *x, dt_seg *s) {
+  xrun *r = x->run;
+  char **mv = s->src > 0 ? &r->mirror_validator[s->src - 1] : NULL;
+  ranges_range want = {s->pos, s->end, r->total, mv ? *mv : r->seg_validator, mv != NULL,
+                       r->seg_lm_time, r->md != NULL};
+  const char *lm = s->lastmod[0] ? s->lastmod : NULL;
+  ranges_answer a = {0, s->crange, s->etag, lm, lm ? (long long)curl_getdate(lm, NULL) : -1,
+                     s->date[0] ? (long long)curl_getdate(s->date, NULL) : -1};
+  curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &a.status);
+  const char *learnt = NULL;
+  if (ranges_decide_range(&want, &a, &learnt) != RANGES_WRITE) return 0;
+  if (learnt && mv && !*mv && !(*mv = strdup(learnt))) return 0; /* out of memory: refused */
+  return 1;
+}
+
 static size_t seg_write(char *buf, size_t size, size_t n, void *ud) {
   dt_seg *s = ud;
   dt_xfer *x = s->x;
@@ -103,15 +125,7 @@ static size_t seg_write(char *buf, size_t size, size_t n, void *ud) {
     /* only a 206 of exactly the range asked, of the same body, is written:
      * anything else (a 200, another range, another size) would put bytes
      * where they do not belong */
-    long status = 0;
-    long long a = -1, b = -1, t = -1;
-    curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
-    /* and of the same version: a server that ignores If-Range still names its own
-     * (a validator too long to keep is no match: the range is refused) */
-    const char *v = x->run->seg_validator;
-    if (status != 206 || !content_range(s->crange, &a, &b, &t) || a != s->pos || b != s->end - 1 ||
-        t != x->run->total ||
-        (v && !ranges_same_version(v, s->etag, s->lastmod[0] ? s->lastmod : NULL))) {
+    if (!seg_answer_usable(x, s)) {
       s->bad = 1;
       return 0;
     }
@@ -181,11 +195,13 @@ static int seg_start(dt_engine *e, dt_xfer *x, dt_seg *s) {
   if (!c) return 0;
   struct curl_slist *l = NULL;
   int ok = 1;
-  if (x->run->seg_validator) {
-    size_t n = strlen(x->run->seg_validator) + 12;
+  /* the URL's own validator: url's, or what the mirror named in its first answer */
+  const char *v = s->src > 0 ? x->run->mirror_validator[s->src - 1] : x->run->seg_validator;
+  if (v) {
+    size_t n = strlen(v) + 12;
     char *line = malloc(n);
     if (line) {
-      snprintf(line, n, "If-Range: %s", x->run->seg_validator);
+      snprintf(line, n, "If-Range: %s", v);
       struct curl_slist *t = curl_slist_append(l, line);
       if (t) l = t;
       else ok = 0;
@@ -293,6 +309,8 @@ int seg_split(dt_xfer *x, int64_t base) {
     return 0;
   }
   r->nsegs = (int)k;
+  const char *lm = find_header(x, "last-modified");
+  r->seg_lm_time = lm ? (long long)curl_getdate(lm, NULL) : -1;
   curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->seg_status);
   for (long i = 0; i < k; i++) {
     dt_seg *s = &r->segs[i];

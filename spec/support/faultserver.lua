@@ -528,8 +528,9 @@ local function route(c)
     if flaky[key] > int(q.fails, 1) then
       for _, k in ipairs(FAULT_PARAMS) do q[k] = nil end
       -- another version once the failures are used up (issue 20): thenetag=E, thenlastmod=D,
-      -- thenshift=K replace etag, lastmod and shift (an empty value removes it)
-      for _, k in ipairs { "etag", "lastmod", "shift" } do
+      -- thenshift=K replace etag, lastmod and shift (an empty value removes it); thenhdelay=MS
+      -- makes that version's headers wait
+      for _, k in ipairs { "etag", "lastmod", "shift", "hdelay" } do
         local v = q["then" .. k]
         if v then q[k] = v ~= "" and v or nil end
       end

@@ -133,7 +133,7 @@ static void test_decide(void) {
   };
   for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
     ranges_part p = {rows[i].held, rows[i].total, rows[i].validator};
-    ranges_answer a = {rows[i].status, rows[i].crange, rows[i].etag, rows[i].lm};
+    ranges_answer a = {rows[i].status, rows[i].crange, rows[i].etag, rows[i].lm, -1, -1};
     long long total = -7;
     ranges_verdict v = ranges_decide(&p, &a, &total);
     int total_ok = (v != RANGES_APPEND && v != RANGES_COMPLETE) || total == rows[i].want_total;
@@ -142,9 +142,83 @@ static void test_decide(void) {
   }
 }
 
+/* A range of a split body, asked of url or a mirror (issue 20 item 9: mirrors on other server
+ * software name the same bytes with other ETags). */
+static void test_decide_range(void) {
+  enum { LM1 = 1700000000, LM2 = 1700000100, DATE = 1700009999 };
+  const char *lm1 = "Tue, 14 Nov 2023 22:13:20 GMT";
+  const struct {
+    const char *validator;
+    int mirror;
+    long long url_lm;
+    int checksum;
+    long status;
+    const char *crange, *etag, *lm;
+    long long lm_time, date_time;
+    ranges_verdict want;
+    const char *want_learnt;
+    const char *why;
+  } rows[] = {
+      {"\"a\"", 0, -1, 0, 206, "bytes 100-199/1000", "\"a\"", NULL, -1, DATE, RANGES_WRITE, NULL, "url's range"},
+      {"\"a\"", 0, -1, 0, 206, "bytes 100-199/1000", "\"b\"", NULL, -1, DATE, RANGES_UNUSABLE, NULL,
+       "url's range of another version"},
+      {"\"a\"", 0, -1, 0, 200, NULL, "\"a\"", NULL, -1, DATE, RANGES_UNUSABLE, NULL, "a 200 to a range"},
+      {"\"a\"", 0, -1, 0, 206, "bytes 100-199/1001", "\"a\"", NULL, -1, DATE, RANGES_UNUSABLE, NULL,
+       "another complete length"},
+      {"\"a\"", 0, -1, 0, 206, "bytes 100-198/1000", "\"a\"", NULL, -1, DATE, RANGES_UNUSABLE, NULL,
+       "less than the range"},
+      {"\"a\"", 0, -1, 0, 206, "bytes 0-199/1000", "\"a\"", NULL, -1, DATE, RANGES_UNUSABLE, NULL,
+       "another start"},
+      {"\"a\"", 0, -1, 0, 206, NULL, "\"a\"", NULL, -1, DATE, RANGES_UNUSABLE, NULL, "no Content-Range"},
+      {"\"a\"", 0, -1, 0, 503, NULL, NULL, NULL, -1, DATE, RANGES_UNUSABLE, NULL, "an empty 503"},
+      {NULL, 0, -1, 0, 206, "bytes 100-199/1000", NULL, NULL, -1, DATE, RANGES_UNUSABLE, NULL,
+       "url without a validator, no sha256: never split"},
+      {NULL, 0, -1, 1, 206, "bytes 100-199/1000", NULL, NULL, -1, DATE, RANGES_WRITE, NULL,
+       "url without a validator, with sha256"},
+      {NULL, 1, -1, 0, 206, "bytes 100-199/1000", "\"apache-1\"", NULL, -1, DATE, RANGES_WRITE, "\"apache-1\"",
+       "item 9: a mirror's first answer, its own ETag learnt"},
+      {NULL, 1, LM1, 0, 206, "bytes 100-199/1000", "\"m\"", lm1, LM1, DATE, RANGES_WRITE, "\"m\"",
+       "item 9: the same Last-Modified as url"},
+      {NULL, 1, LM1, 0, 206, "bytes 100-199/1000", "\"m\"", "Tue, 14 Nov 2023 22:15:00 GMT", LM2, DATE,
+       RANGES_UNUSABLE, NULL, "item 9: another Last-Modified than url's: another version"},
+      {NULL, 1, LM1, 0, 206, "bytes 100-199/1000", "\"m\"", NULL, -1, DATE, RANGES_WRITE, "\"m\"",
+       "a mirror that sends no Last-Modified"},
+      {NULL, 1, -1, 0, 206, "bytes 100-199/1000", NULL, lm1, LM1, DATE, RANGES_WRITE, lm1,
+       "a mirror's Last-Modified as its validator"},
+      {NULL, 1, -1, 0, 206, "bytes 100-199/1000", NULL, lm1, LM1, LM1, RANGES_UNUSABLE, NULL,
+       "a mirror's Last-Modified equal to its Date is weak"},
+      {NULL, 1, -1, 0, 206, "bytes 100-199/1000", "W/\"w\"", NULL, -1, DATE, RANGES_UNUSABLE, NULL,
+       "a mirror with a weak ETag only"},
+      {NULL, 1, -1, 0, 206, "bytes 100-199/1000", NULL, NULL, -1, DATE, RANGES_UNUSABLE, NULL,
+       "a mirror with no validator, no sha256"},
+      {NULL, 1, -1, 1, 206, "bytes 100-199/1000", NULL, NULL, -1, DATE, RANGES_WRITE, NULL,
+       "a mirror with no validator, with sha256"},
+      {NULL, 1, LM1, 1, 206, "bytes 100-199/1000", NULL, "Tue, 14 Nov 2023 22:15:00 GMT", LM2, DATE,
+       RANGES_UNUSABLE, NULL, "with sha256 too, another Last-Modified is another version"},
+      {NULL, 1, -1, 0, 206, "bytes 100-199/999", "\"m\"", NULL, -1, DATE, RANGES_UNUSABLE, NULL,
+       "a mirror of another size"},
+      {NULL, 1, -1, 0, 200, NULL, "\"m\"", NULL, -1, DATE, RANGES_UNUSABLE, NULL, "a mirror's 200"},
+      {"\"m\"", 1, -1, 0, 206, "bytes 100-199/1000", "\"m\"", NULL, -1, DATE, RANGES_WRITE, NULL,
+       "a mirror's later range, its own validator"},
+      {"\"m\"", 1, -1, 0, 206, "bytes 100-199/1000", "\"a\"", NULL, -1, DATE, RANGES_UNUSABLE, NULL,
+       "a mirror's later range of another version (ignoring If-Range)"},
+  };
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    ranges_range r = {100, 200, 1000, rows[i].validator, rows[i].mirror, rows[i].url_lm, rows[i].checksum};
+    ranges_answer a = {rows[i].status, rows[i].crange, rows[i].etag, rows[i].lm, rows[i].lm_time,
+                       rows[i].date_time};
+    const char *learnt = "unset";
+    ranges_verdict v = ranges_decide_range(&r, &a, &learnt);
+    int learnt_ok = rows[i].want_learnt ? learnt && strcmp(learnt, rows[i].want_learnt) == 0 : learnt == NULL;
+    CHECK(v == rows[i].want && learnt_ok, "%s: verdict %d (want %d), learnt %s", rows[i].why, (int)v,
+          (int)rows[i].want, learnt ? learnt : "(none)");
+  }
+}
+
 void test_ranges(void) {
   test_content_range();
   test_strong_validator();
   test_same_version();
   test_decide();
+  test_decide_range();
 }

@@ -397,22 +397,31 @@ function M.gen(seed, k)
     end
   end
   -- mirrors (a stream of its own too): 40 % of the in-process "ranges" tasks get one or two.
-  -- "same" serves the same bytes under another URL; "version" another version of the same
-  -- size (another etag, other bytes: only with an etag on the main URL, since without a
-  -- validator no client could tell); "size" another size; "down" refuses connections. Every
-  -- mirror but "same" must be dropped after one answer, and the destination must still be
-  -- exactly the main URL's body: the oracle is unchanged.
+  -- "same" serves the same bytes under another URL; "renamed" the same bytes with an ETag of
+  -- its own (as another server's software names them: issue 20 item 9), to be used; "version"
+  -- another version of the same size (another etag, other bytes, a later Last-Modified, which
+  -- the main URL then sends too: of the same size and with no date, no client could tell);
+  -- "size" another size; "down" refuses connections. "version", "size" and "down" must be
+  -- dropped after one answer, and the destination must still be exactly the main URL's body:
+  -- the oracle is unchanged.
   if c.kind == "inproc" or c.kind == "pair" then
     local r3 = M.rng(seed ~ 0x3177025, k)
     for _, t in ipairs(c.tasks) do
       if t.s.what == "ranges" and r3.chance(40) then
         t.mirrors = {}
         for i = 1, r3.int(1, 2) do
-          local kind = r3.weighted { 5, "same", 2, "version", 2, "size", 1, "down" }
-          if kind == "version" and not t.s.path:find("etag=", 1, true) then kind = "same" end
+          local kind = r3.weighted { 3, "same", 2, "renamed", 2, "version", 2, "size", 1, "down" }
+          if (kind == "version" or kind == "renamed") and not t.s.path:find("etag=", 1, true) then kind = "same" end
           local p = t.s.path:gsub("key=([^&]*)", "key=%%1m" .. i)
-          if kind == "version" then
-            p = p:gsub("etag=[^&]*", "etag=%%%%22m" .. r3.int(1, 999999) .. "%%%%22") .. "&shift=" .. r3.int(1, 5000)
+          local other_etag = "etag=%%%%22m" .. r3.int(1, 999999) .. "%%%%22"
+          if kind == "renamed" then
+            p = p:gsub("etag=[^&]*", other_etag)
+          elseif kind == "version" then
+            if not t.s.path:find("lastmod=", 1, true) then
+              t.s.path = t.s.path .. "&lastmod=Mon,%2001%20Jan%202024%2000:00:00%20GMT"
+            end
+            p = p:gsub("etag=[^&]*", other_etag):gsub("&lastmod=[^&]*", "")
+              .. "&shift=" .. r3.int(1, 5000) .. "&lastmod=Tue,%2002%20Jan%202024%2000:00:00%20GMT"
           elseif kind == "size" then
             p = p:gsub("([?&])n=(%d+)", function(sep, n) return sep .. "n=" .. (tonumber(n) + r3.int(1, 1000)) end)
           end
