@@ -53,7 +53,7 @@ do
     elseif a == "--seg-pairs" then opt.seg_pairs = assert(math.tointeger(tonumber(arg[i + 1])), "--seg-pairs N"); i = i + 1
     else
       io.stderr:write("usage: lua5.4 bench/run.lua [--pairs N] [--only big,game,mid,durable,many,queue,poll,prio,"
-        .. "segments,seglimit,segmirror,segflat,https,h2many,limits] [--no-write] [--write] [--seg-mib N] "
+        .. "segments,seglimit,segmirror,segflat,segrate,https,h2many,limits] [--no-write] [--write] [--seg-mib N] "
         .. "[--seg-pairs N] [--https-mib N]\n")
       os.exit(2)
     end

@@ -7,8 +7,11 @@
 --              segments = 8 with mirrors = {url2, url3}. Target: ≤ 0.9× aria2c.
 --   segflat    the file from the unthrottled bench nginx: segments = 8 against
 --              segments = 1 (target: no slower by more than 10 %), curl and aria2c beside.
+--   segrate    rateLimit = 1 MiB/s with segments = 8, from the unthrottled nginx: the bytes of
+--              the first 3 s (bench/dt_segrate.lua), beside `curl --limit-rate 1M --max-time 3`.
+--              Target: the module's average within 10 % of the limit.
 --
--- `--only segments` runs all three. The file size is --seg-mib (default 1024: 1 GiB; e.g.
+-- `--only segments` runs all four. The file size is --seg-mib (default 1024: 1 GiB; e.g.
 -- 200 for a quick run). The throttled rows take --seg-pairs timed rounds (default 3, no
 -- warm-up round: one round of the one-connection clients is 2 × 51 s at 1 GiB), the
 -- unthrottled row --pairs rounds after a warm-up, as the other rows. Every download is
@@ -23,9 +26,9 @@ local S = {}
 local MiB = 1024 * 1024
 local CAP = "20 MiB/s"
 
-S.NAMES = { seglimit = true, segmirror = true, segflat = true }
+S.NAMES = { seglimit = true, segmirror = true, segflat = true, segrate = true }
 
--- `--only segments` stands for the three.
+-- `--only segments` stands for the four.
 function S.expand(only)
   if only and only.segments then
     for n in pairs(S.NAMES) do only[n] = true end
@@ -157,10 +160,34 @@ function S.new(ctx)
       clients = clients, ref = "downloadtask segments=1", target = "downloadtask segments=8", limit = 1.10 }
   end
 
+  -- rateLimit from the start: each round, the module and curl, one after the other, each
+  -- 3 s against the same 1 MiB/s; the average of those 3 s is bytes / 3 s.
+  local RATE, SECONDS = MiB, 3
+  function self.w_segrate()
+    local url = T.nginx.url(file)
+    local runs = { dt = {}, curl = {} }
+    for round = 1, ctx.seg_pairs do
+      local r = ctx.run(ctx.dt_env(), ("lua5.4 %s %s"):format(q(ctx.here .. "/dt_segrate.lua"),
+        args { url, dest, "8", tostring(RATE), tostring(SECONDS) }))
+      local res = B.results(r.out)
+      local got = assert(math.tointeger(tonumber(res.bytes)), "dt_segrate.lua printed no bytes: " .. r.out)
+      runs.dt[round] = got / tonumber(res.seconds)
+      if B.filesize(dest) then error("segrate: the aborted download left " .. dest, 0) end
+      ctx.run("", ("curl --no-progress-meter --limit-rate 1M --max-time %d -o %s %s || true"):format(
+        SECONDS, q(dest), q(url)))
+      runs.curl[round] = (B.filesize(dest) or 0) / SECONDS
+      os.remove(dest)
+      B.log("bench: segrate round %d: downloadtask %.3f MiB/s, curl %.3f MiB/s (limit 1 MiB/s)", round,
+        runs.dt[round] / MiB, runs.curl[round] / MiB)
+    end
+    self.R.segrate = runs
+  end
+
   function self.run()
     if ctx.wanted("seglimit") then self.w_seglimit() end
     if ctx.wanted("segmirror") then self.w_segmirror() end
     if ctx.wanted("segflat") then self.w_segflat() end
+    if ctx.wanted("segrate") then self.w_segrate() end
   end
 
   ----------------------------------------------------------------------------
@@ -242,6 +269,21 @@ function S.new(ctx)
       end
     end
     if self.R.segflat then rows_of(("%s, unthrottled loopback"):format(what), self.R.segflat, rows) end
+    if self.R.segrate then
+      local R = self.R.segrate
+      local label = "rateLimit = 1 MiB/s, first 3 s, unthrottled loopback"
+      local function mibs(list)
+        return ("%.3f (%.3f–%.3f)"):format(B.median(list) / MiB, B.min(list) / MiB, B.max(list) / MiB)
+      end
+      local rel = {}
+      for j, v in ipairs(R.dt) do rel[j] = v / R.curl[j] end
+      local dev = math.abs(B.median(R.dt) / RATE - 1)
+      rows[#rows + 1] = { label, "downloadtask segments=8, rateLimit=1048576", mibs(R.dt) .. " MiB/s", "", "",
+        ("%.2f× curl (%.2f–%.2f)"):format(B.median(rel), B.min(rel), B.max(rel)),
+        "average within 10 % of the limit", dev <= 0.10 and ("PASS (%.1f %%)"):format(dev * 100)
+          or ("MISS (%.1f %%)"):format(dev * 100) }
+      rows[#rows + 1] = { "", "curl --limit-rate 1M (one connection)", mibs(R.curl) .. " MiB/s", "", "", "", "", "" }
+    end
     local head = { "workload", "client", "wall s, median (min–max)", "user+sys CPU s", "peak RSS MiB",
       "ratio, median of rounds (min–max)", "target", "" }
     local lines = { "| " .. table.concat(head, " | ") .. " |", "|" .. ("---|"):rep(#head) }
