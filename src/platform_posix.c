@@ -448,13 +448,11 @@ int plat_kind(const char *path, const char **what) {
   return S_ISDIR(st.st_mode) ? PLAT_DIR : PLAT_OTHER;
 }
 
+/* The first dl bytes of dir, a slash and name, in a new string; NULL when out of memory. */
 static char *join(const char *dir, size_t dl, const char *name) {
-  size_t b = strlen(name);
-  char *p = malloc(dl + b + 2);
-  if (!p) return NULL;
-  memcpy(p, dir, dl);
-  p[dl] = '/';
-  memcpy(p + dl + 1, name, b + 1);
+  size_t n = dl + strlen(name) + 2;
+  char *p = malloc(n);
+  if (p) snprintf(p, n, "%.*s/%s", (int)dl, dir, name);
   return p;
 }
 
