@@ -11,20 +11,20 @@ local function read(path) return assert(require("spec.support.servers").readfile
 
 local STUBS = "lua/downloadtask/types.lua"
 
--- The stubs, parsed: classes[name] = {fields = set, methods = set}, the module's functions,
+-- The stubs, parsed: classes[name] = {fields = {name = "type and description"}, methods = set}, the module's functions,
 -- every type name referenced in an annotation, and the aliases.
 local function parse_stubs(text)
   local classes, aliases, refs, var_class = {}, {}, {}, {}
   local current
   for line in (text .. "\n"):gmatch("([^\n]*)\n") do
     local class = line:match("^%-%-%-@class%s+([%w_.]+)")
-    local field = line:match("^%-%-%-@field%s+([%w_]+)%??%s")
+    local field, ftype = line:match("^%-%-%-@field%s+([%w_]+)%??%s+(.*)$")
     local alias = line:match("^%-%-%-@alias%s+([%w_.]+)")
     if class then
       current = {fields = {}, methods = {}}
       classes[class] = current
     elseif field and current then
-      current.fields[field] = true
+      current.fields[field] = ftype -- its type and description
     elseif alias then
       aliases[alias] = true
     elseif not line:match("^%-%-%-") then
@@ -49,7 +49,7 @@ end
 -- The public names of the C sources, grouped by the class that must declare them.
 local function source_names()
   local module_c, task_c, dispatch_c = read("src/module.c"), read("src/task.c"), read("src/dispatch.c")
-  local n = {module = {}, methods = {}, task_fields = {}, options = {}, settings = {},
+  local n = {module = {}, methods = {}, task_fields = {},
     result = {}, error = {}, profile = {}, events = {}}
   local function regs(src, into)
     for body in src:gmatch("luaL_Reg%s+[%w_]+%s*%[%]%s*=%s*(%b{})") do
@@ -64,16 +64,22 @@ local function source_names()
   regs(module_c, n.module)         -- downloadFile, poll, ..., version
   regs(task_c, n.methods)          -- abort, on/off listeners, await
   for name in task_c:gmatch("strcmp%(k,%s*\"([%w_]+)\"%)") do n.task_fields[#n.task_fields + 1] = name end
-  -- the options downloadFile accepts: OPTION_NAMES up to FIRST_UNIMPLEMENTED (names reserved
-  -- for later raise "not implemented" and are not in the stubs yet)
-  local options_c = read("src/options.c")    -- downloadFile's options, read and checked
-  local list = assert(options_c:match("OPTION_NAMES%[%]%s*=%s*(%b{})"), "OPTION_NAMES not found in options.c")
-  local implemented = tonumber(options_c:match("#define%s+FIRST_UNIMPLEMENTED%s+(%d+)")) or math.huge
-  for name in list:gmatch("\"([^\"]+)\"") do
-    if #n.options < implemented then n.options[#n.options + 1] = name end
+  -- the options downloadFile accepts and configure's settings: options.c's two tables, each
+  -- row {"name", K_KIND, ...}; the kinds are kept to check the stubs' types
+  local options_c = read("src/options.c")
+  local function rows(name)
+    local body = assert(options_c:match(name .. "%[[%w_]*%]%s*=%s*(%b{})"), name .. " not found in options.c")
+    local list = {}
+    for opt, kind, def in body:gmatch('{"([%w_]+)",%s*(K_[%u%d]+),%s*[^,]+,%s*[^,]+,%s*(%-?%d+)') do
+      list[#list + 1] = opt
+      n.kinds[name .. "." .. opt] = kind
+      n.defaults[name .. "." .. opt] = tonumber(def)
+    end
+    return list
   end
-  local settings = assert(module_c:match("names%[%]%s*=%s*(%b{})"), "configure's names not found in module.c")
-  for name in settings:gmatch("\"([^\"]+)\"") do n.settings[#n.settings + 1] = name end
+  n.kinds, n.defaults = {}, {}
+  n.options = rows("OPTIONS")
+  n.settings = rows("SETTINGS")
   -- dispatch.c: each table-building function's fields; the rest are the event tables
   local function fields(body, into)
     for name in body:gmatch("set_%a+%(L,%s*\"([%w_]+)\"") do into[#into + 1] = name end
@@ -142,12 +148,76 @@ describe("lua-language-server stubs", function()
   end)
 
   it("declare every downloadFile option task.c accepts", function()
-    assert.truthy(#names.options >= 20, "too few options found in task.c")
+    assert.truthy(#names.options >= 20, "too few options found in options.c")
     assert.same({}, missing(names.options, classes["downloadtask.Options"].fields))
   end)
 
+  -- what each kind of options.c's tables is in the stubs
+  local LUA_TYPE = { K_STRING = { "^string%s" }, K_LONG = { "^integer%s" }, K_INT64 = { "^integer%s" },
+    K_BOOL = { "^boolean%s" }, K_DATE = { "^integer|string%s" }, K_FUNCTION = { "^fun%(" },
+    K_TABLE = { "^table<", "^[%w_.]+%[%]%s" } }
+  local function typed(stub, kind)
+    for _, p in ipairs(LUA_TYPE[kind]) do if stub:match(p) then return true end end
+    return false
+  end
+
+  it("give each option and setting the type options.c reads, and its default", function()
+    local wrong = {}
+    for _, t in ipairs { { "OPTIONS", names.options, "downloadtask.Options" },
+      { "SETTINGS", names.settings, "downloadtask.Settings" } } do
+      local fields = classes[t[3]].fields
+      for _, opt in ipairs(t[2]) do
+        local kind, def, stub = names.kinds[t[1] .. "." .. opt], names.defaults[t[1] .. "." .. opt], fields[opt]
+        if stub and not typed(stub, kind) then
+          wrong[#wrong + 1] = ("%s: %s in options.c, declared %q"):format(opt, kind, stub:sub(1, 30))
+        end
+        -- downloadFile's defaults (configure's -1 means "unchanged")
+        local want = kind == "K_BOOL" and "default false"
+          or (kind == "K_LONG" or kind == "K_INT64") and def >= 0 and ("default " .. def)
+        if stub and t[1] == "OPTIONS" and want and not stub:find(want, 1, true) then
+          wrong[#wrong + 1] = ("%s: options.c's default is %s; the stub says %q"):format(opt, def, stub)
+        end
+      end
+    end
+    assert.same({}, wrong)
+  end)
+
+  -- the reference (LDoc comments): downloadFile's options in task.c ("@tfield[opt=D] type
+  -- name"), configure's settings in module.c ("@tparam[opt=D] type settings.name")
+  local REF_TYPE = { K_STRING = "string", K_LONG = "integer", K_INT64 = "integer", K_BOOL = "boolean",
+    K_DATE = "integer|string", K_FUNCTION = "function", K_TABLE = { table = true, ["{string,...}"] = true } }
+
+  it("the reference names each option and setting with the type options.c reads, and its default", function()
+    local task_c, module_c = read("src/task.c"), read("src/module.c")
+    local refs = {}
+    -- the options: the @tfield lines before the result table's
+    local opts = task_c:sub(1, assert(task_c:find("@tfield integer statusCode", 1, true)))
+    for opt, def, ty, name in opts:gmatch("@tfield(%[?([^%]%s]*)%]?) (%S+) ([%w_]+)") do
+      refs["OPTIONS." .. name] = { ty = ty, def = def:match("^opt=(.*)$") }
+    end
+    for _, def, ty, name in module_c:gmatch("@tparam(%[?([^%]%s]*)%]?) (%S+) settings%.([%w_]+)") do
+      refs["SETTINGS." .. name] = { ty = ty }
+    end
+    local wrong = {}
+    for _, t in ipairs { { "OPTIONS", names.options }, { "SETTINGS", names.settings } } do
+      for _, opt in ipairs(t[2]) do
+        local key = t[1] .. "." .. opt
+        local kind, r, want = names.kinds[key], refs[key], REF_TYPE[names.kinds[key]]
+        if not r then
+          wrong[#wrong + 1] = key .. ": not in the reference"
+        elseif not (type(want) == "table" and want[r.ty] or want == r.ty) then
+          wrong[#wrong + 1] = ("%s: %s in options.c, %s in the reference"):format(key, kind, r.ty)
+        elseif r.def and r.def ~= (kind == "K_BOOL" and "false" or tostring(names.defaults[key])) then
+          wrong[#wrong + 1] = ("%s: default %s in options.c, opt=%s in the reference"):format(key,
+            tostring(names.defaults[key]), r.def)
+        end
+      end
+    end
+    assert.same({}, wrong)
+  end)
+
   it("declare every configure setting", function()
-    assert.truthy(#names.settings >= 5, "too few settings found in module.c")
+    assert.truthy(#names.settings >= 5, "too few settings found in options.c")
     assert.same({}, missing(names.settings, classes["downloadtask.Settings"].fields))
   end)
 

@@ -5,6 +5,7 @@
  * the state, when the lua_State closes.
  */
 #include "binding.h"
+#include "options.h"
 #include "platform.h"
 
 #include <limits.h>
@@ -208,24 +209,6 @@ static int l_run(lua_State *L) {
   return 0;
 }
 
-static lua_Integer config_int(lua_State *L, const char *name, lua_Integer min) {
-  int isint = 0;
-  lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? compat_tointegerx(L, -1, &isint) : 0;
-  if (!isint || v < min)
-    luaL_error(L, "downloadtask.configure: bad option '%s' (integer >= %d expected, got %s)", name,
-               (int)min, isint ? "a smaller number" : luaL_typename(L, -1));
-  return v;
-}
-
-static const char *config_str(lua_State *L, const char *name) {
-  size_t len;
-  const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
-  if (!s || strlen(s) != len || len == 0)
-    luaL_error(L, "downloadtask.configure: bad option '%s' (non-empty string expected, got %s)",
-               name, luaL_typename(L, -1));
-  return s;
-}
-
 /***
  * Sets module-wide settings. Every name is checked first: a bad call (an unknown name, a
  * wrong type or value) raises an error and changes nothing. `userAgent`, `tempDir` and
@@ -256,52 +239,22 @@ static const char *config_str(lua_State *L, const char *name) {
 /* dt.configure{maxConcurrent, maxPerHost, progressInterval, userAgent, tempDir, pollBudget, rateLimit} */
 static int l_configure(lua_State *L) {
   dt_state *st = state_get(L);
-  luaL_checktype(L, 1, LUA_TTABLE);
-  /* check every name first, so a bad call changes nothing */
-  static const char *const names[] = {"maxConcurrent", "progressInterval", "userAgent", "tempDir",
-                                      "pollBudget", "maxPerHost", "rateLimit", NULL};
-  lua_pushnil(L);
-  while (lua_next(L, 1)) {
-    lua_pop(L, 1);
-    const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-    int i = 0;
-    while (k && names[i] && strcmp(names[i], k) != 0) i++;
-    if (!k || !names[i])
-      return luaL_error(L, "downloadtask.configure: unknown option '%s'",
-                        k ? k : luaL_typename(L, -1));
-  }
-  lua_Integer maxc = -1, interval = -1, budget = -1, per_host = -1, rate = -1;
-  const char *ua = NULL, *tmp = NULL;
-  if (compat_getfield(L, 1, "maxConcurrent") != LUA_TNIL) maxc = config_int(L, "maxConcurrent", 1);
-  if (compat_getfield(L, 1, "maxPerHost") != LUA_TNIL) per_host = config_int(L, "maxPerHost", 0);
-  if (compat_getfield(L, 1, "rateLimit") != LUA_TNIL) rate = config_int(L, "rateLimit", 0);
-  if (compat_getfield(L, 1, "progressInterval") != LUA_TNIL)
-    interval = config_int(L, "progressInterval", 0);
-  if (compat_getfield(L, 1, "pollBudget") != LUA_TNIL) budget = config_int(L, "pollBudget", 0);
-  if (compat_getfield(L, 1, "userAgent") != LUA_TNIL) {
-    ua = config_str(L, "userAgent");
-    if (has_line_break(ua, strlen(ua)))
-      return luaL_error(L, "downloadtask.configure: bad option 'userAgent' (contains a line break)");
-  }
-  if (compat_getfield(L, 1, "tempDir") != LUA_TNIL) {
-    tmp = config_str(L, "tempDir");
-    const char *what = NULL;
-    int kind = plat_kind(tmp, &what);
-    if (kind != PLAT_DIR)
-      return luaL_error(L, "downloadtask.configure: bad option 'tempDir' ('%s' is not a directory%s%s)",
-                        tmp, kind == PLAT_NONE ? ": it does not exist" : kind < 0 ? ": " : "",
-                        kind < 0 ? strerror(errno) : "");
-  }
+  dt_settings set; /* every setting is checked first, so a bad call changes nothing */
+  read_settings(L, &set);
+  int64_t maxc = set.max_concurrent, interval = set.progress_interval, budget = set.poll_budget,
+          per_host = set.max_per_host, rate = set.rate_limit;
+  const char *ua = set.user_agent, *tmp = set.temp_dir;
   if (ua || tmp) { /* a new copy: the tasks made so far keep the one they hold */
     dt_shared *s = dt_shared_new(ua ? ua : st->shared->user_agent, tmp ? tmp : st->shared->temp_dir);
     if (!s) return luaL_error(L, "not enough memory");
     dt_shared_unref(st->shared);
     st->shared = s;
   }
-  if (budget >= 0) st->poll_budget_us = budget > 60000000 ? 60000000 : (long)budget;
-  if (interval >= 0) st->progress_interval = interval > LONG_MAX ? LONG_MAX : (long)interval;
+  /* (options.c has capped each at what its field holds) */
+  if (budget >= 0) st->poll_budget_us = (long)budget;
+  if (interval >= 0) st->progress_interval = (long)interval;
   if (per_host >= 0) {
-    st->max_per_host = per_host > 1000000 ? 1000000 : (long)per_host;
+    st->max_per_host = (long)per_host;
     if (st->engine && engine_owned_here(st->engine)) engine_set_max_per_host(st->engine, st->max_per_host);
   }
   if (rate >= 0) {
@@ -309,7 +262,7 @@ static int l_configure(lua_State *L) {
     if (st->engine && engine_owned_here(st->engine)) engine_set_rate_limit(st->engine, st->rate_limit);
   }
   if (maxc > 0) {
-    st->max_concurrent = maxc > 1000000 ? 1000000 : (long)maxc;
+    st->max_concurrent = (long)maxc;
     if (st->engine && engine_owned_here(st->engine))
       engine_set_max_concurrent(st->engine, st->max_concurrent);
   }

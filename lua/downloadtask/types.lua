@@ -33,7 +33,7 @@ local dt = {}
 ---@field rateLimit? integer (ext) bytes per second for this download; default 0: off
 ---@field etag? string (ext) sent as `If-None-Match`; a 304 is a `success` with nothing written
 ---@field ifModifiedSince? integer|string (ext) epoch seconds or an HTTP date (as in `last-modified`), sent as `If-Modified-Since`; a 304 as for `etag`
----@field resume? boolean (ext) needs `filePath`: keep the part file (`.dt.<hash>.part` beside it) when the download fails and continue it next time
+---@field resume? boolean (ext) needs `filePath`: keep the part file (`.dt.<hash>.part` beside it) when the download fails and continue it next time; default false
 ---@field durable? boolean (ext) fsync the file before the rename and the directory after it; default false
 ---@field retry? integer (ext) retries of transient failures (connect errors, resets, timeouts, 408, 429, 5xx); default 0
 ---@field priority? integer (ext) the queue starts higher priorities first (default 0; negative ones after it); equal ones in call order
