@@ -34,7 +34,7 @@ LIBS = $(CURL_LIBS) $(CRYPTO_LIBS) -lpthread
 BUSTED ?= $(LUA) /usr/bin/busted
 
 # One platform file a platform (src/platform.h): platform_posix.c here, platform_win.c for Windows.
-COMMON_SRC = src/module.c src/task.c src/options.c src/httpdate.c src/await.c src/dispatch.c src/engine.c src/transfer.c src/body.c src/segments.c src/files.c src/ranges.c src/record.c
+COMMON_SRC = src/module.c src/task.c src/options.c src/httpdate.c src/await.c src/dispatch.c src/engine.c src/transfer.c src/body.c src/segments.c src/files.c src/ranges.c src/record.c src/headers.c
 SRC = $(COMMON_SRC) src/notify.c src/platform_posix.c
 WIN_SRC = $(COMMON_SRC) src/notify_none.c src/platform_win.c
 HDR = src/dt.h src/binding.h src/options.h src/httpdate.h src/compat.h src/files.h src/notify.h src/platform.h src/ranges.h src/record.h src/engine_int.h $(GEN)/ngx_lua.h

@@ -225,15 +225,7 @@ void close_body(dt_xfer *x) {
 /* ---- resume ----------------------------------------------------------- */
 
 /* The value of a final-response header collected so far, or NULL. */
-const char *find_header(dt_xfer *x, const char *name) {
-  const char *p = x->run->hbuf;
-  for (size_t i = 0; p && i < x->run->hcount; i++) {
-    const char *v = p + strlen(p) + 1;
-    if (strcmp(p, name) == 0) return v;
-    p = v + strlen(v) + 1;
-  }
-  return NULL;
-}
+const char *find_header(dt_xfer *x, const char *name) { return hlist_find(&x->run->hdr, name); }
 
 /* Feeds the bytes already in the part file to the checksum. */
 int hash_existing(dt_xfer *x) {
@@ -317,21 +309,6 @@ int open_resume_part(dt_engine *e, dt_xfer *x, char **validator) {
 
 /* ---- headers ---------------------------------------------------------- */
 
-static int hbuf_add(dt_xfer *x, const char *s, size_t n) {
-  if (x->run->hlen + n + 1 > x->run->hcap) {
-    size_t cap = x->run->hcap ? x->run->hcap * 2 : 1024;
-    while (cap < x->run->hlen + n + 1) cap *= 2;
-    char *b = realloc(x->run->hbuf, cap);
-    if (!b) return 0;
-    x->run->hbuf = b;
-    x->run->hcap = cap;
-  }
-  memcpy(x->run->hbuf + x->run->hlen, s, n);
-  x->run->hbuf[x->run->hlen + n] = '\0';
-  x->run->hlen += n + 1;
-  return 1;
-}
-
 /* A response with more headers than MAX_HEADERS (or MAX_HEADER_BYTES in
  * all) fails rather than losing some silently. */
 static size_t too_many_headers(dt_xfer *x) {
@@ -344,46 +321,12 @@ size_t on_header(char *buf, size_t size, size_t n, void *ud) {
   size_t len = size * n;
   if (x->run->body_started) return len; /* trailers are not the response's headers */
   if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) { /* a new response begins */
-    x->run->hlen = x->run->hcount = 0;
+    hlist_clear(&x->run->hdr);
     return len;
   }
-  size_t end = len;
-  while (end > 0 && (buf[end - 1] == '\r' || buf[end - 1] == '\n')) end--;
-  if (end == 0) return len;
-  if (buf[0] == ' ' || buf[0] == '\t') {
-    /* obsolete line folding: the line continues the previous header's
-     * value, joined with one space */
-    size_t v = 0;
-    while (v < end && (buf[v] == ' ' || buf[v] == '\t')) v++;
-    size_t vend = end;
-    while (vend > v && (buf[vend - 1] == ' ' || buf[vend - 1] == '\t')) vend--;
-    if (x->run->hcount == 0 || vend == v) return len;
-    if (x->run->hlen + (vend - v) + 2 > MAX_HEADER_BYTES) return too_many_headers(x);
-    x->run->hlen--; /* the value's terminator goes: the value continues */
-    if (x->run->hbuf[x->run->hlen - 1] != '\0') { /* after a space, unless it was empty */
-      if (!hbuf_add(x, " ", 1)) return 0;
-      x->run->hlen--;
-    }
-    if (!hbuf_add(x, buf + v, vend - v)) return 0;
-    return len;
-  }
-  char *colon = memchr(buf, ':', end);
-  if (!colon || colon == buf) return len;
-  size_t nlen = (size_t)(colon - buf);
-  size_t v = nlen + 1;
-  while (v < end && (buf[v] == ' ' || buf[v] == '\t')) v++;
-  size_t vend = end;
-  while (vend > v && (buf[vend - 1] == ' ' || buf[vend - 1] == '\t')) vend--;
-  if (x->run->hcount >= MAX_HEADERS || x->run->hlen + end + 2 > MAX_HEADER_BYTES)
-    return too_many_headers(x);
-  size_t at = x->run->hlen;
-  if (!hbuf_add(x, buf, nlen) || !hbuf_add(x, buf + v, vend - v)) return 0;
-  for (size_t i = 0; i < nlen; i++) {
-    char c = x->run->hbuf[at + i];
-    if (c >= 'A' && c <= 'Z') x->run->hbuf[at + i] = (char)(c + 32);
-  }
-  x->run->hcount++;
-  return len;
+  int rc = hlist_add_line(&x->run->hdr, buf, len, MAX_HEADERS, MAX_HEADER_BYTES);
+  if (rc == HLIST_FULL) return too_many_headers(x);
+  return rc == HLIST_OK ? len : 0;
 }
 
 /* The result describes the resource: a continuation shows the status of the
@@ -393,14 +336,15 @@ static long shown_status(const dt_xfer *x, long status) {
 }
 
 static dt_headers *make_headers(dt_xfer *x, long status) {
-  dt_headers *h = malloc(sizeof *h + x->run->hlen + 1);
+  const hlist *l = &x->run->hdr;
+  dt_headers *h = malloc(sizeof *h + l->len + 1);
   if (!h) return NULL;
   h->status = shown_status(x, status);
   h->continued = x->run->continued;
-  h->count = x->run->hcount;
-  h->len = x->run->hlen;
-  if (x->run->hlen) memcpy(h->data, x->run->hbuf, x->run->hlen);
-  h->data[x->run->hlen] = '\0';
+  h->count = l->count;
+  h->len = l->len;
+  if (l->len) memcpy(h->data, l->buf, l->len);
+  h->data[l->len] = '\0';
   return h;
 }
 

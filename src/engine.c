@@ -314,7 +314,7 @@ void run_free(dt_xfer *x) {
   free(r->held_validator);
   free(r->if_range);
   free(r->rmap);
-  free(r->hbuf);
+  hlist_free(&r->hdr);
   plat_sha256_free(r->md);
   free(r);
 }

@@ -10,6 +10,7 @@
 
 #include "dt.h"
 #include "files.h"
+#include "headers.h"
 #include "notify.h"
 #include "platform.h"
 
@@ -114,8 +115,7 @@ typedef struct xrun {
   char *ahead_path;
   int64_t written, total;
   double last_progress;
-  char *hbuf; /* final response headers so far: name\0value\0... */
-  size_t hlen, hcap, hcount;
+  hlist hdr; /* final response headers so far (headers.h) */
   plat_sha256 *md;  /* SHA-256 of the body, when opts.sha256 is given */
   double last_byte; /* monotonic ms of the last body byte, for stallTimeout */
   double main_last_byte; /* segmented: the main connection's last body byte */

@@ -78,7 +78,7 @@ static void attempt_reset(dt_engine *e, dt_xfer *x) {
   x->run->body_started = x->run->discard = x->run->retry_pending = x->run->to_dest = x->run->fail_err = 0;
   x->run->inplace = x->run->ranged = x->run->retry_fail = x->run->complete_part = 0;
   x->run->continued = 0;
-  x->run->hlen = x->run->hcount = 0;
+  hlist_clear(&x->run->hdr);
   x->run->written = x->run->offset = 0;
   x->run->part_length = x->run->held ? x->run->total : -1; /* a held body's, before it goes */
   x->run->total = -1;
