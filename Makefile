@@ -34,7 +34,7 @@ LIBS = $(CURL_LIBS) $(CRYPTO_LIBS) -lpthread
 BUSTED ?= $(LUA) /usr/bin/busted
 
 # One platform file a platform (src/platform.h): platform_posix.c here, platform_win.c for Windows.
-COMMON_SRC = src/module.c src/task.c src/options.c src/httpdate.c src/await.c src/dispatch.c src/engine.c src/transfer.c src/body.c src/segments.c src/files.c src/ranges.c src/record.c src/headers.c
+COMMON_SRC = src/module.c src/task.c src/options.c src/httpdate.c src/await.c src/dispatch.c src/engine.c src/transfer.c src/body.c src/segments.c src/files.c src/ranges.c src/record.c src/headers.c src/pace.c
 SRC = $(COMMON_SRC) src/notify.c src/platform_posix.c
 WIN_SRC = $(COMMON_SRC) src/notify_none.c src/platform_win.c
 HDR = src/dt.h src/binding.h src/options.h src/httpdate.h src/compat.h src/files.h src/notify.h src/platform.h src/ranges.h src/record.h src/engine_int.h $(GEN)/ngx_lua.h
@@ -270,14 +270,15 @@ bench-openresty: build/luajit/downloadtask.so build/5.4/downloadtask.so $(eval .
 # ---- C unit tests of the pure parts (tests/unit/) ---------------------------------------
 # `make unit`: each pure source with its tests, under ASan and UBSan, no libcurl, no Lua;
 # ends with "<n> passed, <m> failed". A pure part is one whose file includes neither
-# curl.h nor lua.h (src/ranges.c, src/record.c and src/httpdate.c so far).
-UNIT_SRC = src/ranges.c src/record.c src/httpdate.c
-UNIT_TESTS = tests/unit/main.c tests/unit/test_ranges.c tests/unit/test_record.c tests/unit/test_httpdate.c
+# curl.h nor lua.h (src/ranges.c, record.c, httpdate.c, headers.c and pace.c).
+UNIT_SRC = src/ranges.c src/record.c src/httpdate.c src/headers.c src/pace.c
+UNIT_TESTS = tests/unit/main.c tests/unit/test_ranges.c tests/unit/test_record.c tests/unit/test_httpdate.c \
+  tests/unit/test_headers.c tests/unit/test_pace.c
 .PHONY: unit
 
-build/unit/unit: $(UNIT_SRC) $(UNIT_TESTS) tests/unit/unit.h src/ranges.h src/record.h src/httpdate.h
+build/unit/unit: $(UNIT_SRC) $(UNIT_TESTS) tests/unit/unit.h src/ranges.h src/record.h src/httpdate.h src/headers.h src/pace.h
 	@mkdir -p $(@D)
-	$(CC) $(WARN) -Werror $(SAN_OPT) $(ASAN_FLAGS) -fno-sanitize-recover=all -D_POSIX_C_SOURCE=200809L -o $@ $(UNIT_SRC) $(UNIT_TESTS)
+	$(CC) $(WARN) -Werror $(SAN_OPT) $(ASAN_FLAGS) -fno-sanitize-recover=all -D_POSIX_C_SOURCE=200809L -o $@ $(UNIT_SRC) $(UNIT_TESTS) -lm
 
 # ... and the notifier socket (notify.c) with real sockets, built with the platform layer
 build/unit/notify: tests/unit/test_notify.c tests/unit/notify_main.c src/notify.c src/platform_posix.c src/notify.h src/platform.h tests/unit/unit.h
@@ -291,16 +292,16 @@ unit: build/unit/unit build/unit/notify
 
 # ---- Fuzzing the parsers of untrusted bytes (tests/fuzz/) --------------------------------
 # `make fuzz`: one libFuzzer target per parser of what a server, the disk or a caller hands
-# over (Content-Range, the part's record, the ranges decision, HTTP dates), each run FUZZ_SECONDS from its
+# over (Content-Range, the part's record, the ranges decision, HTTP dates, header lines), each run FUZZ_SECONDS from its
 # committed seed corpus (tests/fuzz/corpus/<name>/; what it finds goes to build/fuzz/), under
 # ASan and UBSan; each prints "fuzz <name>: <runs> runs, 0 crashes". Debian's clang and
 # libclang-rt-14-dev (the fuzzer runtime) come with ./dev deps.
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 20
-FUZZ_TARGETS = content_range record decide httpdate
+FUZZ_TARGETS = content_range record decide httpdate header
 .PHONY: fuzz
 
-build/fuzz/%: tests/fuzz/fuzz_%.c $(UNIT_SRC) src/ranges.h src/record.h src/httpdate.h
+build/fuzz/%: tests/fuzz/fuzz_%.c $(UNIT_SRC) src/ranges.h src/record.h src/httpdate.h src/headers.h src/pace.h
 	@mkdir -p $(@D)
 	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	  -D_POSIX_C_SOURCE=200809L -o $@ $< $(UNIT_SRC)

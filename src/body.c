@@ -526,10 +526,7 @@ int begin_body(dt_engine *e, dt_xfer *x) {
  * together: its own rateLimit, and its even share of the global one among the
  * running downloads. */
 double rate_of(dt_engine *e, dt_xfer *x) {
-  double own = (double)x->opts->rate_limit;
-  if (e->rate_limit <= 0) return own;
-  double share = (double)e->rate_limit / (double)(e->running.n > 0 ? e->running.n : 1);
-  return own > 0 && own < share ? own : share;
+  return pace_rate((double)x->opts->rate_limit, (double)e->rate_limit, e->running.n);
 }
 
 /* rateLimit: the module's own pacing, one budget for all of x's connections
@@ -537,16 +534,10 @@ double rate_of(dt_engine *e, dt_xfer *x) {
  * before it are due; until then libcurl keeps it and stops reading, so TCP
  * slows the sender down. The rate may change between chunks (the global
  * limit's share follows the number of running downloads): each chunk pushes
- * the due time by its own length at the rate of the moment. Returns 0 when
- * the chunk may be taken now, else the monotonic ms to take it at. */
+ * the due time by its own length at the rate of the moment (pace.c). Returns
+ * 0 when the chunk may be taken now, else the monotonic ms to take it at. */
 double rate_pace(dt_engine *e, dt_xfer *x, size_t len, double now) {
-  double rate = rate_of(e, x);
-  if (rate <= 0) return 0;
-  if (x->run->rate_due == 0) x->run->rate_due = now;
-  else if (x->run->rate_due < now - RATE_SLACK_MS) x->run->rate_due = now - RATE_SLACK_MS;
-  if (x->run->rate_due > now + 1) return x->run->rate_due;
-  x->run->rate_due += (double)len * 1000.0 / rate;
-  return 0;
+  return pace_take(&x->run->rate_due, rate_of(e, x), len, now);
 }
 
 size_t write_body(char *buf, size_t size, size_t n, void *ud) {

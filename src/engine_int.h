@@ -11,6 +11,7 @@
 #include "dt.h"
 #include "files.h"
 #include "headers.h"
+#include "pace.h"
 #include "notify.h"
 #include "platform.h"
 
@@ -40,11 +41,7 @@
 
 enum { PH_NEW, PH_WAITING, PH_RUNNING, PH_SLEEPING, PH_PAUSED, PH_DONE };
 
-/* A burst after an idle spell of rateLimit (own or global) is at most this
- * much time's worth of bytes. */
-#define RATE_SLACK_MS 250.0
-
-/* retry backoff: 250 ms, doubling, at most 30 s, +-20 % jitter; Retry-After
+/* retry backoff (pace_backoff): 250 ms, doubling, at most 30 s, +-20 % jitter; Retry-After
  * is honoured up to 5 minutes */
 #define RETRY_BASE_MS 250.0
 #define RETRY_MAX_MS 30000.0

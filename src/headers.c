@@ -28,6 +28,9 @@ int hlist_add_line(hlist *h, const char *buf, size_t len, size_t max_count, size
   size_t end = len;
   while (end > 0 && (buf[end - 1] == '\r' || buf[end - 1] == '\n')) end--;
   if (end == 0) return HLIST_OK;
+  /* a zero byte would end a name or value early and shift every pair after it (a value
+   * "x\0etag\0v" would read as an ETag): such a line is no header of ours (found by make fuzz) */
+  if (memchr(buf, '\0', end)) return HLIST_OK;
   if (blank(buf[0])) {
     /* obsolete line folding: the line continues the previous header's
      * value, joined with one space */

@@ -21,7 +21,7 @@ enum { HLIST_OK = 0, HLIST_FULL = 1, HLIST_NOMEM = 2 };
  * the value without the blanks around it; or a continuation (a line that starts with a space
  * or a tab, RFC 9112's obsolete line folding), joined to the previous value with one space.
  * Ignored: a blank line, a line without a colon or with nothing before it, a continuation
- * with nothing before it or nothing in it. HLIST_FULL when it would make more than max_count
+ * with nothing before it or nothing in it, a line holding a zero byte. HLIST_FULL when it would make more than max_count
  * headers or max_bytes in all (the list is unchanged), HLIST_NOMEM when out of memory. */
 int hlist_add_line(hlist *h, const char *line, size_t len, size_t max_count, size_t max_bytes);
 

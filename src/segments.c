@@ -489,8 +489,7 @@ static void seg_failed(dt_engine *e, dt_xfer *x, dt_seg *s, CURLcode rc, const c
   long t = x->opts->timeout_ms;
   int expired = t > 0 && mono_ms() - x->run->attempt_start + x->run->spent_ms >= (double)t;
   if (!expired && s->tries - SEG_TRIES < x->opts->retry && (rc == CURLE_OK || transient(rc))) {
-    double delay = RETRY_BASE_MS, now = mono_ms();
-    for (int i = 1; i < s->tries && delay < RETRY_MAX_MS; i++) delay *= 2;
+    double delay = pace_backoff(s->tries, RETRY_BASE_MS, RETRY_MAX_MS, -1), now = mono_ms();
     s->retry_at = now + delay;
     if (t > 0) { /* not after the download's timeout: then it ends */
       double deadline = x->run->attempt_start + (double)t - x->run->spent_ms;

@@ -457,10 +457,7 @@ int transient(CURLcode rc) {
 void retry_later(dt_engine *e, dt_xfer *x) {
   curl_off_t after = -1;
   if (x->run->easy) curl_easy_getinfo(x->run->easy, CURLINFO_RETRY_AFTER, &after);
-  double delay = RETRY_BASE_MS;
-  for (long i = 1; i < x->run->attempt && delay < RETRY_MAX_MS; i++) delay *= 2;
-  if (delay > RETRY_MAX_MS) delay = RETRY_MAX_MS;
-  delay *= 0.8 + 0.4 * (double)(next_rand() % 1001) / 1000.0;
+  double delay = pace_backoff(x->run->attempt, RETRY_BASE_MS, RETRY_MAX_MS, (double)(next_rand() % 1001) / 1000.0);
   if (after > 0) delay = 1000.0 * (double)(after > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : after);
   sleep_then_retry(e, x, delay);
 }

@@ -7,6 +7,8 @@ int main(void) {
   test_ranges();
   test_record();
   test_httpdate();
+  test_headers();
+  test_pace();
   printf("%d passed, %d failed\n", unit_passed, unit_failed);
   return unit_failed > 0;
 }

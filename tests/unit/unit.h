@@ -27,6 +27,8 @@ extern int unit_passed, unit_failed;
 void test_ranges(void);
 void test_record(void);
 void test_httpdate(void);
+void test_headers(void);
+void test_pace(void);
 void test_notify(void);
 
 #endif
