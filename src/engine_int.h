@@ -81,10 +81,7 @@ typedef struct dt_seg {
   double resume_at; /* > 0: paused by rateLimit until then (monotonic ms) */
   char *wbuf;      /* received bytes before pos not written yet (GATHER_BUF), or NULL */
   size_t wlen;
-  char crange[128]; /* this response's Content-Range */
-  char *etag;       /* this response's ETag (malloc'ed); NULL: none, or over RECORD_VALIDATOR_MAX */
-  char lastmod[64]; /* this response's Last-Modified ("" when absent or too long for a date) */
-  char date[64];    /* this response's Date (the same) */
+  hlist h;         /* this response's headers (headers.h) */
   char errbuf[CURL_ERROR_SIZE];
 } dt_seg;
 

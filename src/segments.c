@@ -50,7 +50,7 @@ void seg_stop_all(dt_engine *e, dt_xfer *x) {
 /* Forgets this attempt's ranges. */
 void seg_free(dt_engine *e, dt_xfer *x) {
   seg_stop_all(e, x);
-  for (int i = 0; i < x->run->nsegs; i++) free(x->run->segs[i].etag);
+  for (int i = 0; i < x->run->nsegs; i++) hlist_free(&x->run->segs[i].h);
   free(x->run->segs);
   x->run->segs = NULL;
   x->run->nsegs = x->run->seg_conns = 0;
@@ -65,38 +65,18 @@ void seg_free(dt_engine *e, dt_xfer *x) {
   }
 }
 
+/* A range's answer's headers, parsed as the main response's are (headers.c). Too many is
+ * an answer not to use. */
 static size_t seg_header(char *buf, size_t size, size_t n, void *ud) {
   dt_seg *s = ud;
   size_t len = size * n;
   if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) { /* a new response */
-    s->crange[0] = s->lastmod[0] = s->date[0] = '\0';
-    free(s->etag);
-    s->etag = NULL;
+    hlist_clear(&s->h);
+    return len;
   }
-  int etag = len > 5 && curl_strnequal(buf, "etag:", 5), date = len > 5 && curl_strnequal(buf, "date:", 5);
-  if (etag || date || (len > 14 && curl_strnequal(buf, "last-modified:", 14))) {
-    const char *v = buf + (etag || date ? 5 : 14), *e = buf + len;
-    while (v < e && (*v == ' ' || *v == '\t')) v++;
-    while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ' || e[-1] == '\t')) e--;
-    size_t vn = (size_t)(e - v);
-    char *dst = NULL;
-    if (etag && vn <= RECORD_VALIDATOR_MAX) {
-      free(s->etag);
-      dst = s->etag = malloc(vn + 1); /* no memory: no ETag, and the range is refused */
-    } else if (!etag && vn < sizeof s->lastmod) {
-      dst = date ? s->date : s->lastmod;
-    }
-    if (dst) {
-      memcpy(dst, v, vn);
-      dst[vn] = '\0';
-    }
-  }
-  if (len > 14 && curl_strnequal(buf, "content-range:", 14)) {
-    size_t v = len - 14 < sizeof s->crange - 1 ? len - 14 : sizeof s->crange - 1;
-    memcpy(s->crange, buf + 14, v);
-    s->crange[v] = '\0';
-  }
-  return len;
+  if (hlist_add_line(&s->h, buf, len, MAX_HEADERS, MAX_HEADER_BYTES) == HLIST_OK) return len;
+  s->bad = 1;
+  return 0;
 }
 
 /* Whether the answer to range s is the bytes asked (ranges_decide_range): a 206 of exactly
@@ -107,9 +87,11 @@ static int seg_answer_usable(dt_xfer *x, dt_seg *s) {
   char **mv = s->src > 0 ? &r->mirror_validator[s->src - 1] : NULL;
   ranges_range want = {s->pos, s->end, r->total, mv ? *mv : r->seg_validator, mv != NULL,
                        r->seg_lm_time, r->md != NULL};
-  const char *lm = s->lastmod[0] ? s->lastmod : NULL;
-  ranges_answer a = {0, s->crange, s->etag, lm, lm ? (long long)curl_getdate(lm, NULL) : -1,
-                     s->date[0] ? (long long)curl_getdate(s->date, NULL) : -1};
+  const char *lm = hlist_find(&s->h, "last-modified"), *date = hlist_find(&s->h, "date");
+  const char *etag = hlist_find(&s->h, "etag");
+  if (etag && strlen(etag) > RECORD_VALIDATOR_MAX) etag = NULL; /* too long to keep: no match */
+  ranges_answer a = {0, hlist_find(&s->h, "content-range"), etag, lm,
+                     lm ? (long long)curl_getdate(lm, NULL) : -1, date ? (long long)curl_getdate(date, NULL) : -1};
   curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &a.status);
   const char *learnt = NULL;
   if (ranges_decide_range(&want, &a, &learnt) != RANGES_WRITE) return 0;
@@ -188,7 +170,8 @@ static int seg_start(dt_engine *e, dt_xfer *x, dt_seg *s) {
   const dt_opts *o = x->opts;
   s->retry_at = 0;
   s->checked = s->bad = 0;
-  s->crange[0] = s->errbuf[0] = '\0';
+  s->errbuf[0] = '\0';
+  hlist_clear(&s->h);
   if (!s->wbuf) s->wbuf = malloc(GATHER_BUF); /* without one, each piece is written */
   s->wlen = 0;
   CURL *c = curl_easy_init();
