@@ -8,6 +8,7 @@
 -- It never loads the module and only runs make and ldoc, so it is the same under every Lua,
 -- and under the sanitizers and valgrind (their children run unchecked).
 
+local C = require "spec.support.csource"
 local function read(path) return assert(require("spec.support.servers").readfile(path)) end
 
 -- Runs a shell command; returns its output (stdout and stderr) and its exit status.
@@ -45,11 +46,8 @@ local function public_names()
   -- task.state, read by __index
   for name in task_c:gmatch("strcmp%(k,%s*\"([%w_]+)\"%)") do add(seen.funcs, names.funcs, name) end
   local options_c = read("src/options.c")    -- downloadFile's options, read and checked
-  local opts = assert(options_c:match("OPTION_NAMES%[%]%s*=%s*(%b{})"), "OPTION_NAMES not found in options.c")
-  for name in opts:gmatch("\"([^\"]+)\"") do add(seen.options, names.options, name) end
-  for name in options_c:gmatch("opt_%a+%(L,%s*\"([%w_]+)\"") do add(seen.options, names.options, name) end
-  local settings = assert(module_c:match("names%[%]%s*=%s*(%b{})"), "configure's names not found in module.c")
-  for name in settings:gmatch("\"([^\"]+)\"") do add(seen.settings, names.settings, name) end
+  for _, r in ipairs(C.option_rows(options_c, "OPTIONS")) do add(seen.options, names.options, r.name) end
+  for _, r in ipairs(C.option_rows(options_c, "SETTINGS")) do add(seen.settings, names.settings, r.name) end
   -- the result, error, profile, progress and headers tables the dispatcher builds
   local dispatch_c = read("src/dispatch.c")
   for name in dispatch_c:gmatch("set_%a+%(L,%s*\"([%w_]+)\"") do add(seen.fields, names.fields, name) end

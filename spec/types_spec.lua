@@ -9,6 +9,7 @@
 
 local function read(path) return assert(require("spec.support.servers").readfile(path)) end
 
+local C = require "spec.support.csource"
 local STUBS = "lua/downloadtask/types.lua"
 
 -- The stubs, parsed: classes[name] = {fields = {name = "type and description"}, methods = set}, the module's functions,
@@ -68,12 +69,11 @@ local function source_names()
   -- row {"name", K_KIND, ...}; the kinds are kept to check the stubs' types
   local options_c = read("src/options.c")
   local function rows(name)
-    local body = assert(options_c:match(name .. "%[[%w_]*%]%s*=%s*(%b{})"), name .. " not found in options.c")
     local list = {}
-    for opt, kind, def in body:gmatch('{"([%w_]+)",%s*(K_[%u%d]+),%s*[^,]+,%s*[^,]+,%s*(%-?%d+)') do
-      list[#list + 1] = opt
-      n.kinds[name .. "." .. opt] = kind
-      n.defaults[name .. "." .. opt] = tonumber(def)
+    for _, r in ipairs(C.option_rows(options_c, name)) do
+      list[#list + 1] = r.name
+      n.kinds[name .. "." .. r.name] = r.kind
+      n.defaults[name .. "." .. r.name] = r.def
     end
     return list
   end
