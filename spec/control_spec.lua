@@ -416,6 +416,46 @@ describe("createDirs", function()
     assert.is_nil(lfs.attributes(dir .. "/file/b"))
   end)
 
+  -- Was (issue 22 item 11): the directories made stayed when nothing was saved.
+  it("removes the directories it made when nothing is saved: a refused connection, a 404, an abort", function()
+    local refused = ("http://127.0.0.1:%d/x"):format(S.free_port())
+    for _, case in ipairs {
+      { what = "refused", url = refused },
+      { what = "404", url = S.nginx().url("missing.bin") },
+      { what = "abort", url = S.fault().url("/bytes?n=1000000&rate=100000"), abort = true },
+    } do
+      local dir = S.tmpdir()
+      S.run("mkdir -p " .. S.quote(dir .. "/kept"))
+      local t = T.start { url = case.url, filePath = dir .. "/kept/a/b/f.bin", createDirs = true }
+      if case.abort then
+        t:onProgressUpdate(function() t:abort() end)
+      end
+      t:await()
+      assert.are.same({ "kept" }, S.listdir(dir), case.what)
+      assert.are.same({}, S.listdir(dir .. "/kept"), case.what .. ": a made directory is left")
+    end
+  end)
+
+  it("keeps a made directory that another download put a file in", function()
+    for _, missing_first in ipairs { false, true } do
+      local dir = S.tmpdir()
+      local function slow()
+        return T.start { url = S.fault().url("/bytes?n=300000&rate=300000"), filePath = dir .. "/new/ok.bin",
+          createDirs = true }
+      end
+      local function missing()
+        return T.start { url = S.nginx().url("missing.bin"), filePath = dir .. "/new/no.bin", createDirs = true }
+      end
+      local m, s1
+      if missing_first then m = missing(); s1 = slow() else s1 = slow(); m = missing() end
+      local r2 = assert(m:await())
+      assert.are.equal(404, r2.statusCode)
+      local r1, e1 = s1:await()
+      assert(r1, e1 and e1.errMsg)
+      assert.are.same({ "ok.bin" }, S.listdir(dir .. "/new"))
+    end
+  end)
+
   it("takes a boolean only", function()
     assert.matches("bad option 'createDirs' %(boolean expected, got string%)",
       errmsg(dt.downloadFile, { url = small(), filePath = "x", createDirs = "yes" }))

@@ -34,10 +34,18 @@ void resolve_dest(dt_xfer *x) {
   char reason[512];
   char *abs = x->cwd ? files_join(x->cwd, x->opts->file_path) : NULL;
   const char *path = abs ? abs : x->opts->file_path;
-  if ((x->opts->create_dirs && files_make_dirs(path, &x->dest_err, reason, sizeof reason) != 0) ||
+  if ((x->opts->create_dirs &&
+       files_make_dirs(path, &x->made_dirs, &x->made_top, &x->dest_err, reason, sizeof reason) != 0) ||
       files_resolve(path, &x->dest, &x->dest_err, reason, sizeof reason) != 0)
     x->dest_reason = strdup(reason); /* NULL: start() says "out of memory" */
   free(abs);
+}
+
+/* createDirs: nothing was saved (a failure, a non-2xx answer, an abort), so the directories
+ * made for it go, each while it is empty. Engine thread; once. */
+void unmake_dirs(dt_xfer *x) {
+  files_unmake_dirs(x->made_dirs, x->made_top);
+  x->made_dirs = NULL;
 }
 
 /* A new temporary file beside the destination, after sweeping that
@@ -45,6 +53,23 @@ void resolve_dest(dt_xfer *x) {
 int open_part(dt_engine *e, dt_xfer *x) {
   files_sweep(&e->scans, x->dest.dir);
   int fd = files_temp(x->dest.dir, &x->run->part_path);
+  if (fd < 0 && errno == ENOENT && x->opts->create_dirs) {
+    /* another download that had made this directory removed it, empty, when it ended */
+    char *made = NULL, reason[256];
+    size_t top = 0;
+    int err;
+    int why = ENOENT;
+    if (files_make_dirs(x->dest.path, &made, &top, &err, reason, sizeof reason) == 0 &&
+        (fd = files_temp(x->dest.dir, &x->run->part_path)) < 0)
+      why = errno;
+    if (made && !x->made_dirs) {
+      x->made_dirs = made;
+      x->made_top = top;
+    } else {
+      free(made);
+    }
+    errno = why;
+  }
   if (fd < 0) file_error(x, errno, x->dest.path);
   return fd;
 }

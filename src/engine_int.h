@@ -188,6 +188,8 @@ struct dt_xfer {
   char *cwd;         /* a relative filePath's working directory, taken at the call */
   dest_info dest;    /* filePath resolved, before the first start */
   char *dest_reason; /* why it could not be (then dest_err) */
+  char *made_dirs;   /* createDirs: the directories it made, to go when nothing is saved */
+  size_t made_top;   /* (files_make_dirs) */
   int dest_err;
   unsigned char dest_done;
 };
@@ -298,6 +300,7 @@ int open_resume_part(dt_engine *e, dt_xfer *x, char **validator);
 double rate_of(dt_engine *e, dt_xfer *x);
 double rate_pace(dt_engine *e, dt_xfer *x, size_t len, double now);
 void resolve_dest(dt_xfer *x);
+void unmake_dirs(dt_xfer *x);
 size_t write_body(char *buf, size_t size, size_t n, void *ud);
 
 /* segments.c: ranges over several connections */

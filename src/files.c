@@ -109,9 +109,12 @@ static int is_dir(const char *p) {
   return 0;
 }
 
-/* One mkdir of `mkdir -p`: made, or there already as a directory. */
-static int make_dir(const char *p, int *err, char *reason, size_t n) {
-  if (plat_mkdir(p) == 0) return 0; /* 0777 & ~umask */
+/* One mkdir of `mkdir -p`: made (*made set), or there already as a directory. */
+static int make_dir(const char *p, int *made, int *err, char *reason, size_t n) {
+  if (plat_mkdir(p) == 0) { /* 0777 & ~umask */
+    *made = 1;
+    return 0;
+  }
   int e = errno;
   if (e == EEXIST || e == EISDIR) {
     if (is_dir(p)) return 0;
@@ -121,7 +124,8 @@ static int make_dir(const char *p, int *err, char *reason, size_t n) {
   return -1;
 }
 
-int files_make_dirs(const char *file_path, int *err, char *reason, size_t n) {
+int files_make_dirs(const char *file_path, char **made, size_t *top, int *err, char *reason, size_t n) {
+  *made = NULL;
   const char *slash = NULL;
   for (const char *q = file_path; *q; q++)
     if (plat_is_sep(*q)) slash = q;
@@ -136,19 +140,35 @@ int files_make_dirs(const char *file_path, int *err, char *reason, size_t n) {
     *err = files_error(ENOMEM, NULL, file_path, reason, n);
     return -1;
   }
-  int rc = 0;
+  int rc = 0, any = 0;
   if (!is_dir(p)) { /* the usual case, a directory that exists, costs one stat */
     for (char *q = p + 1; *q && rc == 0; q++) {
       if (!plat_is_sep(*q) || plat_is_sep(q[-1])) continue;
       char sep = *q;
       *q = '\0';
-      rc = make_dir(p, err, reason, n);
+      int was = any;
+      rc = make_dir(p, &any, err, reason, n);
+      if (any && !was) *top = (size_t)(q - p);
       *q = sep;
     }
-    if (rc == 0) rc = make_dir(p, err, reason, n);
+    int was = any;
+    if (rc == 0) rc = make_dir(p, &any, err, reason, n);
+    if (any && !was) *top = dl;
   }
-  free(p);
+  if (any) *made = p; /* also after a failure further down: what was made goes */
+  else free(p);
   return rc;
+}
+
+void files_unmake_dirs(char *made, size_t top) {
+  if (!made) return;
+  size_t len = strlen(made);
+  while (len >= top && top > 0 && plat_rmdir(made) == 0) {
+    while (len > 0 && !plat_is_sep(made[len - 1])) len--; /* its parent */
+    while (len > 0 && plat_is_sep(made[len - 1])) len--;
+    made[len] = '\0';
+  }
+  free(made);
 }
 
 int files_resolve(const char *file_path, dest_info *d, int *err, char *reason, size_t n) {

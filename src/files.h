@@ -34,8 +34,13 @@ char *files_cwd(void);
 /* "<dir>/<name>" (malloc'd), or NULL. */
 char *files_join(const char *dir, const char *name);
 /* `mkdir -p` of file_path's directory (0777 & ~umask), before files_resolve.
- * 0, or -1 with *err and a reason naming the directory that could not be. */
-int files_make_dirs(const char *file_path, int *err, char *reason, size_t n);
+ * 0, or -1 with *err and a reason naming the directory that could not be.
+ * When it made any, *made is that directory (malloc'd; NULL when out of
+ * memory: then they stay) and *top the length of the first one it made. */
+int files_make_dirs(const char *file_path, char **made, size_t *top, int *err, char *reason, size_t n);
+/* Removes what files_make_dirs made, deepest first, while each is empty
+ * (another download may have put a file there); frees made. */
+void files_unmake_dirs(char *made, size_t top);
 
 /* Removes, at most once a minute per directory, the temporary files of
  * processes of this host that no longer run. `cache` belongs to the caller

@@ -107,6 +107,8 @@ int plat_is_absolute(const char *path);
 int plat_is_sep(char c);
 /* mkdir with 0777 & ~umask (POSIX); 0 or -1 with errno. */
 int plat_mkdir(const char *path);
+/* rmdir: an empty directory only; 0 or -1 with errno. */
+int plat_rmdir(const char *path);
 int plat_open_read(const char *path);
 /* A FIFO or character device, written in place: a FIFO without a reader
  * fails at once with ENXIO instead of blocking. */

@@ -304,6 +304,8 @@ int plat_is_absolute(const char *path) { return path[0] == '/'; }
 int plat_is_sep(char c) { return c == '/'; }
 int plat_mkdir(const char *path) { return mkdir(path, 0777); }
 
+int plat_rmdir(const char *path) { return rmdir(path); }
+
 char *plat_cwd(void) {
   for (size_t n = 256; n <= 65536; n *= 2) {
     char *b = malloc(n);

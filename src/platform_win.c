@@ -354,6 +354,14 @@ int plat_mkdir(const char *path) {
   return rc;
 }
 
+int plat_rmdir(const char *path) {
+  wchar_t *w = wide(path);
+  if (!w) return -1;
+  int rc = _wrmdir(w);
+  free(w);
+  return rc;
+}
+
 /* "C:/x", "C:\\x", "//server/share", "\\\\server\\share"; "/x" is the current drive's root */
 int plat_is_absolute(const char *path) {
   if (path[0] == '/' || path[0] == '\\') return 1;

@@ -109,7 +109,9 @@ static dt_task *check_task(lua_State *L) { return luaL_checkudata(L, 1, DT_TASK_
  * @tfield[opt=false] boolean createDirs **(ext)** create the missing parent directories of
  * `filePath` (`mkdir -p`, mode 0777 minus the umask) when the download leaves the queue; a
  * directory that cannot be made (a file in the way, no permission) fails the download with
- * 603300 or 603303 naming it
+ * 603300 or 603303 naming it. When nothing is saved (a failure, a non-2xx answer, an abort),
+ * the directories it made are removed again, deepest first, each only while empty (another
+ * download may have put its file there; a `resume` part keeps them)
  * @tfield[opt] integer segments **(ext)** 1 to 16: a body of at least 2 MiB with a strong
  * validator whose server honours ranges (`Accept-Ranges: bytes`, or a 206) is fetched over
  * up to this many connections at once, each writing its own range (at least 1 MiB) of the

@@ -623,6 +623,7 @@ static void finish(dt_engine *e, dt_xfer *x) {
   }
   if (!r->ok) close_body(x);
   drop_ahead(x->run); /* before the news: nothing of it is left once Lua hears */
+  if (!r->ok || !r->to_dest) unmake_dirs(x); /* nothing saved: createDirs' directories go */
   r->attempts = x->run->attempt - x->run->resumes; /* retry's requests: resume() starts none */
   if (x->phase == PH_RUNNING) xlist_remove(&e->running, x);
   x->phase = PH_DONE;
@@ -663,10 +664,12 @@ void abort_xfer(dt_engine *e, dt_xfer *x) {
   if (x->phase != PH_DONE) {
     atomic_fetch_add(&x->refs, 1); /* drop() lets go of the engine's */
     drop(e, x);
+    unmake_dirs(x);
     publish(e, x, DT_EV_ABORTED, NULL, NULL);
     xfer_unref(x);
     return;
   }
+  unmake_dirs(x); /* (a delivered file keeps its directory: only empty ones go) */
   publish(e, x, DT_EV_ABORTED, NULL, NULL);
 }
 

@@ -37,7 +37,7 @@ local dt = {}
 ---@field durable? boolean (ext) fsync the file before the rename and the directory after it; default false
 ---@field retry? integer (ext) retries of transient failures (connect errors, resets, timeouts, 408, 429, 5xx); default 0
 ---@field priority? integer (ext) the queue starts higher priorities first (default 0; negative ones after it); equal ones in call order
----@field createDirs? boolean (ext) create the missing parent directories of `filePath` (`mkdir -p`); default false
+---@field createDirs? boolean (ext) create the missing parent directories of `filePath` (`mkdir -p`), removed again (while empty) when nothing is saved; default false
 ---@field segments? integer (ext) 1-16: fetch a body of at least 2 MiB from a server that takes ranges over up to this many connections; default 1, or one range per URL with `mirrors` (`segments = 1` given: `url` alone)
 ---@field mirrors? string[] (ext) up to 16 other http(s) URLs of the same file the ranges are spread over; one that fails or differs is dropped
 
