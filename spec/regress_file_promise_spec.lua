@@ -360,6 +360,47 @@ describe("issue 10 #12: what a killed process leaves is swept, a live one's neve
     assert.are.same({ "b" }, S.listdir(dir))
   end)
 
+  -- Was (issue 22 item 18): a body without filePath went to tempDir as downloadtask-XXXXXXXX
+  -- from the start, a name without host and pid, so what a killed process left there stayed.
+  -- While it is written it now has the sweepable name, and the one it is delivered under
+  -- (res.tempFilePath, yours to keep) only when it is done.
+  it("the private file of a filePath-less download of a killed process is removed from tempDir", function()
+    local dir = S.tmpdir()
+    local out, rc = H.child(([[
+      local dt = require "downloadtask"
+      dt.configure { tempDir = %q }
+      local t = dt.downloadFile{url = %q}
+      t:onProgressUpdate(function(p) if p.totalBytesWritten > 0 then os.exit(0, false) end end)
+      t:await()
+    ]]):format(dir, f.url("/bytes?n=400000&rate=200000")))
+    assert.are.equal(0, rc, out)
+    local left = S.listdir(dir)
+    assert.are.equal(1, #left, "the killed download left its file")
+    assert.matches("^%.dt%.%x+%.%d+%.%x+%.tmp$", left[1])
+    -- a delivered body keeps its name and stays: it is the caller's
+    local kept, rc2 = H.child(([[
+      local dt = require "downloadtask"
+      dt.configure { tempDir = %q }
+      local res = assert(dt.downloadFile{url = %q}:await())
+      print(res.tempFilePath)
+    ]]):format(dir, ng.url("small.txt")))
+    assert.are.equal(0, rc2, kept)
+    local delivered = kept:match("([^\n]+)\n$")
+    assert.matches("/downloadtask%-%x+$", delivered)
+    dt.configure { tempDir = dir }
+    local res = fetch { url = ng.url("small.txt") }
+    dt.configure { tempDir = os.getenv("TMPDIR") or "/tmp" }
+    assert.are.equal(200, res.res.statusCode)
+    local names = S.listdir(dir)
+    table.sort(names)
+    local want = { delivered:match("[^/]+$"), res.res.tempFilePath:match("[^/]+$") }
+    table.sort(want)
+    assert.are.same(want, names, "the killed process's file was swept, the delivered ones kept")
+    assert.are.equal(S.SMALL_TXT, S.readfile(delivered))
+    os.remove(delivered)
+    os.remove(res.res.tempFilePath)
+  end)
+
   it("another process's download into the same directory does not remove this one's", function()
     local dir = S.tmpdir()
     local t = T.start { url = f.url(("/bytes?n=%d&rate=200000"):format(N)), filePath = dir .. "/mine" }

@@ -52,7 +52,7 @@ void unmake_dirs(dt_xfer *x) {
  * directory of the ones dead processes left. */
 int open_part(dt_engine *e, dt_xfer *x) {
   files_sweep(&e->scans, x->dest.dir);
-  int fd = files_temp(x->dest.dir, &x->run->part_path);
+  int fd = files_temp(x->dest.dir, 0, &x->run->part_path);
   if (fd < 0 && errno == ENOENT && x->opts->create_dirs) {
     /* another download that had made this directory removed it, empty, when it ended */
     char *made = NULL, reason[256];
@@ -60,7 +60,7 @@ int open_part(dt_engine *e, dt_xfer *x) {
     int err;
     int why = ENOENT;
     if (files_make_dirs(x->dest.path, &made, &top, &err, reason, sizeof reason) == 0 &&
-        (fd = files_temp(x->dest.dir, &x->run->part_path)) < 0)
+        (fd = files_temp(x->dest.dir, 0, &x->run->part_path)) < 0)
       why = errno;
     if (made && !x->made_dirs) {
       x->made_dirs = made;
@@ -89,31 +89,13 @@ int open_inplace(dt_xfer *x) {
 }
 
 /* A private (0600) file under tempDir, for bodies that are not the
- * destination's. */
-/* A new private file: its descriptor and *path, or -1 with errno (ENOMEM:
- * no memory for the name). */
+ * destination's: its descriptor and *path, or -1 with errno (ENOMEM: no
+ * memory for the name). It has a sweepable name while it is written (a
+ * killed process's goes with the next sweep of tempDir) and takes the one it
+ * is delivered under at the end (files_deliver_private). */
 static int make_private(dt_xfer *x, char **path) {
-  size_t n = strlen(x->opts->shared->temp_dir) + 32;
-  char *p = malloc(n);
-  if (!p) {
-    errno = ENOMEM;
-    return -1;
-  }
-  int fd = -1;
-  errno = EEXIST;
-  for (int tries = 0; fd < 0 && errno == EEXIST && tries < 100; tries++) {
-    snprintf(p, n, "%s%cdownloadtask-%08x", x->opts->shared->temp_dir, plat_sep(x->opts->shared->temp_dir),
-             next_rand());
-    fd = plat_open_write(p, PLAT_EXCL | PLAT_PRIVATE);
-  }
-  if (fd < 0) {
-    int err = errno;
-    free(p);
-    errno = err;
-    return -1;
-  }
-  *path = p;
-  return fd;
+  files_sweep(&x->engine->scans, x->opts->shared->temp_dir);
+  return files_temp(x->opts->shared->temp_dir, PLAT_PRIVATE, path);
 }
 
 /* The body's private file: the one made ahead, or a new one. */

@@ -284,7 +284,7 @@ void files_scans_free(files_scans *c) {
   }
 }
 
-int files_temp(const char *dir, char **path) {
+int files_temp(const char *dir, int flags, char **path) {
   size_t n = strlen(dir) + 64;
   char *p = malloc(n);
   if (!p) {
@@ -294,12 +294,46 @@ int files_temp(const char *dir, char **path) {
   for (int tries = 0; tries < 100; tries++) {
     snprintf(p, n, "%s/" TEMP_PREFIX "%08x.%ld.%08x" TEMP_SUFFIX, dir, host_tag(), plat_pid(),
              files_rand());
-    int fd = plat_open_write(p, PLAT_EXCL);
+    int fd = plat_open_write(p, PLAT_EXCL | flags);
     if (fd >= 0) {
       *path = p;
       return fd;
     }
     if (errno != EEXIST) break;
+  }
+  int e = errno;
+  free(p);
+  errno = e;
+  return -1;
+}
+
+int files_deliver_private(char **path) {
+  const char *old = *path;
+  size_t dl = strlen(old);
+  while (dl > 0 && !plat_is_sep(old[dl - 1])) dl--;
+  size_t n = dl + 32;
+  char *p = malloc(n);
+  if (!p) {
+    errno = ENOMEM;
+    return -1;
+  }
+  /* the new name is taken by creating it (exclusively), then the body is renamed over it:
+   * never over a file somebody else has */
+  for (int tries = 0; tries < 100; tries++) {
+    snprintf(p, n, "%.*sdownloadtask-%08x", (int)dl, old, files_rand());
+    int fd = plat_open_write(p, PLAT_EXCL | PLAT_PRIVATE);
+    if (fd < 0 && errno == EEXIST) continue;
+    if (fd < 0) break;
+    plat_close(fd);
+    if (plat_rename(old, p) != 0) {
+      int e = errno;
+      plat_unlink(p);
+      errno = e;
+      break;
+    }
+    free(*path);
+    *path = p;
+    return 0;
   }
   int e = errno;
   free(p);
@@ -361,7 +395,7 @@ void files_write_info(const dest_info *d, const char *v, long long length, const
   size_t n = 0;
   char *text = v ? record_format(&rec, &n) : NULL;
   char *tmp = NULL;
-  int fd = text ? files_temp(d->dir, &tmp) : -1;
+  int fd = text ? files_temp(d->dir, 0, &tmp) : -1;
   int ok = fd >= 0 && plat_write_all(fd, text, n);
   if (fd >= 0 && plat_close(fd) != 0) ok = 0;
   if (ok) ok = plat_rename(tmp, info) == 0;

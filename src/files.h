@@ -52,10 +52,17 @@ typedef struct files_scans {
 void files_sweep(files_scans *cache, const char *dir);
 void files_scans_free(files_scans *cache);
 
-/* Creates a new temporary file in dir exclusively (0666 & ~umask,
- * close-on-exec, never through a link): "<dir>/.dt.<host>.<pid>.<rand>.tmp".
- * Returns the descriptor and sets *path, or -1 with errno. */
-int files_temp(const char *dir, char **path);
+/* Creates a new temporary file in dir exclusively (0666 & ~umask, or 0600
+ * with PLAT_PRIVATE in flags; close-on-exec, never through a link):
+ * "<dir>/.dt.<host>.<pid>.<rand>.tmp", a name files_sweep removes once its
+ * process is gone. Returns the descriptor and sets *path, or -1 with errno. */
+int files_temp(const char *dir, int flags, char **path);
+
+/* A finished private body (a files_temp name in tempDir) takes the name it is
+ * delivered under, "<its dir>/downloadtask-<8 hex digits>", which no sweep
+ * touches: *path is renamed and replaced. 0, or -1 with errno (it keeps its
+ * name then). */
+int files_deliver_private(char **path);
 
 /* The resume part of a destination and its info file:
  * "<dir>/.dt.<hash of the name>.part" and ".info". NULL: no memory. */

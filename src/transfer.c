@@ -487,7 +487,7 @@ static int keep_mode(dt_xfer *x) { return plat_keep_mode(x->dest.path, x->run->f
  * soon as this one has finished (one destination, one writer). */
 static int release_part(dt_xfer *x) {
   char *tmp = NULL;
-  int fd = files_temp(x->dest.dir, &tmp);
+  int fd = files_temp(x->dest.dir, 0, &tmp);
   if (fd < 0) return -1;
   plat_close(fd);
   if (plat_rename(x->run->part_path, tmp) != 0) {
@@ -594,6 +594,8 @@ void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc) {
     fail(e, x, DT_ERR_SAVE, "save file error: out of memory");
     return;
   }
+  /* a private body's name said which process wrote it; it is the caller's now */
+  if (!x->run->to_dest && x->run->body_path) (void)files_deliver_private(&x->run->body_path);
   r->ok = 1;
   r->length = x->run->written;
   r->body_path = x->run->body_path; /* from here on the result owns the file */
