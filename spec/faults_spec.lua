@@ -411,44 +411,9 @@ describe("fault matrix", function()
 
   ----------------------------------------------------------------------------
   -- fork(): Debian 12's lua-posix is built for Lua 5.1-5.3 only, so the spec
-  -- uses luaposix when it loads under this Lua, otherwise a 20-line helper it
-  -- compiles into the run dir with the compiler the build uses.
+  -- uses luaposix when it loads under this Lua, otherwise tools/dtposix.c, which
+  -- spec/support/dtposix.lua builds with the compiler the build uses.
   describe("fork()", function()
-    local HELPER = [[
-#include <lua.h>
-#include <lauxlib.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-static int l_fork(lua_State *L) {
-  pid_t p = fork();
-  if (p < 0) return luaL_error(L, "fork failed");
-  lua_pushinteger(L, p);
-  return 1;
-}
-static int l_exit(lua_State *L) { _exit((int)luaL_optinteger(L, 1, 0)); return 0; }
-static int l_wait(lua_State *L) {
-  int st = 0;
-  pid_t p = waitpid((pid_t)luaL_checkinteger(L, 1), &st, lua_toboolean(L, 2) ? WNOHANG : 0);
-  lua_pushinteger(L, p);
-  if (p <= 0) return 1;
-  lua_pushinteger(L, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
-  return 2;
-}
-static int l_kill(lua_State *L) {
-  lua_pushboolean(L, kill((pid_t)luaL_checkinteger(L, 1), (int)luaL_checkinteger(L, 2)) == 0);
-  return 1;
-}
-#ifndef luaL_newlib /* Lua 5.1 */
-#define luaL_newlib(L, l) (lua_newtable(L), luaL_register(L, NULL, l))
-#endif
-int luaopen_dtforkhelper(lua_State *L) {
-  luaL_Reg f[] = {{"fork", l_fork}, {"_exit", l_exit}, {"waitpid", l_wait}, {"kill", l_kill}, {NULL, NULL}};
-  luaL_newlib(L, f);
-  return 1;
-}
-]]
-
     -- { fork(), _exit(code), waitpid(pid, nohang) -> pid[, status], kill(pid, sig) }
     local function posix()
       local ok, unistd = pcall(require, "posix.unistd")
@@ -465,16 +430,7 @@ int luaopen_dtforkhelper(lua_State *L) {
           kill = function(pid, sig) return signal.kill(pid, sig) == 0 end,
         }
       end
-      local dir = S.tmpdir()
-      S.writefile(dir .. "/dtforkhelper.c", HELPER)
-      local cc = os.getenv("CC") or "cc"
-      if not sh(("%s -shared -fPIC -O1 $(pkg-config --cflags %s) -o %s %s 2>%s"):format(cc,
-          S.LUA_PC, quote(dir .. "/dtforkhelper.so"), quote(dir .. "/dtforkhelper.c"), quote(dir .. "/cc.log"))) then
-        return nil, "cannot build the fork helper: " .. (S.readfile(dir .. "/cc.log") or "")
-      end
-      local open = package.loadlib(dir .. "/dtforkhelper.so", "luaopen_dtforkhelper")
-      if not open then return nil, "cannot load the fork helper" end
-      return open()
+      return require("spec.support.dtposix").load()
     end
 
     -- SPEC 0.2: "A fork()ed child never delivers, deletes or moves its parent's downloads":

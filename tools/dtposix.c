@@ -1,13 +1,14 @@
 /*
  * dtposix.c: the few POSIX calls the regression specs need and no Lua gives
  * them on every version (Debian's lua-posix is built for 5.1-5.3 only):
- * fork, _exit, waitpid, and a thread that sends signals to the Lua thread.
+ * fork, _exit, waitpid, kill, and a thread that sends signals to the Lua thread.
  * Built by the specs themselves (spec/support/dtposix.lua) with the compiler
  * and the Lua headers the module is built with; any Lua 5.1-5.4 or LuaJIT.
  *
  *   fork() -> pid (0 in the child)
  *   _exit([code])                       no atexit handlers, no finalizers
  *   waitpid(pid[, nohang]) -> pid[, status]   status: exit code, or 128 + signal
+ *   kill(pid, signo) -> ok
  *   sleep(ms)
  *   pester(signo, every_ms, count)      installs a handler for signo WITHOUT
  *       SA_RESTART (so a waiting system call fails with EINTR, as under a host
@@ -105,6 +106,11 @@ static int l_waitpid(lua_State *L) {
   return 2;
 }
 
+static int l_kill(lua_State *L) {
+  lua_pushboolean(L, kill((pid_t)luaL_checkinteger(L, 1), (int)luaL_checkinteger(L, 2)) == 0);
+  return 1;
+}
+
 static int l_sleep(lua_State *L) {
   sleep_ms((long)luaL_checkinteger(L, 1));
   return 0;
@@ -114,7 +120,7 @@ int luaopen_dtposix(lua_State *L);
 int luaopen_dtposix(lua_State *L) {
   static const luaL_Reg f[] = {{"fork", l_fork},       {"_exit", l_exit},     {"waitpid", l_waitpid},
                                {"sleep", l_sleep},     {"pester", l_pester},  {"pestered", l_pestered},
-                               {NULL, NULL}};
+                               {"kill", l_kill},       {NULL, NULL}};
   lua_newtable(L);
   for (const luaL_Reg *r = f; r->name; r++) {
     lua_pushcfunction(L, r->func);
