@@ -48,7 +48,7 @@ typedef struct opt_def {
 #define SET(f) ((int)offsetof(dt_settings, f))
 
 /* downloadFile's options, in the order they are read (the O_ names of options.h index it);
- * lua/downloadtask/types.lua declares each with its type, and spec/types_spec.lua checks
+ * lua/downloadtask/types.lua declares each with its type, and spec/api/types_spec.lua checks
  * that against this table. */
 static const opt_def OPTIONS[O_COUNT] = {
     {"url", K_STRING, F_REQUIRED | F_URL, NONE, 0, 0, 0, 0},

@@ -22,7 +22,7 @@
 -- it), so a click ABORTS the queued task and starts the same download again with a higher
 -- `priority` than any given so far. Nothing is lost: a queued task has not downloaded anything.
 --
--- Test mode (spec/love_spec.lua): DT_LOVE_TEST=1 and
+-- Test mode (spec/embedding/love_spec.lua): DT_LOVE_TEST=1 and
 --   DT_LOVE_RESULT=path      written last: key=value lines (status, done, failed, bytes,
 --                            file.N=..., priority_file, started_after_click, pause_available,
 --                            *_at_shot, paused_bytes, dir, width, height, max_update_ms, ...)

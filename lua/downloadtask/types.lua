@@ -4,7 +4,7 @@
 -- the C module). The rock installs it as <tree>/share/lua/<v>/downloadtask/types.lua: add
 -- that directory (or this repository's lua/ directory) to `workspace.library` and
 -- `require "downloadtask"` gets these types, by the name on the ---@meta line above.
--- The full reference is `make doc` (from the C sources' comments); spec/types_spec.lua
+-- The full reference is `make doc` (from the C sources' comments); spec/api/types_spec.lua
 -- fails when a function, option or result field of the C sources is missing here.
 
 ---@class downloadtask

@@ -1,5 +1,5 @@
 -- The examples clean up what they are given (issue 16): each non-interactive example
--- (examples/*.lua and README's first example; the LÖVE one is spec/love_spec.lua's) runs
+-- (examples/*.lua and README's first example; the LÖVE one is spec/embedding/love_spec.lua's) runs
 -- as a child Lua against the specs' servers with TMPDIR pointed at a fresh directory, with
 -- 2xx, 404 and refused URLs, and that directory must be empty afterwards. Also checks
 -- README's `proxy = ""`: no proxy, whatever the proxy variables say.

@@ -435,7 +435,7 @@ describe("fault matrix", function()
 
     -- SPEC 0.2: "A fork()ed child never delivers, deletes or moves its parent's downloads":
     -- in the child the parent's task is not live, nothing of it is delivered, its state
-    -- stays what it was at the fork and await on it raises (spec/regress_fork_spec.lua
+    -- stays what it was at the fork and await on it raises (spec/regress/fork_spec.lua
     -- covers finished bodies, abort and lua_close in the child).
     it("the child leaves the parent's in-flight task alone (not live, never delivered), downloads on its own engine; the parent's finishes", function()
       local P, why = posix()

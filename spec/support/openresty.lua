@@ -1,5 +1,5 @@
 -- nginx with Debian's Lua module (OpenResty's ngx_http_lua, LuaJIT 2.1) on 127.0.0.1, for
--- spec/openresty_spec.lua.
+-- spec/embedding/openresty_spec.lua.
 --
 --   local OR = require "spec.support.openresty"
 --   local ok, why = OR.available()    -- false, reason when the module or LuaJIT is missing

@@ -1,4 +1,4 @@
--- A torture script (tools/torture.c; spec/regress_nomem_spec.lua): a memory error raised
+-- A torture script (tools/torture.c; spec/regress/nomem_spec.lua): a memory error raised
 -- while run() delivers (building an event or result table, calling a listener) reaches
 -- the caller; afterwards run(), poll() and await() must work again and every task must
 -- be delivered to its end.

@@ -1,4 +1,4 @@
--- A torture script (tools/torture.c; spec/regress_nomem_spec.lua): a memory error while
+-- A torture script (tools/torture.c; spec/regress/nomem_spec.lua): a memory error while
 -- `require "downloadtask"` opens the module must leave a state that a second require
 -- completes, and the module must then work.
 local M = {}
