@@ -34,7 +34,7 @@ LIBS = $(CURL_LIBS) $(CRYPTO_LIBS) -lpthread
 BUSTED ?= $(LUA) /usr/bin/busted
 
 # One platform file a platform (src/platform.h): platform_posix.c here, platform_win.c for Windows.
-COMMON_SRC = src/module.c src/task.c src/options.c src/httpdate.c src/await.c src/dispatch.c src/engine.c src/transfer.c src/body.c src/segments.c src/files.c src/ranges.c src/record.c src/headers.c src/pace.c
+COMMON_SRC = src/module.c src/task.c src/options.c src/httpdate.c src/await.c src/dispatch.c src/engine.c src/transfer.c src/body.c src/segments.c src/files.c src/ranges.c src/record.c src/headers.c src/pace.c src/queue.c
 SRC = $(COMMON_SRC) src/notify.c src/platform_posix.c
 WIN_SRC = $(COMMON_SRC) src/notify_none.c src/platform_win.c
 HDR = src/dt.h src/binding.h src/options.h src/httpdate.h src/compat.h src/files.h src/notify.h src/platform.h src/ranges.h src/record.h src/engine_int.h $(GEN)/ngx_lua.h
@@ -271,7 +271,7 @@ bench-openresty: build/luajit/downloadtask.so build/5.4/downloadtask.so $(eval .
 # `make unit`: each pure source with its tests, under ASan and UBSan, no libcurl, no Lua;
 # ends with "<n> passed, <m> failed". A pure part is one whose file includes neither
 # curl.h nor lua.h (src/ranges.c, record.c, httpdate.c, headers.c and pace.c).
-UNIT_SRC = src/ranges.c src/record.c src/httpdate.c src/headers.c src/pace.c
+UNIT_SRC = src/ranges.c src/record.c src/httpdate.c src/headers.c src/pace.c src/queue.c
 UNIT_TESTS = tests/unit/main.c tests/unit/test_ranges.c tests/unit/test_record.c tests/unit/test_httpdate.c \
   tests/unit/test_headers.c tests/unit/test_pace.c
 .PHONY: unit

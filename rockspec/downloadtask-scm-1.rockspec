@@ -72,7 +72,7 @@ build = {
             "src/module.c", "src/task.c", "src/options.c", "src/httpdate.c", "src/await.c",
             "src/dispatch.c", "src/engine.c", "src/transfer.c",
             "src/body.c", "src/segments.c", "src/files.c", "src/ranges.c",
-            "src/record.c", "src/headers.c", "src/pace.c",
+            "src/record.c", "src/headers.c", "src/pace.c", "src/queue.c",
             "src/notify_none.c", "src/platform_win.c",
           },
           incdirs = { "$(CURL_INCDIR)" },

@@ -133,83 +133,6 @@ void xlist_remove(xlist *l, dt_xfer *x) {
   l->n--;
 }
 
-static int xq_before(const dt_xfer *a, const dt_xfer *b) {
-  return a->opts->priority != b->opts->priority ? a->opts->priority > b->opts->priority
-                                                : a->seq < b->seq;
-}
-
-/* Links two heap roots; returns the new root. */
-static dt_xfer *xq_link(dt_xfer *a, dt_xfer *b) {
-  if (!a) return b;
-  if (!b) return a;
-  if (xq_before(b, a)) {
-    dt_xfer *t = a;
-    a = b;
-    b = t;
-  }
-  b->next = a->child;
-  if (a->child) a->child->prev = b;
-  b->prev = a;
-  a->child = b;
-  a->prev = a->next = NULL;
-  return a;
-}
-
-/* The two-pass pairing of a sibling list into one heap (iterative: no
- * recursion however long the list). */
-static dt_xfer *xq_pairs(dt_xfer *first) {
-  dt_xfer *pairs = NULL;
-  while (first) {
-    dt_xfer *a = first, *b = a->next;
-    first = b ? b->next : NULL;
-    a->prev = a->next = NULL;
-    if (b) b->prev = b->next = NULL;
-    dt_xfer *m = xq_link(a, b);
-    m->next = pairs;
-    pairs = m;
-  }
-  dt_xfer *root = NULL;
-  while (pairs) {
-    dt_xfer *n = pairs->next;
-    pairs->next = NULL;
-    root = xq_link(root, pairs);
-    pairs = n;
-  }
-  return root;
-}
-
-/* Inserts x with the seq it has (a transfer put back keeps its place). */
-void xq_insert(xqueue *q, dt_xfer *x) {
-  x->child = x->prev = x->next = NULL;
-  q->root = xq_link(q->root, x);
-  q->n++;
-}
-
-/* After the transfers of its priority queued so far. */
-static void xq_push(xqueue *q, dt_xfer *x) {
-  x->seq = ++q->back;
-  xq_insert(q, x);
-}
-
-/* Before the transfers of its priority queued so far. */
-void xq_push_front(xqueue *q, dt_xfer *x) {
-  x->seq = --q->front;
-  xq_insert(q, x);
-}
-
-void xq_remove(xqueue *q, dt_xfer *x) {
-  if (x == q->root) {
-    q->root = xq_pairs(x->child);
-  } else {
-    if (x->prev->child == x) x->prev->child = x->next;
-    else x->prev->next = x->next;
-    if (x->next) x->next->prev = x->prev;
-    q->root = xq_link(q->root, xq_pairs(x->child));
-  }
-  x->child = x->prev = x->next = NULL;
-  q->n--;
-}
-
 dt_shared *dt_shared_new(const char *user_agent, const char *temp_dir) {
   size_t ua = strlen(user_agent) + 1, td = strlen(temp_dir) + 1;
   dt_shared *s = malloc(sizeof *s + ua + td);
@@ -456,7 +379,7 @@ static void start_waiting(dt_engine *e) {
   e->start_skipped = 0;
   dt_xfer *skipped = NULL; /* taken out, put back with their seq: their places are kept */
   while (e->waiting.root && e->running.n < max) {
-    dt_xfer *x = e->waiting.root;
+    dt_xfer *x = xq_first(&e->waiting);
     xq_remove(&e->waiting, x);
     /* One destination, one writer: a transfer whose destination another
      * one is writing (or will write again after its retry's backoff) keeps
@@ -650,7 +573,7 @@ static void *engine_main(void *arg) {
   while (e->running.head) drop(e, e->running.head);
   while (e->sleeping.head) drop(e, e->sleeping.head);
   while (e->paused.head) drop(e, e->paused.head);
-  while (e->waiting.root) drop(e, e->waiting.root);
+  while (e->waiting.root) drop(e, xq_first(&e->waiting));
   for (int i = 0; i < e->nahead; i++) xfer_unref(e->ahead[i]);
   e->nahead = 0;
   while (e->gather_nfree > 0) free(e->gather_free[--e->gather_nfree]);

@@ -12,6 +12,7 @@
 #include "files.h"
 #include "headers.h"
 #include "pace.h"
+#include "queue.h"
 #include "notify.h"
 #include "platform.h"
 
@@ -182,8 +183,7 @@ struct dt_xfer {
   /* on the running or sleeping list; while waiting, the queue's heap links:
    * next = right sibling, prev = left sibling or parent */
   dt_xfer *prev, *next;
-  dt_xfer *child; /* waiting: the first child in the queue's heap */
-  int64_t seq;    /* waiting: order among equal priorities (smaller first) */
+  qnode qn;       /* waiting: its place in the queue (queue.h); qn.seq is kept across a pause */
   xrun *run; /* from the first start() until finish() or drop() */
   char *cwd;         /* a relative filePath's working directory, taken at the call */
   dest_info dest;    /* filePath resolved, before the first start */
@@ -199,14 +199,24 @@ typedef struct xlist {
   long n;
 } xlist;
 
-/* The queue: higher opts->priority first, then smaller seq (call order).
- * An intrusive pairing heap: insertion O(1), removal of the first or of
- * any transfer O(log n) amortized, and no allocation (nothing to fail). */
-typedef struct xqueue {
-  dt_xfer *root;
-  long n;
-  int64_t back, front; /* seq given by the last push at the back (> 0) or at the front (< 0) */
-} xqueue;
+/* The queue (queue.c): higher opts->priority first, then call order. These
+ * take the transfer a node is embedded in. */
+#define XFER_OF_QNODE(n) ((dt_xfer *)(void *)((char *)(n)-offsetof(dt_xfer, qn)))
+static inline dt_xfer *xq_first(const queue *q) { return q->root ? XFER_OF_QNODE(q->root) : NULL; }
+static inline void xq_push(queue *q, dt_xfer *x) {
+  x->qn.priority = x->opts->priority;
+  queue_push(q, &x->qn);
+}
+static inline void xq_push_front(queue *q, dt_xfer *x) {
+  x->qn.priority = x->opts->priority;
+  queue_push_front(q, &x->qn);
+}
+/* with the seq it has: a transfer put back keeps its place */
+static inline void xq_insert(queue *q, dt_xfer *x) {
+  x->qn.priority = x->opts->priority;
+  queue_insert(q, &x->qn);
+}
+static inline void xq_remove(queue *q, dt_xfer *x) { queue_remove(q, &x->qn); }
 
 struct dt_engine {
   pthread_mutex_t mu;
@@ -225,7 +235,7 @@ struct dt_engine {
   dt_xfer *ready_head, *ready_tail;
 
   /* engine thread only */
-  xqueue waiting;
+  queue waiting;
   xlist running, sleeping, paused;
   int64_t rate_limit; /* configure{rateLimit}: engine thread's copy (bytes/s, 0: none) */
   int wake_due; /* news was published: the pipe gets its byte at the end of this round */
@@ -255,9 +265,6 @@ void run_free(dt_xfer *x);
 void xfer_unref(dt_xfer *x);
 void xlist_push(xlist *l, dt_xfer *x);
 void xlist_remove(xlist *l, dt_xfer *x);
-void xq_insert(xqueue *q, dt_xfer *x);
-void xq_push_front(xqueue *q, dt_xfer *x);
-void xq_remove(xqueue *q, dt_xfer *x);
 
 /* transfer.c: starting, finishing, retrying, pausing a transfer */
 void abort_xfer(dt_engine *e, dt_xfer *x);
