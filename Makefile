@@ -270,13 +270,13 @@ bench-openresty: build/luajit/downloadtask.so build/5.4/downloadtask.so $(eval .
 # ---- C unit tests of the pure parts (tests/unit/) ---------------------------------------
 # `make unit`: each pure source with its tests, under ASan and UBSan, no libcurl, no Lua;
 # ends with "<n> passed, <m> failed". A pure part is one whose file includes neither
-# curl.h nor lua.h (src/ranges.c, record.c, httpdate.c, headers.c and pace.c).
+# curl.h nor lua.h (src/ranges.c, record.c, httpdate.c, headers.c, pace.c and queue.c).
 UNIT_SRC = src/ranges.c src/record.c src/httpdate.c src/headers.c src/pace.c src/queue.c
 UNIT_TESTS = tests/unit/main.c tests/unit/test_ranges.c tests/unit/test_record.c tests/unit/test_httpdate.c \
-  tests/unit/test_headers.c tests/unit/test_pace.c
+  tests/unit/test_headers.c tests/unit/test_pace.c tests/unit/test_queue.c
 .PHONY: unit
 
-build/unit/unit: $(UNIT_SRC) $(UNIT_TESTS) tests/unit/unit.h src/ranges.h src/record.h src/httpdate.h src/headers.h src/pace.h
+build/unit/unit: $(UNIT_SRC) $(UNIT_TESTS) tests/unit/unit.h src/ranges.h src/record.h src/httpdate.h src/headers.h src/pace.h src/queue.h
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -Werror $(SAN_OPT) $(ASAN_FLAGS) -fno-sanitize-recover=all -D_POSIX_C_SOURCE=200809L -o $@ $(UNIT_SRC) $(UNIT_TESTS) -lm
 
@@ -301,7 +301,7 @@ FUZZ_SECONDS ?= 20
 FUZZ_TARGETS = content_range record decide httpdate header
 .PHONY: fuzz
 
-build/fuzz/%: tests/fuzz/fuzz_%.c $(UNIT_SRC) src/ranges.h src/record.h src/httpdate.h src/headers.h src/pace.h
+build/fuzz/%: tests/fuzz/fuzz_%.c $(UNIT_SRC) src/ranges.h src/record.h src/httpdate.h src/headers.h src/pace.h src/queue.h
 	@mkdir -p $(@D)
 	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	  -D_POSIX_C_SOURCE=200809L -o $@ $< $(UNIT_SRC)

@@ -9,6 +9,7 @@ int main(void) {
   test_httpdate();
   test_headers();
   test_pace();
+  test_queue();
   printf("%d passed, %d failed\n", unit_passed, unit_failed);
   return unit_failed > 0;
 }

@@ -29,6 +29,7 @@ void test_record(void);
 void test_httpdate(void);
 void test_headers(void);
 void test_pace(void);
+void test_queue(void);
 void test_notify(void);
 
 #endif
