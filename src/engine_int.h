@@ -77,6 +77,7 @@ typedef struct dt_seg {
   int bad;         /* the server answered the range with something else */
   int queued;      /* a resumed part's range waiting for one of the `segments` connections */
   long oserr;      /* the OS error of its last connection (ECONNRESET, ...) */
+  long pxerr;      /* its SOCKS proxy's error (CURLINFO_PROXY_ERROR), or 0 */
   int werr;        /* errno of a failed write, or 0 */
   double retry_at; /* > 0: to be fetched again then */
   double resume_at; /* > 0: paused by rateLimit until then (monotonic ms) */
@@ -274,7 +275,18 @@ void drop(dt_engine *e, dt_xfer *x);
 void fail(dt_engine *e, dt_xfer *x, int err, const char *reason);
 void fill_profile(dt_xfer *x, dt_profile *p);
 void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc);
+/* How a connection ended: libcurl's result, the OS error, the SOCKS proxy's
+ * error (CURLINFO_PROXY_ERROR) and libcurl's message ("" when none). */
+typedef struct curl_end {
+  CURLcode rc;
+  long oserr;
+  long proxy_err;
+  const char *errbuf;
+} curl_end;
+/* The DT_ERR_* and reason of a failure: the main connection's (map_error),
+ * or any connection's, a range's too (map_error_of): one classification. */
 int map_error(dt_xfer *x, CURLcode rc, char *reason, size_t n);
+int map_error_of(dt_xfer *x, const curl_end *c, char *reason, size_t n);
 curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a);
 void pause_xfer(dt_engine *e, dt_xfer *x);
 void resume_xfer(dt_engine *e, dt_xfer *x);

@@ -493,21 +493,12 @@ static void seg_failed(dt_engine *e, dt_xfer *x, dt_seg *s, CURLcode rc, const c
     retry_later(e, x);
     return;
   }
-  /* the errors one connection would give (map_error) */
+  /* the errors one connection would give; past the download's timeout, libcurl's message
+   * is the range's own clock's */
+  curl_end c = {rc, s->oserr, s->pxerr,
+                expired && rc == CURLE_OPERATION_TIMEDOUT ? "Operation timed out" : why};
   char reason[512];
-  int err = DT_ERR_NETWORK;
-  snprintf(reason, sizeof reason, "%s", why);
-  if (rc == CURLE_OPERATION_TIMEDOUT) {
-    err = DT_ERR_TIMEOUT;
-    timeout_reason(x->opts, expired ? "Operation timed out" : why, reason, sizeof reason);
-  } else if (rc == CURLE_COULDNT_CONNECT) {
-    err = DT_ERR_CONNECT;
-    if (s->oserr == ECONNREFUSED) snprintf(reason, sizeof reason, "connection refused");
-    else snprintf(reason, sizeof reason, "could not connect: %s", why);
-  } else if ((rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR) && s->oserr == ECONNRESET) {
-    err = DT_ERR_CONNECT;
-    snprintf(reason, sizeof reason, "connection reset");
-  }
+  int err = map_error_of(x, &c, reason, sizeof reason);
   fail(e, x, err, reason);
 }
 
@@ -520,8 +511,9 @@ void seg_end(dt_engine *e, dt_seg *s, CURLcode rc) {
     if (status != 206) s->bad = 1;
   }
   seg_release(x, s);
-  s->oserr = 0;
+  s->oserr = s->pxerr = 0;
   curl_easy_getinfo(s->easy, CURLINFO_OS_ERRNO, &s->oserr);
+  curl_easy_getinfo(s->easy, CURLINFO_PROXY_ERROR, &s->pxerr);
   release_easy(e, &s->easy);
   curl_slist_free_all(s->slist);
   s->slist = NULL;
@@ -559,8 +551,9 @@ void seg_main_end(dt_engine *e, dt_xfer *x, CURLcode rc) {
   dt_seg *s0 = &r->segs[0];
   int c = gather_flush_end(x);
   fill_profile(x, &r->res->profile);
-  s0->oserr = 0;
+  s0->oserr = s0->pxerr = 0;
   curl_easy_getinfo(r->easy, CURLINFO_OS_ERRNO, &s0->oserr);
+  curl_easy_getinfo(r->easy, CURLINFO_PROXY_ERROR, &s0->pxerr);
   release_easy(e, &r->easy);
   r->main_over = 1;
   if (c != 0) {

@@ -312,13 +312,20 @@ static long proxy_error(dt_xfer *x) {
   return px;
 }
 
+/* How the main connection ended, as map_error_of reads it. */
+static curl_end main_end(dt_xfer *x, CURLcode rc) {
+  curl_end c = {rc, 0, proxy_error(x), x->run->errbuf};
+  if (x->run->easy) curl_easy_getinfo(x->run->easy, CURLINFO_OS_ERRNO, &c.oserr);
+  return c;
+}
+
 /* "could not resolve host: <name>" (or proxy), the name as libcurl's message gives it, else
  * the URL's host, else the proxy as given. */
-static int resolve_reason(dt_xfer *x, CURLcode rc, char *reason, size_t n) {
+static int resolve_reason(dt_xfer *x, const curl_end *c, char *reason, size_t n) {
   /* the name that did not resolve, as libcurl's message gives it */
-  int proxy = rc == CURLE_COULDNT_RESOLVE_PROXY;
+  int proxy = c->rc == CURLE_COULDNT_RESOLVE_PROXY;
   const char *what = proxy ? "Could not resolve proxy: " : "Could not resolve host: ";
-  const char *name = strstr(x->run->errbuf, what);
+  const char *name = strstr(c->errbuf, what);
   name = name ? name + strlen(what) : "";
   size_t len = strcspn(name, " \r\n");
   char *host = NULL;
@@ -339,9 +346,14 @@ static int resolve_reason(dt_xfer *x, CURLcode rc, char *reason, size_t n) {
 }
 
 int map_error(dt_xfer *x, CURLcode rc, char *reason, size_t n) {
-  long oserr = 0;
-  const char *detail = x->run->errbuf[0] ? x->run->errbuf : curl_easy_strerror(rc);
-  if (x->run->easy) curl_easy_getinfo(x->run->easy, CURLINFO_OS_ERRNO, &oserr);
+  curl_end c = main_end(x, rc);
+  return map_error_of(x, &c, reason, n);
+}
+
+int map_error_of(dt_xfer *x, const curl_end *c, char *reason, size_t n) {
+  CURLcode rc = c->rc;
+  long oserr = c->oserr;
+  const char *detail = c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc);
   if (x->run->fail_err) {
     snprintf(reason, n, "%s", x->run->fail_reason);
     return x->run->fail_err;
@@ -350,7 +362,7 @@ int map_error(dt_xfer *x, CURLcode rc, char *reason, size_t n) {
   case CURLE_UNSUPPORTED_PROTOCOL:
     /* libcurl says this also of a reply that is not HTTP at all (it takes it
      * for HTTP/0.9, which it refuses): that is the server's fault, not the URL's */
-    if (strstr(x->run->errbuf, "HTTP/0.9")) {
+    if (strstr(c->errbuf, "HTTP/0.9")) {
       snprintf(reason, n, "the server's reply is not HTTP");
       return DT_ERR_NETWORK;
     }
@@ -370,7 +382,7 @@ int map_error(dt_xfer *x, CURLcode rc, char *reason, size_t n) {
     return DT_ERR_URL;
   case CURLE_COULDNT_RESOLVE_HOST:
   case CURLE_COULDNT_RESOLVE_PROXY:
-    return resolve_reason(x, rc, reason, n);
+    return resolve_reason(x, c, reason, n);
   case CURLE_COULDNT_CONNECT:
     if (oserr == ECONNREFUSED) snprintf(reason, n, "connection refused");
     else snprintf(reason, n, "could not connect: %s", detail);
@@ -404,7 +416,7 @@ int map_error(dt_xfer *x, CURLcode rc, char *reason, size_t n) {
     }
     break;
   case CURLE_PROXY: /* a SOCKS proxy's word for what a direct connection would have met */
-    switch (proxy_error(x)) {
+    switch (c->proxy_err) {
     case CURLPX_REPLY_CONNECTION_REFUSED:
       snprintf(reason, n, "connection refused");
       return DT_ERR_CONNECT;
