@@ -292,7 +292,8 @@ int files_temp(const char *dir, int flags, char **path) {
     return -1;
   }
   for (int tries = 0; tries < 100; tries++) {
-    snprintf(p, n, "%s/" TEMP_PREFIX "%08x.%ld.%08x" TEMP_SUFFIX, dir, host_tag(), plat_pid(),
+    /* the directory's own separator: on Windows a tempFilePath is "C:\\...\\name" */
+    snprintf(p, n, "%s%c" TEMP_PREFIX "%08x.%ld.%08x" TEMP_SUFFIX, dir, plat_sep(dir), host_tag(), plat_pid(),
              files_rand());
     int fd = plat_open_write(p, PLAT_EXCL | flags);
     if (fd >= 0) {
