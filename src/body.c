@@ -35,7 +35,7 @@ void resolve_dest(dt_xfer *x) {
   char *abs = x->cwd ? files_join(x->cwd, x->opts->file_path) : NULL;
   const char *path = abs ? abs : x->opts->file_path;
   if ((x->opts->create_dirs &&
-       files_make_dirs(path, &x->made_dirs, &x->made_top, &x->dest_err, reason, sizeof reason) != 0) ||
+       files_make_dirs(path, &x->made, &x->dest_err, reason, sizeof reason) != 0) ||
       files_resolve(path, &x->dest, &x->dest_err, reason, sizeof reason) != 0)
     x->dest_reason = strdup(reason); /* NULL: start() says "out of memory" */
   free(abs);
@@ -43,33 +43,25 @@ void resolve_dest(dt_xfer *x) {
 
 /* createDirs: nothing was saved (a failure, a non-2xx answer, an abort), so the directories
  * made for it go, each while it is empty. Engine thread; once. */
-void unmake_dirs(dt_xfer *x) {
-  files_unmake_dirs(x->made_dirs, x->made_top);
-  x->made_dirs = NULL;
+void unmake_dirs(dt_xfer *x) { files_unmake_dirs(&x->made); }
+
+/* createDirs: the destination's directory is there before a file is made in it (another
+ * download that had made it may have removed it, empty, when it ended; it costs one stat).
+ * 0, or -1 with the failure set. */
+static int ensure_dirs(dt_xfer *x) {
+  char reason[256];
+  int err;
+  if (!x->opts->create_dirs || files_make_dirs(x->dest.path, &x->made, &err, reason, sizeof reason) == 0) return 0;
+  set_fail(x, err, "%s", reason);
+  return -1;
 }
 
 /* A new temporary file beside the destination, after sweeping that
  * directory of the ones dead processes left. */
 int open_part(dt_engine *e, dt_xfer *x) {
+  if (ensure_dirs(x) != 0) return -1;
   files_sweep(&e->scans, x->dest.dir);
   int fd = files_temp(x->dest.dir, 0, &x->run->part_path);
-  if (fd < 0 && errno == ENOENT && x->opts->create_dirs) {
-    /* another download that had made this directory removed it, empty, when it ended */
-    char *made = NULL, reason[256];
-    size_t top = 0;
-    int err;
-    int why = ENOENT;
-    if (files_make_dirs(x->dest.path, &made, &top, &err, reason, sizeof reason) == 0 &&
-        (fd = files_temp(x->dest.dir, 0, &x->run->part_path)) < 0)
-      why = errno;
-    if (made && !x->made_dirs) {
-      x->made_dirs = made;
-      x->made_top = top;
-    } else {
-      free(made);
-    }
-    errno = why;
-  }
   if (fd < 0) file_error(x, errno, x->dest.path);
   return fd;
 }
@@ -267,6 +259,7 @@ static int restart_part(dt_xfer *x) {
  * descriptor and sets x->run->offset (0 when there is nothing it may safely
  * continue). */
 int open_resume_part(dt_engine *e, dt_xfer *x, char **validator) {
+  if (ensure_dirs(x) != 0) return -1;
   files_sweep(&e->scans, x->dest.dir);
   char *p = files_part_path(&x->dest, ".part");
   if (!p) {

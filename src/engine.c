@@ -246,7 +246,7 @@ static void xfer_free(dt_xfer *x) {
   free(x->cwd);
   files_dest_free(&x->dest);
   free(x->dest_reason);
-  free(x->made_dirs);
+  files_made_free(&x->made);
   free(x->pub.headers);
   dt_result_discard(x->pub.result);
   run_free(x);

@@ -189,8 +189,7 @@ struct dt_xfer {
   char *cwd;         /* a relative filePath's working directory, taken at the call */
   dest_info dest;    /* filePath resolved, before the first start */
   char *dest_reason; /* why it could not be (then dest_err) */
-  char *made_dirs;   /* createDirs: the directories it made, to go when nothing is saved */
-  size_t made_top;   /* (files_make_dirs) */
+  files_made made;   /* createDirs: the directories it made, to go when nothing is saved */
   int dest_err;
   unsigned char dest_done;
 };

@@ -124,8 +124,7 @@ static int make_dir(const char *p, int *made, int *err, char *reason, size_t n) 
   return -1;
 }
 
-int files_make_dirs(const char *file_path, char **made, size_t *top, int *err, char *reason, size_t n) {
-  *made = NULL;
+int files_make_dirs(const char *file_path, files_made *made, int *err, char *reason, size_t n) {
   const char *slash = NULL;
   for (const char *q = file_path; *q; q++)
     if (plat_is_sep(*q)) slash = q;
@@ -140,35 +139,47 @@ int files_make_dirs(const char *file_path, char **made, size_t *top, int *err, c
     *err = files_error(ENOMEM, NULL, file_path, reason, n);
     return -1;
   }
-  int rc = 0, any = 0;
+  int rc = 0, nmade = 0, count = 1;
+  for (const char *q = p; *q; q++) count += plat_is_sep(*q);
+  size_t *ends = NULL;
   if (!is_dir(p)) { /* the usual case, a directory that exists, costs one stat */
-    for (char *q = p + 1; *q && rc == 0; q++) {
-      if (!plat_is_sep(*q) || plat_is_sep(q[-1])) continue;
+    ends = made->path ? NULL : malloc((size_t)count * sizeof *ends); /* NULL: they stay */
+    for (char *q = p + 1; rc == 0; q++) {
+      if (*q && (!plat_is_sep(*q) || plat_is_sep(q[-1]))) continue;
       char sep = *q;
       *q = '\0';
-      int was = any;
-      rc = make_dir(p, &any, err, reason, n);
-      if (any && !was) *top = (size_t)(q - p);
+      int created = 0;
+      rc = make_dir(p, &created, err, reason, n);
+      if (created && ends) ends[nmade++] = (size_t)(q - p);
       *q = sep;
+      if (!sep) break;
     }
-    int was = any;
-    if (rc == 0) rc = make_dir(p, &any, err, reason, n);
-    if (any && !was) *top = dl;
   }
-  if (any) *made = p; /* also after a failure further down: what was made goes */
-  else free(p);
+  if (nmade > 0) { /* also after a failure further down: what was made goes */
+    made->path = p;
+    made->ends = ends;
+    made->n = nmade;
+  } else {
+    free(p);
+    free(ends);
+  }
   return rc;
 }
 
-void files_unmake_dirs(char *made, size_t top) {
-  if (!made) return;
-  size_t len = strlen(made);
-  while (len >= top && top > 0 && plat_rmdir(made) == 0) {
-    while (len > 0 && !plat_is_sep(made[len - 1])) len--; /* its parent */
-    while (len > 0 && plat_is_sep(made[len - 1])) len--;
-    made[len] = '\0';
+void files_unmake_dirs(files_made *m) {
+  for (int i = m->n - 1; i >= 0; i--) {
+    m->path[m->ends[i]] = '\0';
+    if (plat_rmdir(m->path) != 0) break;
   }
-  free(made);
+  files_made_free(m);
+}
+
+void files_made_free(files_made *m) {
+  free(m->path);
+  free(m->ends);
+  m->path = NULL;
+  m->ends = NULL;
+  m->n = 0;
 }
 
 int files_resolve(const char *file_path, dest_info *d, int *err, char *reason, size_t n) {

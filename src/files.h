@@ -33,14 +33,24 @@ void files_dest_free(dest_info *d);
 char *files_cwd(void);
 /* "<dir>/<name>" (malloc'd), or NULL. */
 char *files_join(const char *dir, const char *name);
+/* The directories `mkdir -p` made: path's first ends[i] bytes, each one
+ * mkdir created (not one that was there, also when ".." led back to it). */
+typedef struct files_made {
+  char *path;
+  size_t *ends;
+  int n;
+} files_made;
+
 /* `mkdir -p` of file_path's directory (0777 & ~umask), before files_resolve.
  * 0, or -1 with *err and a reason naming the directory that could not be.
- * When it made any, *made is that directory (malloc'd; NULL when out of
- * memory: then they stay) and *top the length of the first one it made. */
-int files_make_dirs(const char *file_path, char **made, size_t *top, int *err, char *reason, size_t n);
+ * What it made is added to *made (empty: {0}) when *made holds nothing yet
+ * (out of memory: then they stay). */
+int files_make_dirs(const char *file_path, files_made *made, int *err, char *reason, size_t n);
 /* Removes what files_make_dirs made, deepest first, while each is empty
- * (another download may have put a file there); frees made. */
-void files_unmake_dirs(char *made, size_t top);
+ * (another download may have put a file there); then forgets it. */
+void files_unmake_dirs(files_made *made);
+/* Forgets it, removing nothing. */
+void files_made_free(files_made *made);
 
 /* Removes, at most once a minute per directory, the temporary files of
  * processes of this host that no longer run. `cache` belongs to the caller

@@ -72,7 +72,7 @@ static const opt_def OPTIONS[O_COUNT] = {
     {"resume", K_BOOL, 0, OPT(resume), 0, 0, 0, 0},
     {"retry", K_LONG, 0, OPT(retry), 0, 0, BIG, LONGMAX},
     {"durable", K_BOOL, 0, OPT(durable), 0, 0, 0, 0},
-    {"priority", K_LONG, 0, OPT(priority), 0, INT64_MIN, BIG, LONGMAX},
+    {"priority", K_LONG, 0, OPT(priority), 0, (int64_t)LONG_MIN, BIG, LONGMAX},
     {"createDirs", K_BOOL, 0, OPT(create_dirs), 0, 0, 0, 0},
     {"segments", K_LONG, 0, OPT(segments), 1, 1, 16, 16},
     {"mirrors", K_TABLE, 0, NONE, 0, 0, 0, 0},

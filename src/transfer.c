@@ -607,7 +607,11 @@ void finish_rc(dt_engine *e, dt_xfer *x, CURLcode rc) {
     return;
   }
   /* a private body's name said which process wrote it; it is the caller's now */
-  if (!x->run->to_dest && x->run->body_path) (void)files_deliver_private(&x->run->body_path);
+  if (!x->run->to_dest && x->run->body_path && files_deliver_private(&x->run->body_path) != 0) {
+    file_error(x, errno, x->run->body_path); /* under its own name the next sweep would take it */
+    fail(e, x, x->run->fail_err, x->run->fail_reason);
+    return;
+  }
   r->ok = 1;
   r->length = x->run->written;
   r->body_path = x->run->body_path; /* from here on the result owns the file */
@@ -638,6 +642,7 @@ static void finish(dt_engine *e, dt_xfer *x) {
   if (!r->ok) close_body(x);
   drop_ahead(x->run); /* before the news: nothing of it is left once Lua hears */
   if (!r->ok || !r->to_dest) unmake_dirs(x); /* nothing saved: createDirs' directories go */
+  else files_made_free(&x->made);              /* the file is in them: they are the caller's */
   r->attempts = x->run->attempt - x->run->resumes; /* retry's requests: resume() starts none */
   if (x->phase == PH_RUNNING) xlist_remove(&e->running, x);
   x->phase = PH_DONE;
@@ -683,7 +688,7 @@ void abort_xfer(dt_engine *e, dt_xfer *x) {
     xfer_unref(x);
     return;
   }
-  unmake_dirs(x); /* (a delivered file keeps its directory: only empty ones go) */
+  unmake_dirs(x); /* a result not taken yet: its file went with it (none after a delivery) */
   publish(e, x, DT_EV_ABORTED, NULL, NULL);
 }
 

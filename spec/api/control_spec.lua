@@ -436,6 +436,30 @@ describe("createDirs", function()
     end
   end)
 
+  -- Found by review: the removal walked the path's text, so ".." took away a directory it
+  -- had not made, and "//" stopped it early; and a download queued behind another into the
+  -- same new directory failed once the first had removed it.
+  it("removes exactly the directories it made, whatever '..' or '//' the path holds", function()
+    local dir = S.tmpdir()
+    S.run("mkdir -p " .. S.quote(dir .. "/old"))
+    local missing = S.nginx().url("missing.bin")
+    assert(T.start { url = missing, filePath = dir .. "/new/../old/f.bin", createDirs = true }:await())
+    assert.are.same({ "old" }, S.listdir(dir), "'..': the directory there before stays, the one made goes")
+    assert(T.start { url = missing, filePath = dir .. "/a/b//f.bin", createDirs = true }:await())
+    assert.are.same({ "old" }, S.listdir(dir), "'//': both made directories go")
+  end)
+
+  it("a download queued behind another into the same new directory makes it again", function()
+    local dir = S.tmpdir()
+    local dest = dir .. "/new/f.bin"
+    local first = T.start { url = S.nginx().url("missing.bin"), filePath = dest, createDirs = true, resume = true }
+    local second = T.start { url = small(), filePath = dest, createDirs = true, resume = true }
+    assert.are.equal(404, assert(first:await()).statusCode)
+    local res, err = second:await()
+    assert(res, err and err.errMsg)
+    assert.are.equal(S.SMALL_TXT, S.readfile(dest))
+  end)
+
   it("keeps a made directory that another download put a file in", function()
     for _, missing_first in ipairs { false, true } do
       local dir = S.tmpdir()
