@@ -318,8 +318,8 @@ fuzz: $(FUZZ_TARGETS:%=build/fuzz/%)
 	done
 
 # ---- Interop: server software we did not write (issue 22) -------------------------------
-# `make interop`: tools/interop/deps.sh installs Apache, lighttpd, caddy, h2o, nghttpd, squid,
-# tinyproxy and microsocks from Debian (none left running or enabled), then
+# `make interop`: tools/interop/deps.sh installs Apache, lighttpd, caddy, h2o, nghttpd, httpbin
+# (gunicorn), squid, tinyproxy, dante and microsocks from Debian (none left running or enabled), then
 # tools/interop/run.lua starts each on free loopback ports from tools/interop/conf/ and
 # compares the module with the curl command on every case; a server that cannot start is
 # skipped with its reason. INTEROP_ARGS=--only=apache2,squid narrows it.

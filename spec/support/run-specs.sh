@@ -38,7 +38,7 @@ ours() {
   cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline") || return 1
   case $cmd in
   *nginx*|*faultserver.lua*) return 0 ;;
-  *apache2*|*lighttpd*|*caddy*|*h2o*|*nghttpd*|*squid*|*tinyproxy*|*microsocks*) return 0 ;; # make interop
+  *apache2*|*lighttpd*|*caddy*|*h2o*|*nghttpd*|*squid*|*tinyproxy*|*microsocks*|*danted*|*gunicorn*) return 0 ;; # make interop
   esac
   return 1
 }

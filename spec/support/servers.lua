@@ -536,22 +536,68 @@ end
 
 -- Runs `cmd` (a shell command that stays in the foreground) with its output
 -- in `log`, and waits up to `timeout` s (default 10) for 127.0.0.1:port to
--- accept. Returns its pid, or nil and the log's last lines.
-function S.spawn(cmd, port, log, timeout)
+-- accept. Returns its pid, or nil and why: whether it exited or kept running
+-- without listening, and the last lines of `log` and of `logs` (a list of the
+-- server's own log files, such as squid's cache.log), so that the reason is
+-- never empty even when the server writes nothing to its output.
+local function last_lines(path, n)
+  local text = S.readfile(path)
+  if not text then return nil end
+  local lines, errors = {}, {}
+  for line in text:gmatch("[^\n]+") do
+    line = line:gsub("%s+$", "")
+    if line ~= "" then
+      lines[#lines + 1] = line
+      -- a server's closing lines may be its shutdown chatter: keep its last error lines too
+      local l = line:lower()
+      if l:find("fatal") or l:find("error") or l:find("emerg") or l:find("alert") or l:find("crit") then
+        errors[#errors + 1] = #lines
+      end
+    end
+  end
+  if #lines == 0 then return nil end
+  local first = math.max(1, #lines - n + 1)
+  local picked = {}
+  for k = math.max(1, #errors - 1), #errors do
+    if errors[k] < first then picked[#picked + 1] = lines[errors[k]] end
+  end
+  if #picked > 0 then picked[#picked + 1] = "..." end
+  for i = first, #lines do picked[#picked + 1] = lines[i] end
+  local s = table.concat(picked, " / ")
+  if #s > 1000 then s = s:sub(1, 300) .. " ... " .. s:sub(-700) end
+  return s
+end
+
+function S.spawn(cmd, port, log, timeout, logs)
   local p = assert(io.popen("bash -c " .. quote(CLOSE_FDS .. ("setsid %s </dev/null >>%s 2>&1 & echo $!")
     :format(cmd, quote(log)))))
   local pid = tointeger(tonumber(p:read("*l") or ""))
   p:close()
   if not pid then return nil, "could not start: " .. cmd end
   record_pid(pid)
-  local deadline = socket.gettime() + (timeout or 10)
+  timeout = timeout or 10
+  local alive = ("[ -r /proc/%d/stat ] && ! grep -q '^[0-9]* (.*) Z' /proc/%d/stat 2>/dev/null"):format(pid, pid)
+  local deadline = socket.gettime() + timeout
+  local exited = false
   repeat
     if can_connect(port) then return pid end
     sleep(0.02)
-  until socket.gettime() > deadline or not bash(("kill -0 %d 2>/dev/null"):format(pid))
+    exited = not bash(alive)
+  until exited or socket.gettime() > deadline
+  -- gone, but something of its session listens (a server that forked and let its parent go)
+  if exited and can_connect(port) then return pid end
   kill(pid, true)
-  local text = S.readfile(log) or ""
-  return nil, "did not listen on port " .. port .. ": " .. text:sub(-600)
+  local why = exited and ("exited without listening on port %d"):format(port)
+    or ("did not listen on port %d within %g s"):format(port, timeout)
+  local said = {}
+  local paths = { log }
+  for _, path in ipairs(logs or {}) do paths[#paths + 1] = path end
+  for _, path in ipairs(paths) do
+    local tail = last_lines(path, 6)
+    if tail then said[#said + 1] = path:match("[^/]*$") .. ": " .. tail end
+  end
+  if #said == 0 then return nil, why .. "; its output and logs are empty (" .. cmd .. ")" end
+  return nil, why .. "; " .. table.concat(said, "; ")
 end
 
 -- Stops what S.spawn started (its whole session).

@@ -4,8 +4,9 @@
 # afterwards every unit the packages ship is disabled and stopped. Prints what it installed.
 #   tools/interop/deps.sh [package...]      (default: all of PACKAGES)
 set -euo pipefail
-PACKAGES=(apache2 lighttpd lighttpd-mod-deflate caddy h2o nghttp2-server squid tinyproxy microsocks curl openssl)
-SERVICES=(apache2 lighttpd caddy h2o squid tinyproxy)
+PACKAGES=(apache2 lighttpd lighttpd-mod-deflate caddy h2o nghttp2-server squid tinyproxy microsocks
+  dante-server python3-httpbin gunicorn curl openssl)
+SERVICES=(apache2 lighttpd caddy h2o squid tinyproxy danted)
 (($# > 0)) || set -- "${PACKAGES[@]}"
 missing=()
 for p in "$@"; do
